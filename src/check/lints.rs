@@ -1,0 +1,210 @@
+//! Checks on the text of definitions that do not need shapes: unused
+//! values and parameters, unreachable statements, unknown type names,
+//! duplicate inputs. They run once per definition, not per instantiation,
+//! so a branch that one instantiation skips is still seen.
+
+use crate::diag::Diagnostic;
+use crate::diag_codes as codes;
+use crate::syntax::ast::{Def, DefBody, Expr, ExprKind, Item, Step, StepKind, Stmt, TypeExpr};
+use crate::syntax::source::{FileId, Span};
+
+use super::program::Program;
+
+pub fn lint_file(prog: &Program, file: FileId) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for item in &prog.file(file).ast.items {
+        if let Item::Def(def) = item {
+            lint_def(def, &mut out);
+        }
+    }
+    out
+}
+
+fn lint_def(def: &Def, out: &mut Vec<Diagnostic>) {
+    for p in &def.params {
+        check_type(&p.ty, out);
+    }
+    let mut uses = Vec::new();
+    match &def.body {
+        DefBody::Alias { args, .. } => {
+            for a in args {
+                names_in_expr(&a.value, &mut uses);
+            }
+        }
+        DefBody::Body { output, stmts } => {
+            if let Some(o) = output {
+                for d in &o.dims {
+                    names_in_expr(d, &mut uses);
+                }
+            }
+            lint_body(stmts, out);
+            for s in stmts {
+                stmt_uses(s, &mut uses);
+            }
+        }
+    }
+    for p in &def.params {
+        if let Some(default) = &p.default {
+            names_in_expr(default, &mut uses);
+        }
+    }
+    for p in &def.params {
+        if !uses.iter().any(|u| u == &p.name.name) {
+            out.push(
+                Diagnostic::warning(codes::UNUSED_PARAMETER, format!("parameter `{}` is never used", p.name.name))
+                    .at(p.name.span, "unused parameter")
+                    .with_help(format!("remove it, or use it in the body of `{}`", def.name.name)),
+            );
+        }
+    }
+}
+
+fn check_type(t: &TypeExpr, out: &mut Vec<Diagnostic>) {
+    match t {
+        TypeExpr::Name(n) => {
+            const TYPES: [&str; 4] = ["int", "float", "bool", "string"];
+            if !TYPES.contains(&n.name.as_str()) {
+                let mut d = Diagnostic::error(codes::UNKNOWN_TYPE, format!("unknown type `{}`", n.name))
+                    .at(n.span, "not a type");
+                d = match super::did_you_mean(&n.name, TYPES) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help("the types are int, float, bool, string and lists such as [int]"),
+                };
+                out.push(d);
+            }
+        }
+        TypeExpr::List(inner, _) => check_type(inner, out),
+    }
+}
+
+fn lint_body(stmts: &[Stmt], out: &mut Vec<Diagnostic>) {
+    let mut inputs: Vec<(&str, Span)> = Vec::new();
+    for (i, s) in stmts.iter().enumerate() {
+        match s {
+            Stmt::Return { .. } => {
+                if let Some(next) = stmts.get(i + 1) {
+                    let last = stmts.last().map_or(next.span(), |l| l.span());
+                    out.push(
+                        Diagnostic::warning(codes::UNREACHABLE, "statements after `return` are never run")
+                            .at(next.span().to(last), "unreachable")
+                            .with_label(s.span(), "the definition returns here"),
+                    );
+                }
+                break;
+            }
+            Stmt::Input { name, .. } => {
+                if let Some((_, prev)) = inputs.iter().find(|(n, _)| *n == name.name) {
+                    out.push(
+                        Diagnostic::error(codes::DUPLICATE_VALUE, format!("input `{}` is declared twice", name.name))
+                            .at(name.span, "declared again")
+                            .with_label(*prev, "first declared here"),
+                    );
+                }
+                inputs.push((&name.name, name.span));
+                check_used(stmts, i, &name.name, name.span, "input", out);
+            }
+            Stmt::Let { name, .. } => check_used(stmts, i, &name.name, name.span, "value", out),
+        }
+    }
+}
+
+/// Warns when the value bound at `stmts[at]` is not read before it is bound
+/// again or the body ends.
+fn check_used(stmts: &[Stmt], at: usize, name: &str, span: Span, what: &str, out: &mut Vec<Diagnostic>) {
+    if name.starts_with('_') {
+        return;
+    }
+    for s in &stmts[at + 1..] {
+        let mut uses = Vec::new();
+        stmt_uses(s, &mut uses);
+        if uses.iter().any(|u| u == name) {
+            return;
+        }
+        if let Stmt::Let { name: n, .. } = s {
+            if n.name == name {
+                break;
+            }
+        }
+    }
+    out.push(
+        Diagnostic::warning(codes::UNUSED_VALUE, format!("{what} `{name}` is never used"))
+            .at(span, "never used")
+            .with_help(format!("remove it, or name it `_{name}` if it is there on purpose")),
+    );
+}
+
+fn stmt_uses(s: &Stmt, uses: &mut Vec<String>) {
+    match s {
+        Stmt::Input { shape, .. } => {
+            for d in &shape.dims {
+                names_in_expr(d, uses);
+            }
+        }
+        Stmt::Let { shape, value, .. } => {
+            if let Some(sh) = shape {
+                for d in &sh.dims {
+                    names_in_expr(d, uses);
+                }
+            }
+            names_in_expr(value, uses);
+        }
+        Stmt::Return { value, .. } => names_in_expr(value, uses),
+    }
+}
+
+/// Every single-segment name an expression reads (not layer names).
+fn names_in_expr(e: &Expr, uses: &mut Vec<String>) {
+    match &e.kind {
+        ExprKind::Name(p) => {
+            if p.segments.len() == 1 {
+                uses.push(p.segments[0].name.clone());
+            }
+        }
+        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
+        ExprKind::List(items) => items.iter().for_each(|i| names_in_expr(i, uses)),
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| names_in_expr(&a.value, uses)),
+        ExprKind::Binary { first, rest } => {
+            names_in_expr(first, uses);
+            rest.iter().for_each(|(_, _, e)| names_in_expr(e, uses));
+        }
+        ExprKind::Unary { operand, .. } | ExprKind::Paren(operand) => names_in_expr(operand, uses),
+        ExprKind::Index { base, index } => {
+            names_in_expr(base, uses);
+            names_in_expr(index, uses);
+        }
+        ExprKind::If { cond, then, otherwise } => {
+            names_in_expr(cond, uses);
+            names_in_expr(then, uses);
+            names_in_expr(otherwise, uses);
+        }
+        ExprKind::Chain { head, steps } => {
+            names_in_expr(head, uses);
+            names_in_steps(steps, uses);
+        }
+    }
+}
+
+fn names_in_steps(steps: &[Step], uses: &mut Vec<String>) {
+    for s in steps {
+        match &s.kind {
+            StepKind::Call { args, .. } => args.iter().for_each(|a| names_in_expr(&a.value, uses)),
+            StepKind::Scope { steps, .. } => names_in_steps(steps, uses),
+            StepKind::Repeat { count, steps } => {
+                names_in_expr(count, uses);
+                names_in_steps(steps, uses);
+            }
+            StepKind::For { start, end, steps, .. } => {
+                names_in_expr(start, uses);
+                if let Some(e) = end {
+                    names_in_expr(e, uses);
+                }
+                names_in_steps(steps, uses);
+            }
+            StepKind::If { cond, then, otherwise } => {
+                names_in_expr(cond, uses);
+                names_in_steps(then, uses);
+                names_in_steps(otherwise, uses);
+            }
+        }
+    }
+}

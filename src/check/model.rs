@@ -1,0 +1,93 @@
+//! The checked model: the output of the front end and the input of lowering.
+//!
+//! Invariants: every value has a shape; layers are in execution order (every
+//! layer's inputs are produced by earlier layers or are model inputs); every
+//! parameter and buffer name is unique and follows PyTorch's `state_dict`
+//! naming (`layer1.0.conv1.weight`).
+
+use super::dim::Dim;
+use super::ops::Op;
+use crate::syntax::source::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+#[derive(Clone, Debug)]
+pub struct ValueInfo {
+    pub shape: Vec<Dim>,
+    /// The layer that computes it; `None` for model inputs.
+    pub producer: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelInput {
+    pub name: String,
+    pub value: ValueId,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Trained by the optimizer.
+    Parameter,
+    /// State that is saved but not trained (batch-norm running statistics).
+    Buffer,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    /// The full `state_dict` key.
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub kind: TensorKind,
+}
+
+impl ParamInfo {
+    pub fn numel(&self) -> u128 {
+        self.shape.iter().map(|&d| d.max(0) as u128).product()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// Dotted module path (`layer1.0.conv1`), as in PyTorch.
+    pub path: String,
+    pub op: Op,
+    pub inputs: Vec<ValueId>,
+    pub output: ValueId,
+    pub params: Vec<ParamInfo>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    pub name: String,
+    pub doc: Option<String>,
+    pub inputs: Vec<ModelInput>,
+    pub layers: Vec<Layer>,
+    pub values: Vec<ValueInfo>,
+    pub output: Option<ValueId>,
+}
+
+impl Model {
+    pub fn shape(&self, v: ValueId) -> &[Dim] {
+        &self.values[v.0 as usize].shape
+    }
+
+    pub fn add_value(&mut self, shape: Vec<Dim>, producer: Option<usize>) -> ValueId {
+        self.values.push(ValueInfo { shape, producer });
+        ValueId(self.values.len() as u32 - 1)
+    }
+
+    /// All parameters and buffers, in layer order.
+    pub fn tensors(&self) -> impl Iterator<Item = &ParamInfo> {
+        self.layers.iter().flat_map(|l| l.params.iter())
+    }
+
+    pub fn parameter_count(&self) -> u128 {
+        self.tensors()
+            .filter(|p| p.kind == TensorKind::Parameter)
+            .map(ParamInfo::numel)
+            .sum()
+    }
+}

@@ -1,0 +1,62 @@
+//! "Did you mean ...?" suggestions by edit distance.
+
+/// The candidate closest to `name`, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    let lower = name.to_ascii_lowercase();
+    let mut best: Option<(usize, &'a str)> = None;
+    for c in candidates {
+        if c == name {
+            continue;
+        }
+        // `BatchNorm2d` and `batchnorm` are spellings of `batch_norm`.
+        let squashed = |s: &str| s.to_ascii_lowercase().replace('_', "");
+        let d = if squashed(c) == squashed(name).trim_end_matches("2d").trim_end_matches("1d") {
+            0
+        } else {
+            distance(&lower, &c.to_ascii_lowercase())
+        };
+        if d <= limit && best.is_none_or(|(bd, bc)| d < bd || (d == bd && c < bc)) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > 3 {
+        return usize::MAX;
+    }
+    let mut prev2 = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(prev2[j - 2] + 1);
+            }
+        }
+        prev2 = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_typos() {
+        let ops = ["batch_norm", "conv2d", "relu", "max_pool", "linear"];
+        assert_eq!(did_you_mean("batchnorm", ops), Some("batch_norm"));
+        assert_eq!(did_you_mean("BatchNorm2d", ops), Some("batch_norm"));
+        assert_eq!(did_you_mean("conv2", ops), Some("conv2d"));
+        assert_eq!(did_you_mean("rleu", ops), Some("relu"));
+        assert_eq!(did_you_mean("transformer", ops), None);
+    }
+}

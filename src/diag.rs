@@ -1,0 +1,303 @@
+//! Diagnostics: what every stage reports, and how it is rendered with miette.
+//!
+//! Stages never print and never stop at the first problem: they return their
+//! result together with a `Vec<Diagnostic>`. Rendering is done once, at the
+//! edge (the CLI, the tests, the language server).
+
+use crate::syntax::source::{SourceMap, Span};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// A stable code, `E0301` or `W0001`; see `codes.rs` for the list.
+    pub code: &'static str,
+    pub message: String,
+    pub primary: Option<Label>,
+    pub secondary: Vec<Label>,
+    /// Context lines such as the dimension bindings in force.
+    pub notes: Vec<String>,
+    /// A concrete fix.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            primary: None,
+            secondary: Vec::new(),
+            notes: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
+    }
+
+    pub fn at(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.primary = Some(Label {
+            span,
+            message: label.into(),
+        });
+        self
+    }
+
+    pub fn with_label(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.secondary.push(Label {
+            span,
+            message: label.into(),
+        });
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+pub fn has_errors(diags: &[Diagnostic]) -> bool {
+    diags.iter().any(Diagnostic::is_error)
+}
+
+/// How diagnostics look on the way out.
+#[derive(Clone, Copy, Debug)]
+pub struct RenderOptions {
+    pub color: bool,
+    pub unicode: bool,
+    pub width: usize,
+}
+
+impl RenderOptions {
+    /// The fixed style of the snapshot tests: no colour, unicode, 100 columns.
+    pub fn plain() -> RenderOptions {
+        RenderOptions {
+            color: false,
+            unicode: true,
+            width: 100,
+        }
+    }
+}
+
+/// Renders one diagnostic to text.
+pub fn render(diag: &Diagnostic, sources: &SourceMap, options: RenderOptions) -> String {
+    use miette::{GraphicalReportHandler, GraphicalTheme};
+    let theme = match (options.unicode, options.color) {
+        (true, true) => GraphicalTheme::unicode(),
+        (true, false) => GraphicalTheme::unicode_nocolor(),
+        (false, _) => GraphicalTheme::none(),
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(options.width)
+        .with_links(false)
+        .with_context_lines(1);
+    let report = MietteReport::new(diag, sources);
+    let mut out = String::new();
+    if handler.render_report(&mut out, &report).is_err() {
+        // Rendering into a String cannot fail in practice; fall back to text.
+        out = format!("{}[{}]: {}\n", severity_word(diag.severity), diag.code, diag.message);
+    }
+    out
+}
+
+/// Renders a list, one after another, followed by a one-line count.
+pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, options: RenderOptions) -> String {
+    let mut out = String::new();
+    for d in diags {
+        out.push_str(&render(d, sources, options));
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    if !diags.is_empty() {
+        out.push_str(&summary_line(errors, warnings));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn summary_line(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, w) => format!("{} emitted", plural(w, "warning")),
+        (e, 0) => format!("{} found", plural(e, "error")),
+        (e, w) => format!("{} and {} found", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+/// An adapter from [`Diagnostic`] to miette's trait. Labels that live in a
+/// file other than the primary one become related reports, since miette draws
+/// one source per report.
+#[derive(Debug)]
+struct MietteReport {
+    message: String,
+    code: &'static str,
+    severity: miette::Severity,
+    source: Option<miette::NamedSource<String>>,
+    labels: Vec<miette::LabeledSpan>,
+    help: Option<String>,
+    related: Vec<MietteReport>,
+}
+
+impl MietteReport {
+    fn new(diag: &Diagnostic, sources: &SourceMap) -> MietteReport {
+        let severity = match diag.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        };
+        let mut help_lines: Vec<String> = Vec::new();
+        if let Some(h) = &diag.help {
+            help_lines.push(h.clone());
+        }
+        for n in &diag.notes {
+            help_lines.push(format!("note: {n}"));
+        }
+        let help = (!help_lines.is_empty()).then(|| help_lines.join("\n"));
+        let Some(primary) = &diag.primary else {
+            return MietteReport {
+                message: diag.message.clone(),
+                code: diag.code,
+                severity,
+                source: None,
+                labels: Vec::new(),
+                help,
+                related: Vec::new(),
+            };
+        };
+        let file = primary.span.file;
+        let mut labels = vec![miette::LabeledSpan::new_primary_with_span(
+            non_empty(&primary.message),
+            to_miette(primary.span, sources),
+        )];
+        let mut related = Vec::new();
+        for l in &diag.secondary {
+            if l.span.file == file {
+                labels.push(miette::LabeledSpan::new_with_span(
+                    non_empty(&l.message),
+                    to_miette(l.span, sources),
+                ));
+            } else {
+                let f = sources.get(l.span.file);
+                related.push(MietteReport {
+                    message: l.message.clone(),
+                    code: "",
+                    severity: miette::Severity::Advice,
+                    source: Some(miette::NamedSource::new(&f.name, f.text.to_string())),
+                    labels: vec![miette::LabeledSpan::new_primary_with_span(
+                        None,
+                        to_miette(l.span, sources),
+                    )],
+                    help: None,
+                    related: Vec::new(),
+                });
+            }
+        }
+        let f = sources.get(file);
+        MietteReport {
+            message: diag.message.clone(),
+            code: diag.code,
+            severity,
+            source: Some(miette::NamedSource::new(&f.name, f.text.to_string())),
+            labels,
+            help,
+            related,
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Spans are clamped to the text and to character boundaries, so that a
+/// stale or odd span can never make rendering panic.
+fn to_miette(span: Span, sources: &SourceMap) -> miette::SourceSpan {
+    let text = &sources.get(span.file).text;
+    let mut start = (span.start as usize).min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (span.end as usize).clamp(start, text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    (start, end - start).into()
+}
+
+impl fmt::Display for MietteReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for MietteReport {}
+
+impl miette::Diagnostic for MietteReport {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        (!self.code.is_empty()).then(|| Box::new(self.code) as Box<dyn fmt::Display>)
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(self.severity)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            None
+        } else {
+            Some(Box::new(
+                self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+            ))
+        }
+    }
+}

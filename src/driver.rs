@@ -1,0 +1,145 @@
+//! What the commands share: loading a MODEL argument (`std::NAME` or a
+//! path), checking files, and rendering diagnostics for a terminal.
+
+use crate::check::model::Model;
+use crate::check::program::Program;
+use crate::check::{self, BuildOptions, Checked};
+use crate::diag::{self, Diagnostic, RenderOptions};
+use crate::diag_codes as codes;
+use crate::syntax::ast::Item;
+use std::path::Path;
+
+/// Loads and checks files. Parse errors are in `Checked::diags` too.
+pub fn check_paths(paths: &[&Path]) -> (Program, Checked) {
+    let mut prog = Program::new();
+    let mut diags = Vec::new();
+    let mut files = Vec::new();
+    for p in paths {
+        if let Some(id) = prog.load_path(p, &mut diags) {
+            files.push(id);
+        }
+    }
+    let mut checked = check::check_files(&prog, &files);
+    diags.append(&mut checked.diags);
+    check::sort(&mut diags);
+    checked.diags = diags;
+    (prog, checked)
+}
+
+/// A model ready for the commands that need one.
+pub struct LoadedModel {
+    pub model: Model,
+    /// Freeze patterns of the file's training section for this network.
+    pub freeze: Vec<String>,
+}
+
+/// Loads `std::NAME` or a file's network, and builds it with `options`.
+/// When no input shape is given, a symbolic batch axis is bound to 1 (so
+/// that counts are per sample), and any other symbolic size is an error.
+pub fn load_model(
+    prog: &mut Program,
+    arg: &str,
+    network: Option<&str>,
+    options: &BuildOptions,
+) -> Result<LoadedModel, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let (def, file) = if let Some(name) = arg.strip_prefix("std::") {
+        match prog.std_def(name, &mut diags) {
+            Some(d) => (d, None),
+            None => {
+                let mut d = Diagnostic::error(codes::NETWORK_NOT_FOUND, format!("the standard library has no `{name}`"));
+                let list = prog.std_list();
+                let names: Vec<&str> = list.split(", ").collect();
+                d = match check::did_you_mean(name, names.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `std::{s}`?")),
+                    None => d.with_help(format!("it has: {list}")),
+                };
+                return Err(vec![d]);
+            }
+        }
+    } else {
+        let file = prog.load_path(Path::new(arg), &mut diags);
+        if diag::has_errors(&diags) {
+            return Err(diags);
+        }
+        let file = file.ok_or_else(|| diags.clone())?;
+        match check::find_network(prog, file, network) {
+            Ok(d) => (d, Some(file)),
+            Err(d) => return Err(vec![d]),
+        }
+    };
+    let (model, build_diags) = check::build_model(prog, def, options);
+    let mut model = match model {
+        Some(m) => m,
+        None => return Err(only_errors(build_diags)),
+    };
+    if options.input_shape.is_none() {
+        if let Some(concrete) = default_input_shape(&model) {
+            let opts = BuildOptions {
+                input_shape: Some(concrete?),
+                ..options.clone()
+            };
+            let (m, d) = check::build_model(prog, def, &opts);
+            model = m.ok_or_else(|| only_errors(d))?;
+        }
+    }
+    let freeze = file.map(|f| training_freeze(prog, f, &model)).unwrap_or_default();
+    Ok(LoadedModel { model, freeze })
+}
+
+fn only_errors(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.into_iter().filter(Diagnostic::is_error).collect()
+}
+
+/// `None` when the input is already concrete; otherwise the shape with the
+/// batch axis bound to 1, or an error naming the symbolic axis.
+fn default_input_shape(model: &Model) -> Option<Result<Vec<i64>, Vec<Diagnostic>>> {
+    let input = model.inputs.first()?;
+    let shape = model.shape(input.value);
+    if shape.iter().all(|d| d.is_const()) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (axis, d) in shape.iter().enumerate() {
+        match d.as_const() {
+            Some(v) => out.push(v),
+            None if axis == 0 => out.push(1),
+            None => {
+                return Some(Err(vec![Diagnostic::error(
+                    codes::SYMBOLIC_SIZE,
+                    format!("input `{}` has a symbolic size `{d}` on axis {axis}", input.name),
+                )
+                .at(input.span, "symbolic size")
+                .with_help("pass a concrete shape with `--input-shape`, for example `--input-shape 1,3,224,224`")]))
+            }
+        }
+    }
+    Some(Ok(out))
+}
+
+fn training_freeze(prog: &Program, file: crate::syntax::source::FileId, model: &Model) -> Vec<String> {
+    for item in &prog.file(file).ast.items {
+        if let Item::Train(t) = item {
+            let (cfg, _) = check::train::check_train(prog, file, t, std::slice::from_ref(model));
+            if let Some(cfg) = cfg.filter(|c| c.network == model.name) {
+                return cfg.freeze;
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Rendering for stderr: colour only on a terminal without NO_COLOR.
+pub fn terminal_render_options() -> RenderOptions {
+    use std::io::IsTerminal;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    RenderOptions {
+        color,
+        unicode: true,
+        width,
+    }
+}
