@@ -125,6 +125,10 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap, options: RenderOptions) ->
         // Rendering into a String cannot fail in practice; fall back to text.
         out = format!("{}[{}]: {}\n", severity_word(diag.severity), diag.code, diag.message);
     }
+    // Notes go after miette's report, in rustc's `= note:` style.
+    for n in &diag.notes {
+        out.push_str(&format!("  = note: {n}\n"));
+    }
     out
 }
 
@@ -133,6 +137,7 @@ pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, options: RenderOpti
     let mut out = String::new();
     for d in diags {
         out.push_str(&render(d, sources, options));
+        out.push('\n');
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
@@ -179,23 +184,17 @@ impl MietteReport {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
         };
-        let mut help_lines: Vec<String> = Vec::new();
-        if let Some(h) = &diag.help {
-            help_lines.push(h.clone());
-        }
-        for n in &diag.notes {
-            help_lines.push(format!("note: {n}"));
-        }
-        let help = (!help_lines.is_empty()).then(|| help_lines.join("\n"));
+        let help = diag.help.clone();
+        let notes = Vec::new();
         let Some(primary) = &diag.primary else {
             return MietteReport {
-                message: diag.message.clone(),
-                code: diag.code,
+                message: headline(diag),
+                code: "",
                 severity,
                 source: None,
                 labels: Vec::new(),
                 help,
-                related: Vec::new(),
+                related: notes,
             };
         };
         let file = primary.span.file;
@@ -203,7 +202,7 @@ impl MietteReport {
             non_empty(&primary.message),
             to_miette(primary.span, sources),
         )];
-        let mut related = Vec::new();
+        let mut related = notes;
         for l in &diag.secondary {
             if l.span.file == file {
                 labels.push(miette::LabeledSpan::new_with_span(
@@ -228,8 +227,8 @@ impl MietteReport {
         }
         let f = sources.get(file);
         MietteReport {
-            message: diag.message.clone(),
-            code: diag.code,
+            message: headline(diag),
+            code: "",
             severity,
             source: Some(miette::NamedSource::new(&f.name, f.text.to_string())),
             labels,
@@ -237,6 +236,11 @@ impl MietteReport {
             related,
         }
     }
+}
+
+/// `[E0403] message`: the code stays on the line a reader and `grep` see.
+fn headline(diag: &Diagnostic) -> String {
+    format!("[{}] {}", diag.code, diag.message)
 }
 
 fn non_empty(s: &str) -> Option<String> {

@@ -78,6 +78,8 @@ impl Scope {
 /// note of diagnostics.
 struct Frame {
     def: DefId,
+    /// The model itself, not a block inside it: no context note needed.
+    is_entry: bool,
     call_span: Span,
     /// "`basic_block(planes=128, stride=2)` at `layer2.0`"
     what: String,
@@ -170,7 +172,7 @@ impl<'p> Checker<'p> {
         if !self.seen.insert(key) {
             return;
         }
-        if let Some(frame) = self.frames.last() {
+        if let Some(frame) = self.frames.last().filter(|f| !f.is_entry) {
             let mut note = format!("in {}", frame.what);
             if !frame.bindings.is_empty() {
                 let b: Vec<String> = frame.bindings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
@@ -259,6 +261,7 @@ impl<'p> Checker<'p> {
         };
         self.frames.push(Frame {
             def: def_id,
+            is_entry: self.frames.is_empty() && matches!(input, InputSource::Entry(_)),
             call_span,
             what,
             bindings: Vec::new(),
@@ -562,8 +565,9 @@ impl<'p> Checker<'p> {
                 if let [id] = path.segments.as_slice() {
                     if env.get(&id.name).is_none() {
                         env.set(&id.name, Value::Int(d.clone()));
-                        if let Some(f) = self.frames.last_mut() {
-                            f.bindings.push((id.name.clone(), d.to_string()));
+                        let text = d.to_string();
+                        if let Some(f) = self.frames.last_mut().filter(|_| text != id.name) {
+                            f.bindings.push((id.name.clone(), text));
                         }
                         continue;
                     }
@@ -603,7 +607,7 @@ impl<'p> Checker<'p> {
             );
             return false;
         }
-        let mut ok = true;
+        // Report the first axis that differs, with the whole shapes.
         for (p, d) in pattern.dims.iter().zip(&actual) {
             if let ExprKind::Name(path) = &p.kind {
                 if let [id] = path.segments.as_slice() {
@@ -614,23 +618,22 @@ impl<'p> Checker<'p> {
                 }
             }
             let Some(expected) = self.eval_dim(env, p) else {
-                ok = false;
-                continue;
+                return false;
             };
             if expected != *d {
                 self.emit(
                     Diagnostic::error(
                         codes::ANNOTATION_MISMATCH,
-                        format!("{what} is declared as {expected} on this axis, but it is {d}"),
+                        format!("{what} is declared as {}, but it is {text}", self.prog.sources.text(pattern.span)),
                     )
-                    .at(p.span, format!("declared {expected}"))
+                    .at(p.span, format!("declared {expected}, but it is {d}"))
                     .with_label(t.origin, format!("this is {text}"))
-                    .with_help(format!("the value's shape is {text}")),
+                    .with_help(format!("change the declaration to match, or check the layers before it")),
                 );
-                ok = false;
+                return false;
             }
         }
-        ok
+        true
     }
 
     // ---- steps -------------------------------------------------------------
@@ -910,6 +913,9 @@ impl<'p> Checker<'p> {
 
     fn unknown_layer(&mut self, env: &Env, callee: &ast::Path) {
         let name = callee.text();
+        if self.prog.file(env.file).failed_imports.contains(&name) {
+            return;
+        }
         let last = &callee.last().name;
         let mut d = Diagnostic::error(codes::UNKNOWN_LAYER, format!("unknown layer `{name}`"))
             .at(callee.span, "not a layer, block or network");
@@ -960,6 +966,7 @@ impl<'p> Checker<'p> {
             ExprKind::Bool(v) => Value::Bool(*v),
             ExprKind::Str(s) => Value::Str(s.clone()),
             ExprKind::Paren(inner) => self.eval(env, scope, inner),
+            ExprKind::Invalid => Value::Poison,
             ExprKind::List(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
@@ -1124,7 +1131,10 @@ impl<'p> Checker<'p> {
         let mut d = Diagnostic::error(codes::EXPECTED_TENSOR, format!("`{name}` is called without an input tensor"))
             .at(callee.span, "needs an input");
         if self.prog.resolve_callee(env.file, callee).is_some() {
-            d = d.with_help(format!("layers take their input from `->`: write `x -> {}`", self.prog.sources.text(span)));
+            let input = args.first().map_or("x", |a| self.prog.sources.text(a.value.span));
+            let rest: Vec<&str> = args.iter().skip(1).map(|a| self.prog.sources.text(a.span)).collect();
+            let call = if rest.is_empty() { name.clone() } else { format!("{name}({})", rest.join(", ")) };
+            d = d.with_help(format!("layers take their input from `->`: write `{input} -> {call}`"));
         } else {
             d = Diagnostic::error(codes::UNKNOWN_NAME, format!("unknown function `{name}`"))
                 .at(callee.span, "not defined")

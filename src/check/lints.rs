@@ -160,7 +160,7 @@ fn names_in_expr(e: &Expr, uses: &mut Vec<String>) {
                 uses.push(p.segments[0].name.clone());
             }
         }
-        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
+        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Str(_) | ExprKind::Invalid => {}
         ExprKind::List(items) => items.iter().for_each(|i| names_in_expr(i, uses)),
         ExprKind::Call { args, .. } => args.iter().for_each(|a| names_in_expr(&a.value, uses)),
         ExprKind::Binary { first, rest } => {

@@ -32,6 +32,9 @@ pub struct ParsedFile {
     file_globs: Vec<(FileId, Span)>,
     /// `import "f.nn" as m`.
     modules: HashMap<String, (FileId, Span)>,
+    /// Names whose import failed (already reported), so that their uses
+    /// are not reported again.
+    pub failed_imports: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -99,14 +102,19 @@ impl Program {
                 return None;
             }
         };
-        let name = path.display().to_string();
+        self.load_bytes(&path.display().to_string(), Origin::Disk(canonical), bytes, diags)
+    }
+
+    /// Loads a file's bytes, which need not be UTF-8 (the error says where
+    /// they stop being).
+    pub fn load_bytes(&mut self, name: &str, origin: Origin, bytes: Vec<u8>, diags: &mut Vec<Diagnostic>) -> Option<FileId> {
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 let offset = e.utf8_error().valid_up_to();
                 let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
                 // Offsets before the first bad byte are the same in the lossy text.
-                let id = self.sources.add(name, Origin::Disk(canonical), lossy);
+                let id = self.sources.add(name, origin, lossy);
                 diags.push(
                     Diagnostic::error(codes::INVALID_UTF8, "the file is not valid UTF-8")
                         .at(Span::new(id, offset, offset + 1), format!("invalid byte at offset {offset}"))
@@ -115,10 +123,16 @@ impl Program {
                 return None;
             }
         };
-        let id = self.sources.add(name, Origin::Disk(canonical.clone()), text);
-        self.loading.push(canonical);
+        let disk_path = match &origin {
+            Origin::Disk(p) => Some(p.clone()),
+            _ => None,
+        };
+        let id = self.sources.add(name, origin, text);
+        self.loading.extend(disk_path.clone());
         self.add_parsed(id, false, diags);
-        self.loading.pop();
+        if disk_path.is_some() {
+            self.loading.pop();
+        }
         Some(id)
     }
 
@@ -152,7 +166,16 @@ impl Program {
             self.defs.push(DefEntry { file: id, item: i });
             let table = if is_std { &mut self.std_names } else { &mut defs };
             if let Some(&prev) = table.get(&d.name.name) {
-                let prev_span = self.def(prev).name.span;
+                // The first definition may be in this file, not yet stored.
+                let prev_entry = &self.defs[prev.0];
+                let prev_span = if prev_entry.file == id {
+                    match &ast.items[prev_entry.item] {
+                        Item::Def(p) => p.name.span,
+                        _ => d.name.span,
+                    }
+                } else {
+                    self.def(prev).name.span
+                };
                 diags.push(
                     Diagnostic::error(
                         codes::DUPLICATE_DEFINITION,
@@ -183,6 +206,7 @@ impl Program {
             std_glob: None,
             file_globs: Vec::new(),
             modules: HashMap::new(),
+            failed_imports: Vec::new(),
         };
         let uses_std = text.contains("std::");
         if uses_std && !is_std {
@@ -203,6 +227,8 @@ impl Program {
                     file.named_imports.insert(local.name.clone(), (def, imp.span));
                 }
                 None => {
+                    file.failed_imports
+                        .push(imp.alias.as_ref().unwrap_or(name).name.clone());
                     let mut d = Diagnostic::error(
                         codes::UNKNOWN_IMPORT,
                         format!("the standard library has no `{}`", name.name),
@@ -228,8 +254,13 @@ impl Program {
                 );
             }
             ImportTarget::File { path, span } => {
+                // Relative to the importing file, spelt as that file was, so
+                // that messages show the path the user would type.
                 let base = match &self.sources.get(file.id).origin {
-                    Origin::Disk(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    Origin::Disk(_) => Path::new(&self.sources.get(file.id).name)
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
                     _ => PathBuf::from("."),
                 };
                 let full = base.join(path);

@@ -163,6 +163,7 @@ impl Ctx<'_> {
             ExprKind::Bool(b) => V::Bool(*b),
             ExprKind::Str(s) => V::Str(s.clone()),
             ExprKind::Paren(inner) => self.lower(inner)?,
+            ExprKind::Invalid => return None,
             ExprKind::Unary { ops, operand } if ops.iter().all(|(o, _)| *o == UnOp::Neg) => match self.lower(operand)? {
                 V::Num(v, int) => V::Num(if ops.len() % 2 == 1 { -v } else { v }, int),
                 _ => {
@@ -441,7 +442,7 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
         (None, []) => {
             ctx.diags.push(
                 Diagnostic::error(codes::NETWORK_NOT_FOUND, "a training section needs a network in the same file")
-                    .at(t.span, "nothing to train")
+                    .at(keyword_span(t.span), "nothing to train")
                     .with_help("define a `network`, or import one and wrap it: `network model { ... }`"),
             );
             return None;
@@ -449,7 +450,7 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
         (None, _) => {
             ctx.diags.push(
                 Diagnostic::error(codes::NETWORK_NOT_FOUND, "this file has several networks; say which one to train")
-                    .at(t.span, "which network?")
+                    .at(keyword_span(t.span), "which network?")
                     .with_help(format!("write `train NAME {{ ... }}` with one of: {}", networks.join(", "))),
             );
             return None;
@@ -495,7 +496,7 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
         None => {
             ctx.diags.push(
                 Diagnostic::error(codes::MISSING_SETTING, "the training section needs `data`")
-                    .at(t.span, "no `data` setting")
+                    .at(keyword_span(t.span), "no `data` setting")
                     .with_help("for example `data = fashion_mnist(validation=0.1)`"),
             );
             None
@@ -578,6 +579,11 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
         freeze: freeze?,
     })
     .filter(|_| ok)
+}
+
+/// The `train` keyword of a section, for messages about the whole section.
+fn keyword_span(section: Span) -> Span {
+    Span { end: section.start + 5, ..section }
 }
 
 fn expect_call(ctx: &mut Ctx<'_>, v: V, span: Span, what: &str, choices: &[&str]) -> Option<(String, Span, Vec<(Option<String>, V, Span)>)> {

@@ -229,6 +229,8 @@ pub enum ExprKind {
     Chain { head: Box<Expr>, steps: Vec<Step> },
     /// A parenthesised expression, kept so that spans and messages can say so.
     Paren(Box<Expr>),
+    /// A literal that could not be read (already reported by the parser).
+    Invalid,
 }
 
 /// One element on the right of `->`.

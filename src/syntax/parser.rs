@@ -136,7 +136,52 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
     if let Some(help) = syntax_help(text, pos, found) {
         d = d.with_help(help);
     }
+    if found.is_empty() {
+        if let Some(open) = unclosed_bracket(text) {
+            let ch = &text[open..open + 1];
+            d = d
+                .with_label(Span::new(file, open, open + 1), format!("this `{ch}` is never closed"))
+                .with_help(format!("close it with `{}`", closing(ch)));
+        }
+    }
     d
+}
+
+fn closing(open: &str) -> &'static str {
+    match open {
+        "(" => ")",
+        "[" => "]",
+        _ => "}",
+    }
+}
+
+/// The position of the innermost bracket still open at the end of the text.
+fn unclosed_bracket(text: &str) -> Option<usize> {
+    let mut stack = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => stack.push(i),
+            b')' | b']' | b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack.pop()
 }
 
 /// A hint for the mistakes people coming from Python make most.
@@ -152,6 +197,12 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
             Some("define layers with `network NAME { ... }` or `block NAME(...) { ... }`".into())
         }
         _ if found.starts_with('\'') => Some("strings use double quotes: \"...\"".into()),
+        _ if found.starts_with(|c: char| c.is_alphabetic())
+            && before.ends_with(|c: char| c == ')' || c.is_alphanumeric() || c == '_')
+            && !text[before.len()..pos].contains('\n') =>
+        {
+            Some(format!("layers are chained with `->`: write `-> {found}`"))
+        }
         _ => None,
     }
 }
@@ -277,9 +328,12 @@ fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
 }
 
 impl<'t> Builder<'t> {
+    /// The span of a pair without the whitespace and comments that pest
+    /// leaves at its end when an optional trailing part is absent.
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        let end = trim_trivia_end(self.text, s.start(), s.end());
+        Span::new(self.file, s.start(), end)
     }
 
     fn ident(&self, pair: Pair<'_, Rule>) -> Ident {
@@ -608,34 +662,41 @@ impl<'t> Builder<'t> {
             }
             Rule::int => {
                 let digits: String = pair.as_str().chars().filter(|c| *c != '_').collect();
-                let v = digits.parse::<i64>().unwrap_or_else(|_| {
-                    self.diags.push(
-                        Diagnostic::error(codes::NUMBER_TOO_LARGE, "integer literal is too large")
-                            .at(span, "does not fit in 64 bits")
-                            .with_help(format!("integers must be at most {}", i64::MAX)),
-                    );
-                    0
-                });
-                Expr {
-                    kind: ExprKind::Int(v),
-                    span,
+                match digits.parse::<i64>() {
+                    Ok(v) => Expr {
+                        kind: ExprKind::Int(v),
+                        span,
+                    },
+                    Err(_) => {
+                        self.diags.push(
+                            Diagnostic::error(codes::NUMBER_TOO_LARGE, "integer literal is too large")
+                                .at(span, "does not fit in 64 bits")
+                                .with_help(format!("integers must be at most {}", i64::MAX)),
+                        );
+                        Expr {
+                            kind: ExprKind::Invalid,
+                            span,
+                        }
+                    }
                 }
             }
             Rule::float => {
                 let digits: String = pair.as_str().chars().filter(|c| *c != '_').collect();
                 let v = digits.parse::<f64>().unwrap_or(f64::NAN);
-                let v = if v.is_finite() {
-                    v
+                if v.is_finite() {
+                    Expr {
+                        kind: ExprKind::Float(v),
+                        span,
+                    }
                 } else {
                     self.diags.push(
                         Diagnostic::error(codes::NUMBER_TOO_LARGE, "number is too large")
                             .at(span, "does not fit in a 64-bit float"),
                     );
-                    0.0
-                };
-                Expr {
-                    kind: ExprKind::Float(v),
-                    span,
+                    Expr {
+                        kind: ExprKind::Invalid,
+                        span,
+                    }
                 }
             }
             Rule::boolean => Expr {
@@ -791,6 +852,43 @@ impl<'t> Builder<'t> {
         }
         out
     }
+}
+
+/// Moves `end` back over whitespace and comments, but not before `start`.
+fn trim_trivia_end(text: &str, start: usize, mut end: usize) -> usize {
+    loop {
+        let slice = &text[start..end];
+        let trimmed = slice.trim_end();
+        end = start + trimmed.len();
+        if trimmed.ends_with("*/") {
+            if let Some(open) = trimmed.rfind("/*") {
+                end = start + open;
+                continue;
+            }
+        }
+        let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+        match line_comment_start(&trimmed[line_start..]) {
+            Some(pos) => end = start + line_start + pos,
+            None => return end,
+        }
+    }
+}
+
+/// Where a `//` comment starts in one line, ignoring `//` inside strings.
+fn line_comment_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The `///` lines directly above byte offset `start`, without the slashes.

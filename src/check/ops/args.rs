@@ -182,19 +182,19 @@ pub fn bind_generic<P: Slot>(
                 }
                 positional += 1;
                 if positional > params.len() {
-                    let help = if names.is_empty() {
-                        format!("`{what}` takes no arguments")
+                    let d = if names.is_empty() {
+                        Diagnostic::error(codes::TOO_MANY_ARGUMENTS, format!("`{what}` takes no arguments"))
+                            .at(arg.span, "not expected")
+                            .with_help(format!("write `{what}` without parentheses"))
                     } else {
-                        format!("its parameters are: {}", names.join(", "))
-                    };
-                    diags.push(
                         Diagnostic::error(
                             codes::TOO_MANY_ARGUMENTS,
                             format!("`{what}` takes at most {} arguments", params.len()),
                         )
                         .at(arg.span, "one too many")
-                        .with_help(help),
-                    );
+                        .with_help(format!("its parameters are: {}", names.join(", ")))
+                    };
+                    diags.push(d);
                     ok = false;
                     continue;
                 }
