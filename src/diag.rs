@@ -123,7 +123,12 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap, options: RenderOptions) ->
     let mut out = String::new();
     if handler.render_report(&mut out, &report).is_err() {
         // Rendering into a String cannot fail in practice; fall back to text.
-        out = format!("{}[{}]: {}\n", severity_word(diag.severity), diag.code, diag.message);
+        out = format!(
+            "{}[{}]: {}\n",
+            severity_word(diag.severity),
+            diag.code,
+            diag.message
+        );
     }
     // Notes go after miette's report, in rustc's `= note:` style.
     for n in &diag.notes {
@@ -280,7 +285,9 @@ impl miette::Diagnostic for MietteReport {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {

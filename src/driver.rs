@@ -9,8 +9,34 @@ use crate::diag_codes as codes;
 use crate::syntax::ast::Item;
 use std::path::Path;
 
+/// Checks source text that has no file behind it (the fuzzer, editors).
+pub fn check_bytes(name: &str, bytes: Vec<u8>) -> (Program, Checked) {
+    crate::with_big_stack(|| {
+        let mut prog = Program::new();
+        let mut diags = Vec::new();
+        let files: Vec<_> = prog
+            .load_bytes(
+                name,
+                crate::syntax::source::Origin::Memory,
+                bytes,
+                &mut diags,
+            )
+            .into_iter()
+            .collect();
+        let mut checked = check::check_files(&prog, &files);
+        diags.append(&mut checked.diags);
+        check::sort(&mut diags);
+        checked.diags = diags;
+        (prog, checked)
+    })
+}
+
 /// Loads and checks files. Parse errors are in `Checked::diags` too.
 pub fn check_paths(paths: &[&Path]) -> (Program, Checked) {
+    crate::with_big_stack(|| check_paths_here(paths))
+}
+
+fn check_paths_here(paths: &[&Path]) -> (Program, Checked) {
     let mut prog = Program::new();
     let mut diags = Vec::new();
     let mut files = Vec::new();
@@ -42,12 +68,24 @@ pub fn load_model(
     network: Option<&str>,
     options: &BuildOptions,
 ) -> Result<LoadedModel, Vec<Diagnostic>> {
+    crate::with_big_stack(|| load_model_here(prog, arg, network, options))
+}
+
+fn load_model_here(
+    prog: &mut Program,
+    arg: &str,
+    network: Option<&str>,
+    options: &BuildOptions,
+) -> Result<LoadedModel, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let (def, file) = if let Some(name) = arg.strip_prefix("std::") {
         match prog.std_def(name, &mut diags) {
             Some(d) => (d, None),
             None => {
-                let mut d = Diagnostic::error(codes::NETWORK_NOT_FOUND, format!("the standard library has no `{name}`"));
+                let mut d = Diagnostic::error(
+                    codes::NETWORK_NOT_FOUND,
+                    format!("the standard library has no `{name}`"),
+                );
                 let list = prog.std_list();
                 let names: Vec<&str> = list.split(", ").collect();
                 d = match check::did_you_mean(name, names.iter().copied()) {
@@ -65,7 +103,7 @@ pub fn load_model(
         let file = file.ok_or_else(|| diags.clone())?;
         match check::find_network(prog, file, network) {
             Ok(d) => (d, Some(file)),
-            Err(d) => return Err(vec![d]),
+            Err(d) => return Err(vec![*d]),
         }
     };
     let (model, build_diags) = check::build_model(prog, def, options);
@@ -83,7 +121,9 @@ pub fn load_model(
             model = m.ok_or_else(|| only_errors(d))?;
         }
     }
-    let freeze = file.map(|f| training_freeze(prog, f, &model)).unwrap_or_default();
+    let freeze = file
+        .map(|f| training_freeze(prog, f, &model))
+        .unwrap_or_default();
     Ok(LoadedModel { model, freeze })
 }
 
@@ -117,7 +157,11 @@ fn default_input_shape(model: &Model) -> Option<Result<Vec<i64>, Vec<Diagnostic>
     Some(Ok(out))
 }
 
-fn training_freeze(prog: &Program, file: crate::syntax::source::FileId, model: &Model) -> Vec<String> {
+fn training_freeze(
+    prog: &Program,
+    file: crate::syntax::source::FileId,
+    model: &Model,
+) -> Vec<String> {
     for item in &prog.file(file).ast.items {
         if let Item::Train(t) = item {
             let (cfg, _) = check::train::check_train(prog, file, t, std::slice::from_ref(model));
@@ -132,7 +176,8 @@ fn training_freeze(prog: &Program, file: crate::syntax::source::FileId, model: &
 /// Rendering for stderr: colour only on a terminal without NO_COLOR.
 pub fn terminal_render_options() -> RenderOptions {
     use std::io::IsTerminal;
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let width = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())

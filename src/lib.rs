@@ -17,3 +17,21 @@ pub mod driver;
 pub mod stdlib;
 pub mod summary;
 pub mod syntax;
+
+/// Runs `f` on a thread with a large stack. Checking recurses over the
+/// program (expressions, nested blocks); its depth is bounded, but the
+/// bound is set for this stack, not for the 2 MiB of a test thread.
+pub fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    const STACK: usize = 256 << 20;
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("nnc-check".into())
+            .stack_size(STACK)
+            .spawn_scoped(scope, f)
+            .expect("spawning the checker thread");
+        match handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}

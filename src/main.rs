@@ -81,7 +81,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { files, deny_warnings } => check(&files, deny_warnings),
+        Command::Check {
+            files,
+            deny_warnings,
+        } => check(&files, deny_warnings),
         Command::Summary {
             model,
             input_shape,
@@ -96,18 +99,30 @@ fn check(files: &[PathBuf], deny_warnings: bool) -> ExitCode {
     let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
     let (prog, checked) = driver::check_paths(&paths);
     let options = driver::terminal_render_options();
-    eprint!("{}", diag::render_all(&checked.diags, &prog.sources, options));
+    eprint!(
+        "{}",
+        diag::render_all(&checked.diags, &prog.sources, options)
+    );
     let failed = diag::has_errors(&checked.diags) || (deny_warnings && !checked.diags.is_empty());
     if failed {
         ExitCode::from(USER_ERROR)
     } else {
         let n = files.len();
-        eprintln!("checked {n} file{}: no errors", if n == 1 { "" } else { "s" });
+        eprintln!(
+            "checked {n} file{}: no errors",
+            if n == 1 { "" } else { "s" }
+        );
         ExitCode::SUCCESS
     }
 }
 
-fn summary(model: &str, input_shape: Option<Vec<i64>>, classes: Option<i64>, network: Option<&str>, json: bool) -> ExitCode {
+fn summary(
+    model: &str,
+    input_shape: Option<Vec<i64>>,
+    classes: Option<i64>,
+    network: Option<&str>,
+    json: bool,
+) -> ExitCode {
     if let Some(shape) = &input_shape {
         if let Some(bad) = shape.iter().find(|&&d| d < 1) {
             eprintln!("error: --input-shape sizes must be at least 1, but one is {bad}");
@@ -125,7 +140,10 @@ fn summary(model: &str, input_shape: Option<Vec<i64>>, classes: Option<i64>, net
         Ok(loaded) => {
             let s = nnc::summary::summarize(&loaded.model, &loaded.freeze);
             if json {
-                println!("{}", serde_json::to_string_pretty(&nnc::summary::to_json(&s)).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&nnc::summary::to_json(&s)).unwrap_or_default()
+                );
             } else {
                 print!("{}", nnc::summary::to_text(&s));
             }

@@ -35,8 +35,12 @@ pub fn summarize(model: &Model, freeze: &[String]) -> Summary {
     for layer in &model.layers {
         let shape = model.shape(layer.output).to_vec();
         let layer_macs = layer.op.macs(&shape);
-        macs = macs.zip(layer_macs.as_ref()).and_then(|(a, b)| a.checked_add(b));
-        let numel = shape.iter().try_fold(Dim::constant(1), |acc, d| acc.checked_mul(d));
+        macs = macs
+            .zip(layer_macs.as_ref())
+            .and_then(|(a, b)| a.checked_add(b));
+        let numel = shape
+            .iter()
+            .try_fold(Dim::constant(1), |acc, d| acc.checked_mul(d));
         activations = activations
             .zip(numel)
             .and_then(|(a, n)| a.checked_add(&n.checked_mul(&Dim::constant(4))?));
@@ -53,7 +57,10 @@ pub fn summarize(model: &Model, freeze: &[String]) -> Summary {
             macs: layer_macs,
         });
     }
-    let params: Vec<_> = model.tensors().filter(|p| p.kind == TensorKind::Parameter).collect();
+    let params: Vec<_> = model
+        .tensors()
+        .filter(|p| p.kind == TensorKind::Parameter)
+        .collect();
     let total_params: u128 = params.iter().map(|p| p.numel()).sum();
     let trainable_params = params
         .iter()
@@ -62,7 +69,11 @@ pub fn summarize(model: &Model, freeze: &[String]) -> Summary {
         .sum();
     Summary {
         network: model.name.clone(),
-        input_shape: model.inputs.first().map(|i| model.shape(i.value).to_vec()).unwrap_or_default(),
+        input_shape: model
+            .inputs
+            .first()
+            .map(|i| model.shape(i.value).to_vec())
+            .unwrap_or_default(),
         rows,
         total_params,
         trainable_params,
@@ -77,7 +88,7 @@ pub fn group_digits(n: u128) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -104,7 +115,11 @@ fn si(v: f64) -> String {
 }
 
 fn bytes(v: f64) -> String {
-    let units = [(1024.0 * 1024.0 * 1024.0, "GiB"), (1024.0 * 1024.0, "MiB"), (1024.0, "KiB")];
+    let units = [
+        (1024.0 * 1024.0 * 1024.0, "GiB"),
+        (1024.0 * 1024.0, "MiB"),
+        (1024.0, "KiB"),
+    ];
     for (scale, unit) in units {
         if v >= scale {
             return format!("{:.2} {unit}", v / scale);
@@ -123,7 +138,11 @@ pub fn to_text(s: &Summary) -> String {
                 r.path.clone(),
                 r.op.to_string(),
                 shape_to_string(&r.output_shape),
-                if r.params == 0 { "-".into() } else { group_digits(r.params) },
+                if r.params == 0 {
+                    "-".into()
+                } else {
+                    group_digits(r.params)
+                },
                 match &r.macs {
                     Some(m) if m.as_const() == Some(0) => "-".into(),
                     m => dim_number(m),
@@ -167,9 +186,19 @@ pub fn to_text(s: &Summary) -> String {
     }
     out.push('\n');
     let macs_f = s.macs.as_ref().and_then(Dim::as_const).map(|m| m as f64);
-    let act_f = s.activation_bytes.as_ref().and_then(Dim::as_const).map(|m| m as f64);
-    out.push_str(&format!("total params       {}\n", group_digits(s.total_params)));
-    out.push_str(&format!("trainable params   {}\n", group_digits(s.trainable_params)));
+    let act_f = s
+        .activation_bytes
+        .as_ref()
+        .and_then(Dim::as_const)
+        .map(|m| m as f64);
+    out.push_str(&format!(
+        "total params       {}\n",
+        group_digits(s.total_params)
+    ));
+    out.push_str(&format!(
+        "trainable params   {}\n",
+        group_digits(s.trainable_params)
+    ));
     out.push_str(&format!(
         "MACs               {}{}\n",
         dim_number(&s.macs),
@@ -179,7 +208,10 @@ pub fn to_text(s: &Summary) -> String {
         "activation memory  {} (f32 layer outputs, forward)\n",
         act_f.map_or_else(|| dim_number(&s.activation_bytes), bytes)
     ));
-    out.push_str(&format!("parameter memory   {} (f32, with buffers)\n", bytes(s.parameter_bytes as f64)));
+    out.push_str(&format!(
+        "parameter memory   {} (f32, with buffers)\n",
+        bytes(s.parameter_bytes as f64)
+    ));
     out
 }
 

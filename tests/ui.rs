@@ -22,14 +22,22 @@ fn render(path: &Path) -> String {
     let (prog, checked) = nnc::driver::check_paths(&[path]);
     let text = render_all(&checked.diags, &prog.sources, RenderOptions::plain());
     // Snapshots are compared without trailing spaces, which editors strip.
-    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 #[test]
 fn diagnostics_match_snapshots() {
     let bless = std::env::var_os("NNC_BLESS").is_some();
     let files = ui_files();
-    assert!(files.len() >= 30, "expected at least 30 ui tests, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected at least 30 ui tests, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for nn in &files {
         let expected_path = nn.with_extension("stderr");
@@ -60,9 +68,18 @@ fn diagnostics_match_snapshots() {
 fn every_ui_test_reports_something_located() {
     for nn in ui_files() {
         let (_, checked) = nnc::driver::check_paths(&[nn.as_path()]);
-        assert!(!checked.diags.is_empty(), "{} produces no diagnostic", nn.display());
+        assert!(
+            !checked.diags.is_empty(),
+            "{} produces no diagnostic",
+            nn.display()
+        );
         for d in &checked.diags {
-            assert!(d.primary.is_some(), "{}: diagnostic without a location: {}", nn.display(), d.message);
+            assert!(
+                d.primary.is_some(),
+                "{}: diagnostic without a location: {}",
+                nn.display(),
+                d.message
+            );
             assert!(!d.code.is_empty());
         }
     }

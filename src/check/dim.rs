@@ -217,7 +217,11 @@ impl fmt::Display for Dim {
         let mut terms: Vec<(&Monomial, &i64)> = self.terms.iter().collect();
         terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
         for (i, (m, c)) in terms.into_iter().enumerate() {
-            let (sign, mag) = if *c < 0 { ("-", c.unsigned_abs()) } else { ("+", *c as u64) };
+            let (sign, mag) = if *c < 0 {
+                ("-", c.unsigned_abs())
+            } else {
+                ("+", *c as u64)
+            };
             if i == 0 {
                 if sign == "-" {
                     f.write_str("-")?;
@@ -262,13 +266,26 @@ mod tests {
         let c = Dim::constant(64).checked_mul(&Dim::constant(7)).unwrap();
         assert_eq!(c.as_const(), Some(448));
         let h = Dim::symbol("H");
-        let e = h.checked_add(&Dim::constant(1)).unwrap().floor_div(2).unwrap();
+        let e = h
+            .checked_add(&Dim::constant(1))
+            .unwrap()
+            .floor_div(2)
+            .unwrap();
         assert_eq!(e.to_string(), "(H + 1)/2");
         let bound = e.substitute(&|s| (s == "H").then_some(8)).unwrap();
         assert_eq!(bound.as_const(), Some(4));
         assert_eq!(Dim::constant(-7).floor_div(2).unwrap().as_const(), Some(-4));
-        assert!(Dim::constant(i64::MAX).checked_add(&Dim::constant(1)).is_none());
+        assert!(Dim::constant(i64::MAX)
+            .checked_add(&Dim::constant(1))
+            .is_none());
         assert_eq!(n.checked_sub(&n).unwrap().as_const(), Some(0));
-        assert_eq!(n.checked_mul(&h).unwrap().checked_add(&Dim::constant(-3)).unwrap().to_string(), "H*N - 3");
+        assert_eq!(
+            n.checked_mul(&h)
+                .unwrap()
+                .checked_add(&Dim::constant(-3))
+                .unwrap()
+                .to_string(),
+            "H*N - 3"
+        );
     }
 }

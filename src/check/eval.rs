@@ -14,16 +14,21 @@ use super::suggest::did_you_mean;
 use super::value::{Tensor, Value};
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
-use crate::syntax::ast::{self, BinOp, DefBody, DefKind, Expr, ExprKind, Step, StepKind, Stmt, UnOp};
+use crate::syntax::ast::{
+    self, BinOp, DefBody, DefKind, Expr, ExprKind, Step, StepKind, Stmt, UnOp,
+};
 use crate::syntax::source::{FileId, Span};
 use std::collections::{HashMap, HashSet};
 
 /// Networks larger than this are rejected rather than expanded forever.
-pub const MAX_LAYERS: usize = 200_000;
+pub const MAX_LAYERS: usize = 100_000;
 /// Blocks may call blocks this deep.
 pub const MAX_CALL_DEPTH: usize = 48;
 /// `repeat` and `for` may run this many times.
 pub const MAX_REPEAT: i64 = 100_000;
+/// Loop iterations and steps in all, so that nested loops with empty
+/// bodies cannot run for hours.
+pub const MAX_WORK: usize = 2_000_000;
 
 /// How a definition gets its input tensors.
 #[derive(Clone)]
@@ -101,6 +106,8 @@ pub struct Checker<'p> {
     lenient: bool,
     /// Set after a fatal limit (too many layers): everything stops.
     aborted: bool,
+    /// Steps and loop iterations so far, against [`MAX_WORK`].
+    work: usize,
 }
 
 impl<'p> Checker<'p> {
@@ -115,11 +122,38 @@ impl<'p> Checker<'p> {
             instantiated: HashSet::new(),
             lenient: false,
             aborted: false,
+            work: 0,
         }
     }
 
+    /// Counts one unit of expansion work; false (with one error) past the
+    /// budget.
+    fn spend(&mut self, span: Span) -> bool {
+        self.work += 1;
+        if self.work <= MAX_WORK {
+            return true;
+        }
+        if !self.aborted {
+            self.emit(
+                Diagnostic::error(
+                    codes::TOO_LARGE,
+                    format!("the network takes more than {MAX_WORK} expansion steps"),
+                )
+                .at(span, "while expanding this")
+                .with_help("check the counts of `repeat` and `for`"),
+            );
+            self.aborted = true;
+        }
+        false
+    }
+
     /// Checks `def` as a whole model. `args` override its parameters.
-    pub fn check_entry(&mut self, def: DefId, args: Vec<GivenArg>, input: Option<Vec<i64>>) -> Option<ValueId> {
+    pub fn check_entry(
+        &mut self,
+        def: DefId,
+        args: Vec<GivenArg>,
+        input: Option<Vec<i64>>,
+    ) -> Option<ValueId> {
         let d = self.prog.def(def);
         self.model = Model {
             name: d.name.name.clone(),
@@ -168,14 +202,22 @@ impl<'p> Checker<'p> {
         if self.lenient && self.aborted {
             return;
         }
-        let key = (d.code, d.primary.as_ref().map(|l| l.span), d.message.clone());
+        let key = (
+            d.code,
+            d.primary.as_ref().map(|l| l.span),
+            d.message.clone(),
+        );
         if !self.seen.insert(key) {
             return;
         }
         if let Some(frame) = self.frames.last().filter(|f| !f.is_entry) {
             let mut note = format!("in {}", frame.what);
             if !frame.bindings.is_empty() {
-                let b: Vec<String> = frame.bindings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let b: Vec<String> = frame
+                    .bindings
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
                 note.push_str(&format!(", with {}", b.join(", ")));
             }
             d.notes.push(note);
@@ -203,9 +245,12 @@ impl<'p> Checker<'p> {
             self.aborted = true;
         } else {
             self.emit(
-                Diagnostic::error(codes::UNDECIDABLE, format!("cannot decide {what}: it depends on a symbolic size"))
-                    .at(span, "this depends on a size that is not known")
-                    .with_help("give the input concrete sizes in its `input` declaration"),
+                Diagnostic::error(
+                    codes::UNDECIDABLE,
+                    format!("cannot decide {what}: it depends on a symbolic size"),
+                )
+                .at(span, "this depends on a size that is not known")
+                .with_help("give the input concrete sizes in its `input` declaration"),
             );
         }
         Value::Poison
@@ -233,7 +278,12 @@ impl<'p> Checker<'p> {
             self.emit(
                 Diagnostic::error(
                     codes::RECURSIVE_BLOCK,
-                    format!("`{}` uses itself: {} → `{}`", def.name.name, chain.join(" → "), def.name.name),
+                    format!(
+                        "`{}` uses itself: {} → `{}`",
+                        def.name.name,
+                        chain.join(" → "),
+                        def.name.name
+                    ),
                 )
                 .at(call_span, "recursive use")
                 .with_label(def.name.span, "defined here")
@@ -243,8 +293,11 @@ impl<'p> Checker<'p> {
         }
         if self.frames.len() >= MAX_CALL_DEPTH {
             self.emit(
-                Diagnostic::error(codes::TOO_LARGE, format!("blocks nest more than {MAX_CALL_DEPTH} levels deep"))
-                    .at(call_span, "one level too deep"),
+                Diagnostic::error(
+                    codes::TOO_LARGE,
+                    format!("blocks nest more than {MAX_CALL_DEPTH} levels deep"),
+                )
+                .at(call_span, "one level too deep"),
             );
             return None;
         }
@@ -306,16 +359,20 @@ impl<'p> Checker<'p> {
                     match stmt {
                         Stmt::Input { name, shape, span } => {
                             inputs_seen += 1;
-                            let t = self.bind_input(env, name, shape, *span, &input, inputs_seen, def);
+                            let t =
+                                self.bind_input(env, name, shape, *span, &input, inputs_seen, def);
                             let v = t.map_or(Value::Poison, Value::Tensor);
                             env.set(&name.name, v);
                         }
-                        Stmt::Let { name, shape, value, .. } => {
+                        Stmt::Let {
+                            name, shape, value, ..
+                        } => {
                             let v = self.eval(env, &mut scope, value);
                             let v = match (shape, &v) {
                                 (Some(s), Value::Tensor(t)) => {
                                     let t = *t;
-                                    if self.check_annotation(env, s, t, &format!("`{}`", name.name)) {
+                                    if self.check_annotation(env, s, t, &format!("`{}`", name.name))
+                                    {
                                         v
                                     } else {
                                         Value::Poison
@@ -329,9 +386,9 @@ impl<'p> Checker<'p> {
                             let v = self.eval(env, &mut scope, value);
                             result = Some(match v {
                                 Value::Tensor(t) => {
-                                    let ok = output
-                                        .as_ref()
-                                        .is_none_or(|s| self.check_annotation(env, s, t, "the output"));
+                                    let ok = output.as_ref().is_none_or(|s| {
+                                        self.check_annotation(env, s, t, "the output")
+                                    });
                                     ok.then_some(t)
                                 }
                                 Value::Poison => None,
@@ -357,7 +414,11 @@ impl<'p> Checker<'p> {
                     self.emit(
                         Diagnostic::error(
                             codes::MALFORMED_DEFINITION,
-                            format!("{} `{}` declares no input", def.kind.keyword(), def.name.name),
+                            format!(
+                                "{} `{}` declares no input",
+                                def.kind.keyword(),
+                                def.name.name
+                            ),
                         )
                         .at(def.name.span, "no `input` in this definition")
                         .with_help("declare one, for example `input x: [N, 3, 224, 224]`"),
@@ -370,7 +431,11 @@ impl<'p> Checker<'p> {
                         self.emit(
                             Diagnostic::error(
                                 codes::MALFORMED_DEFINITION,
-                                format!("{} `{}` has no `return`", def.kind.keyword(), def.name.name),
+                                format!(
+                                    "{} `{}` has no `return`",
+                                    def.kind.keyword(),
+                                    def.name.name
+                                ),
                             )
                             .at(def.name.span, "nothing is returned")
                             .with_help("end the body with `return VALUE`"),
@@ -384,7 +449,13 @@ impl<'p> Checker<'p> {
 
     /// Binds arguments to the definition's parameters, evaluating defaults
     /// in order (a default may use earlier parameters).
-    fn bind_params(&mut self, def: &ast::Def, given: Vec<GivenArg>, call_span: Span, env: &mut Env) -> Option<()> {
+    fn bind_params(
+        &mut self,
+        def: &ast::Def,
+        given: Vec<GivenArg>,
+        call_span: Span,
+        env: &mut Env,
+    ) -> Option<()> {
         let specs: Vec<BlockParam> = def
             .params
             .iter()
@@ -407,7 +478,10 @@ impl<'p> Checker<'p> {
             let value = match slot {
                 Some(a) => a.value,
                 None => {
-                    let default = p.default.as_ref().expect("binder leaves only defaulted params empty");
+                    let default = p
+                        .default
+                        .as_ref()
+                        .expect("binder leaves only defaulted params empty");
                     let v = self.eval(env, &mut scope, default);
                     if !v.is_poison() && !spec.ty.as_ref().is_none_or(|t| t.accepts(&v)) {
                         self.emit(
@@ -460,8 +534,17 @@ impl<'p> Checker<'p> {
             InputSource::Tensor(t) if nth == 1 => {
                 let t = *t;
                 let actual = self.model.shape(t.id).to_vec();
-                if self.unify(env, pattern, &actual, t.origin, &format!("`{}`", def.name.name)) {
-                    Some(Tensor { id: t.id, origin: t.origin })
+                if self.unify(
+                    env,
+                    pattern,
+                    &actual,
+                    t.origin,
+                    &format!("`{}`", def.name.name),
+                ) {
+                    Some(Tensor {
+                        id: t.id,
+                        origin: t.origin,
+                    })
                 } else {
                     None
                 }
@@ -470,10 +553,15 @@ impl<'p> Checker<'p> {
                 self.emit(
                     Diagnostic::error(
                         codes::MALFORMED_DEFINITION,
-                        format!("`{}` declares a second input, but a layer step passes only one", def.name.name),
+                        format!(
+                            "`{}` declares a second input, but a layer step passes only one",
+                            def.name.name
+                        ),
                     )
                     .at(span, "second input")
-                    .with_help("combine the tensors before the call, or pass them as one with `concat`"),
+                    .with_help(
+                        "combine the tensors before the call, or pass them as one with `concat`",
+                    ),
                 );
                 None
             }
@@ -512,7 +600,10 @@ impl<'p> Checker<'p> {
                         let mut shape = Vec::new();
                         for p in &pattern.dims {
                             let d = match &p.kind {
-                                ExprKind::Name(path) if path.segments.len() == 1 && env.get(&path.segments[0].name).is_none() => {
+                                ExprKind::Name(path)
+                                    if path.segments.len() == 1
+                                        && env.get(&path.segments[0].name).is_none() =>
+                                {
                                     let d = Dim::symbol(&path.segments[0].name);
                                     env.set(&path.segments[0].name, Value::Int(d.clone()));
                                     d
@@ -521,8 +612,11 @@ impl<'p> Checker<'p> {
                             };
                             if d.as_const().is_some_and(|v| v < 0) {
                                 self.emit(
-                                    Diagnostic::error(codes::OUT_OF_RANGE, "an input size must not be negative")
-                                        .at(p.span, "negative size"),
+                                    Diagnostic::error(
+                                        codes::OUT_OF_RANGE,
+                                        "an input size must not be negative",
+                                    )
+                                    .at(p.span, "negative size"),
                                 );
                                 return None;
                             }
@@ -543,7 +637,14 @@ impl<'p> Checker<'p> {
     }
 
     /// Matches a shape pattern against a shape, binding unbound names.
-    fn unify(&mut self, env: &mut Env, pattern: &ast::Shape, actual: &[Dim], origin: Span, what: &str) -> bool {
+    fn unify(
+        &mut self,
+        env: &mut Env,
+        pattern: &ast::Shape,
+        actual: &[Dim],
+        origin: Span,
+        what: &str,
+    ) -> bool {
         let actual_text = shape_to_string(actual);
         if pattern.dims.len() != actual.len() {
             self.emit(
@@ -555,7 +656,10 @@ impl<'p> Checker<'p> {
                     ),
                 )
                 .at(origin, format!("this is {actual_text}"))
-                .with_label(pattern.span, format!("declared with {} axes here", pattern.dims.len())),
+                .with_label(
+                    pattern.span,
+                    format!("declared with {} axes here", pattern.dims.len()),
+                ),
             );
             return false;
         }
@@ -593,14 +697,23 @@ impl<'p> Checker<'p> {
     }
 
     /// Checks a value against `name: [shape]` or a declared output.
-    fn check_annotation(&mut self, env: &mut Env, pattern: &ast::Shape, t: Tensor, what: &str) -> bool {
+    fn check_annotation(
+        &mut self,
+        env: &mut Env,
+        pattern: &ast::Shape,
+        t: Tensor,
+        what: &str,
+    ) -> bool {
         let actual = self.model.shape(t.id).to_vec();
         let text = shape_to_string(&actual);
         if pattern.dims.len() != actual.len() {
             self.emit(
                 Diagnostic::error(
                     codes::ANNOTATION_MISMATCH,
-                    format!("{what} is declared with {} axes, but it is {text}", pattern.dims.len()),
+                    format!(
+                        "{what} is declared with {} axes, but it is {text}",
+                        pattern.dims.len()
+                    ),
                 )
                 .at(pattern.span, "declared here")
                 .with_label(t.origin, format!("this is {text}")),
@@ -624,11 +737,14 @@ impl<'p> Checker<'p> {
                 self.emit(
                     Diagnostic::error(
                         codes::ANNOTATION_MISMATCH,
-                        format!("{what} is declared as {}, but it is {text}", self.prog.sources.text(pattern.span)),
+                        format!(
+                            "{what} is declared as {}, but it is {text}",
+                            self.prog.sources.text(pattern.span)
+                        ),
                     )
                     .at(p.span, format!("declared {expected}, but it is {d}"))
                     .with_label(t.origin, format!("this is {text}"))
-                    .with_help(format!("change the declaration to match, or check the layers before it")),
+                    .with_help("change the declaration to match, or check the layers before it"),
                 );
                 return false;
             }
@@ -638,7 +754,13 @@ impl<'p> Checker<'p> {
 
     // ---- steps -------------------------------------------------------------
 
-    fn apply_steps(&mut self, env: &mut Env, scope: &mut Scope, mut input: Tensor, steps: &[Step]) -> Option<Tensor> {
+    fn apply_steps(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        mut input: Tensor,
+        steps: &[Step],
+    ) -> Option<Tensor> {
         for step in steps {
             if self.aborted {
                 return None;
@@ -648,9 +770,20 @@ impl<'p> Checker<'p> {
         Some(input)
     }
 
-    fn apply_step(&mut self, env: &mut Env, scope: &mut Scope, input: Tensor, step: &Step) -> Option<Tensor> {
+    fn apply_step(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        input: Tensor,
+        step: &Step,
+    ) -> Option<Tensor> {
+        if !self.spend(step.span) {
+            return None;
+        }
         // `as name` on a loop or conditional makes it a named sub-scope.
-        if let (Some(name), StepKind::Repeat { .. } | StepKind::For { .. } | StepKind::If { .. }) = (&step.name, &step.kind) {
+        if let (Some(name), StepKind::Repeat { .. } | StepKind::For { .. } | StepKind::If { .. }) =
+            (&step.name, &step.kind)
+        {
             scope.next += 1;
             let mut inner = Scope {
                 prefix: scope.child(&name.name),
@@ -672,7 +805,9 @@ impl<'p> Checker<'p> {
                 scope.next += 1;
                 let path = scope.child(&name);
                 match self.prog.resolve_callee(env.file, callee) {
-                    Some(Callee::Op(decl)) => self.apply_op(env, scope, decl, args, input, path, step.span),
+                    Some(Callee::Op(decl)) => {
+                        self.apply_op(env, scope, decl, args, input, path, step.span)
+                    }
                     Some(Callee::Def(def)) => {
                         let given = self.eval_args(env, scope, args)?;
                         self.instantiate(def, given, InputSource::Tensor(input), path, step.span)
@@ -695,15 +830,27 @@ impl<'p> Checker<'p> {
                 let n = self.eval_count(env, scope, count)?;
                 let mut x = input;
                 for _ in 0..n {
+                    if !self.spend(count.span) {
+                        return None;
+                    }
                     x = self.apply_steps(env, scope, x, steps)?;
                 }
                 Some(x)
             }
-            StepKind::For { var, start, end, steps } => {
+            StepKind::For {
+                var,
+                start,
+                end,
+                steps,
+            } => {
                 let items = self.for_items(env, scope, start, end.as_ref())?;
                 let saved = env.vars.remove(&var.name);
                 let mut x = Some(input);
                 for item in items {
+                    if !self.spend(var.span) {
+                        x = None;
+                        break;
+                    }
                     env.set(&var.name, item);
                     x = self.apply_steps(env, scope, x?, steps);
                     if x.is_none() {
@@ -716,7 +863,11 @@ impl<'p> Checker<'p> {
                 }
                 x
             }
-            StepKind::If { cond, then, otherwise } => match self.eval(env, scope, cond) {
+            StepKind::If {
+                cond,
+                then,
+                otherwise,
+            } => match self.eval(env, scope, cond) {
                 Value::Bool(true) => self.apply_steps(env, scope, input, then),
                 Value::Bool(false) => self.apply_steps(env, scope, input, otherwise),
                 Value::Poison => None,
@@ -724,7 +875,10 @@ impl<'p> Checker<'p> {
                     self.emit(
                         Diagnostic::error(
                             codes::TYPE_MISMATCH,
-                            format!("an `if` condition must be a bool, but this is {}", other.describe()),
+                            format!(
+                                "an `if` condition must be a bool, but this is {}",
+                                other.describe()
+                            ),
                         )
                         .at(cond.span, "not a bool"),
                     );
@@ -739,15 +893,24 @@ impl<'p> Checker<'p> {
         let n = self.known_int(&v, count.span, "a repeat count")?;
         if !(0..=MAX_REPEAT).contains(&n) {
             self.emit(
-                Diagnostic::error(codes::OUT_OF_RANGE, format!("a repeat count must be in 0..={MAX_REPEAT}, but it is {n}"))
-                    .at(count.span, "out of range"),
+                Diagnostic::error(
+                    codes::OUT_OF_RANGE,
+                    format!("a repeat count must be in 0..={MAX_REPEAT}, but it is {n}"),
+                )
+                .at(count.span, "out of range"),
             );
             return None;
         }
         Some(n)
     }
 
-    fn for_items(&mut self, env: &mut Env, scope: &mut Scope, start: &Expr, end: Option<&Expr>) -> Option<Vec<Value>> {
+    fn for_items(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        start: &Expr,
+        end: Option<&Expr>,
+    ) -> Option<Vec<Value>> {
         match end {
             Some(end) => {
                 let a = self.eval(env, scope, start);
@@ -756,8 +919,11 @@ impl<'p> Checker<'p> {
                 let b = self.known_int(&b, end.span, "a range end")?;
                 if b.saturating_sub(a) > MAX_REPEAT {
                     self.emit(
-                        Diagnostic::error(codes::OUT_OF_RANGE, format!("a `for` range may run at most {MAX_REPEAT} times"))
-                            .at(start.span.to(end.span), "too long"),
+                        Diagnostic::error(
+                            codes::OUT_OF_RANGE,
+                            format!("a `for` range may run at most {MAX_REPEAT} times"),
+                        )
+                        .at(start.span.to(end.span), "too long"),
                     );
                     return None;
                 }
@@ -770,7 +936,10 @@ impl<'p> Checker<'p> {
                     self.emit(
                         Diagnostic::error(
                             codes::TYPE_MISMATCH,
-                            format!("`for` runs over a range `a..b` or a list, but this is {}", other.describe()),
+                            format!(
+                                "`for` runs over a range `a..b` or a list, but this is {}",
+                                other.describe()
+                            ),
                         )
                         .at(start.span, "not a list")
                         .with_help("write `for i in 0..n { ... }`"),
@@ -793,15 +962,23 @@ impl<'p> Checker<'p> {
             Value::Poison => None,
             other => {
                 self.emit(
-                    Diagnostic::error(codes::TYPE_MISMATCH, format!("{what} must be an int, but this is {}", other.describe()))
-                        .at(span, "not an int"),
+                    Diagnostic::error(
+                        codes::TYPE_MISMATCH,
+                        format!("{what} must be an int, but this is {}", other.describe()),
+                    )
+                    .at(span, "not an int"),
                 );
                 None
             }
         }
     }
 
-    fn eval_args(&mut self, env: &mut Env, scope: &mut Scope, args: &[ast::Arg]) -> Option<Vec<GivenArg>> {
+    fn eval_args(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        args: &[ast::Arg],
+    ) -> Option<Vec<GivenArg>> {
         let mut out = Vec::with_capacity(args.len());
         let mut ok = true;
         for a in args {
@@ -811,9 +988,12 @@ impl<'p> Checker<'p> {
             }
             if let Value::Tensor(_) = value {
                 self.emit(
-                    Diagnostic::error(codes::EXPECTED_TENSOR, "a layer argument cannot be a tensor")
-                        .at(a.value.span, "this is a tensor")
-                        .with_help("tensors flow into layers with `->`: `x -> layer(...)`"),
+                    Diagnostic::error(
+                        codes::EXPECTED_TENSOR,
+                        "a layer argument cannot be a tensor",
+                    )
+                    .at(a.value.span, "this is a tensor")
+                    .with_help("tensors flow into layers with `->`: `x -> layer(...)`"),
                 );
                 ok = false;
             }
@@ -845,7 +1025,15 @@ impl<'p> Checker<'p> {
             let producer = self.model.values[input.id.0 as usize]
                 .producer
                 .map(|l| &self.model.layers[l])
-                .map(|l| (l.op.name(), l.inputs.first().map(|v| self.model.shape(*v)).unwrap_or(&[])));
+                .map(|l| {
+                    (
+                        l.op.name(),
+                        l.inputs
+                            .first()
+                            .map(|v| self.model.shape(*v))
+                            .unwrap_or(&[]),
+                    )
+                });
             let mut ctx = OpCtx {
                 decl,
                 args: slots,
@@ -865,12 +1053,22 @@ impl<'p> Checker<'p> {
         self.add_layer(path, op, vec![input.id], shape, span)
     }
 
-    fn add_layer(&mut self, path: String, op: Op, inputs: Vec<ValueId>, shape: Vec<Dim>, span: Span) -> Option<Tensor> {
+    fn add_layer(
+        &mut self,
+        path: String,
+        op: Op,
+        inputs: Vec<ValueId>,
+        shape: Vec<Dim>,
+        span: Span,
+    ) -> Option<Tensor> {
         if self.model.layers.len() >= MAX_LAYERS {
             self.emit(
-                Diagnostic::error(codes::TOO_LARGE, format!("the network expands to more than {MAX_LAYERS} layers"))
-                    .at(span, "while adding this layer")
-                    .with_help("check the counts of `repeat` and `for`"),
+                Diagnostic::error(
+                    codes::TOO_LARGE,
+                    format!("the network expands to more than {MAX_LAYERS} layers"),
+                )
+                .at(span, "while adding this layer")
+                .with_help("check the counts of `repeat` and `for`"),
             );
             self.aborted = true;
             return None;
@@ -891,10 +1089,16 @@ impl<'p> Checker<'p> {
             }
             self.layer_paths.insert(path.clone(), span);
         }
-        if params.iter().any(|p| p.kind == TensorKind::Parameter && p.numel() > (1u128 << 40)) {
+        if params
+            .iter()
+            .any(|p| p.kind == TensorKind::Parameter && p.numel() > (1u128 << 40))
+        {
             self.emit(
-                Diagnostic::error(codes::OVERFLOW, format!("`{path}` would have more than 2^40 parameters"))
-                    .at(span, "far too large"),
+                Diagnostic::error(
+                    codes::OVERFLOW,
+                    format!("`{path}` would have more than 2^40 parameters"),
+                )
+                .at(span, "far too large"),
             );
             return None;
         }
@@ -908,7 +1112,10 @@ impl<'p> Checker<'p> {
             params,
             span,
         });
-        Some(Tensor { id: output, origin: span })
+        Some(Tensor {
+            id: output,
+            origin: span,
+        })
     }
 
     fn unknown_layer(&mut self, env: &Env, callee: &ast::Path) {
@@ -928,7 +1135,10 @@ impl<'p> Checker<'p> {
             match did_you_mean(last, names.iter().map(|s| s.as_str())) {
                 Some(s) => d = d.with_help(format!("did you mean `{s}`?")),
                 None if callee.segments.len() == 2 && callee.segments[0].name == "std" => {
-                    d = d.with_help(format!("the standard library has: {}", self.prog.std_list()));
+                    d = d.with_help(format!(
+                        "the standard library has: {}",
+                        self.prog.std_list()
+                    ));
                 }
                 None => {}
             }
@@ -948,8 +1158,11 @@ impl<'p> Checker<'p> {
             Value::Poison => None,
             other => {
                 self.emit(
-                    Diagnostic::error(codes::TYPE_MISMATCH, format!("a size must be an int, but this is {}", other.describe()))
-                        .at(e.span, "not an int"),
+                    Diagnostic::error(
+                        codes::TYPE_MISMATCH,
+                        format!("a size must be an int, but this is {}", other.describe()),
+                    )
+                    .at(e.span, "not an int"),
                 );
                 None
             }
@@ -999,7 +1212,10 @@ impl<'p> Checker<'p> {
                             self.emit(
                                 Diagnostic::error(
                                     codes::TYPE_MISMATCH,
-                                    format!("`{sym}` needs {want}, but this is {}", other.describe()),
+                                    format!(
+                                        "`{sym}` needs {want}, but this is {}",
+                                        other.describe()
+                                    ),
                                 )
                                 .at(*span, format!("`{sym}` here"))
                                 .with_label(operand.span, format!("this is {}", other.type_name())),
@@ -1064,7 +1280,11 @@ impl<'p> Checker<'p> {
                     }
                 }
             }
-            ExprKind::If { cond, then, otherwise } => match self.eval(env, scope, cond) {
+            ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => match self.eval(env, scope, cond) {
                 Value::Bool(true) => self.eval(env, scope, then),
                 Value::Bool(false) => self.eval(env, scope, otherwise),
                 Value::Poison => Value::Poison,
@@ -1072,7 +1292,10 @@ impl<'p> Checker<'p> {
                     self.emit(
                         Diagnostic::error(
                             codes::TYPE_MISMATCH,
-                            format!("an `if` condition must be a bool, but this is {}", other.describe()),
+                            format!(
+                                "an `if` condition must be a bool, but this is {}",
+                                other.describe()
+                            ),
                         )
                         .at(cond.span, "not a bool"),
                     );
@@ -1080,13 +1303,18 @@ impl<'p> Checker<'p> {
                 }
             },
             ExprKind::Chain { head, steps } => match self.eval(env, scope, head) {
-                Value::Tensor(t) => self.apply_steps(env, scope, t, steps).map_or(Value::Poison, Value::Tensor),
+                Value::Tensor(t) => self
+                    .apply_steps(env, scope, t, steps)
+                    .map_or(Value::Poison, Value::Tensor),
                 Value::Poison => Value::Poison,
                 other => {
                     self.emit(
                         Diagnostic::error(
                             codes::EXPECTED_TENSOR,
-                            format!("`->` passes a tensor into layers, but this is {}", other.describe()),
+                            format!(
+                                "`->` passes a tensor into layers, but this is {}",
+                                other.describe()
+                            ),
                         )
                         .at(head.span, format!("this is {}", other.type_name())),
                     );
@@ -1097,7 +1325,10 @@ impl<'p> Checker<'p> {
     }
 
     fn overflow(&mut self, span: Span) -> Value {
-        self.emit(Diagnostic::error(codes::OVERFLOW, "the result overflows 64 bits").at(span, "too large"));
+        self.emit(
+            Diagnostic::error(codes::OVERFLOW, "the result overflows 64 bits")
+                .at(span, "too large"),
+        );
         Value::Poison
     }
 
@@ -1108,9 +1339,12 @@ impl<'p> Checker<'p> {
             }
         }
         let name = path.text();
-        let mut d = Diagnostic::error(codes::UNKNOWN_NAME, format!("unknown name `{name}`")).at(path.span, "not defined");
+        let mut d = Diagnostic::error(codes::UNKNOWN_NAME, format!("unknown name `{name}`"))
+            .at(path.span, "not defined");
         if self.prog.resolve_callee(env.file, path).is_some() {
-            d = d.with_help(format!("`{name}` is a layer; apply it to a tensor with `x -> {name}`"));
+            d = d.with_help(format!(
+                "`{name}` is a layer; apply it to a tensor with `x -> {name}`"
+            ));
         } else {
             let names: Vec<&str> = env.vars.keys().map(|s| s.as_str()).collect();
             if let Some(s) = did_you_mean(&name, names) {
@@ -1121,31 +1355,65 @@ impl<'p> Checker<'p> {
         Value::Poison
     }
 
-    fn eval_call(&mut self, env: &mut Env, scope: &mut Scope, callee: &ast::Path, args: &[ast::Arg], span: Span) -> Value {
+    fn eval_call(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        callee: &ast::Path,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> Value {
         let name = callee.text();
         match name.as_str() {
             "concat" => return self.eval_concat(env, scope, args, span),
             "min" | "max" | "len" => return self.eval_scalar_fn(env, scope, &name, args, span),
             _ => {}
         }
-        let mut d = Diagnostic::error(codes::EXPECTED_TENSOR, format!("`{name}` is called without an input tensor"))
-            .at(callee.span, "needs an input");
+        let mut d = Diagnostic::error(
+            codes::EXPECTED_TENSOR,
+            format!("`{name}` is called without an input tensor"),
+        )
+        .at(callee.span, "needs an input");
         if self.prog.resolve_callee(env.file, callee).is_some() {
-            let input = args.first().map_or("x", |a| self.prog.sources.text(a.value.span));
-            let rest: Vec<&str> = args.iter().skip(1).map(|a| self.prog.sources.text(a.span)).collect();
-            let call = if rest.is_empty() { name.clone() } else { format!("{name}({})", rest.join(", ")) };
-            d = d.with_help(format!("layers take their input from `->`: write `{input} -> {call}`"));
+            let input = args
+                .first()
+                .map_or("x", |a| self.prog.sources.text(a.value.span));
+            let rest: Vec<&str> = args
+                .iter()
+                .skip(1)
+                .map(|a| self.prog.sources.text(a.span))
+                .collect();
+            let call = if rest.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}({})", rest.join(", "))
+            };
+            d = d.with_help(format!(
+                "layers take their input from `->`: write `{input} -> {call}`"
+            ));
         } else {
             d = Diagnostic::error(codes::UNKNOWN_NAME, format!("unknown function `{name}`"))
                 .at(callee.span, "not defined")
-                .with_help("the functions are `concat`, `min`, `max` and `len`; layers follow `->`");
+                .with_help(
+                    "the functions are `concat`, `min`, `max` and `len`; layers follow `->`",
+                );
         }
         self.emit(d);
         Value::Poison
     }
 
-    fn eval_scalar_fn(&mut self, env: &mut Env, scope: &mut Scope, name: &str, args: &[ast::Arg], span: Span) -> Value {
-        let values: Vec<Value> = args.iter().map(|a| self.eval(env, scope, &a.value)).collect();
+    fn eval_scalar_fn(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        name: &str,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> Value {
+        let values: Vec<Value> = args
+            .iter()
+            .map(|a| self.eval(env, scope, &a.value))
+            .collect();
         if values.iter().any(Value::is_poison) {
             return Value::Poison;
         }
@@ -1169,13 +1437,22 @@ impl<'p> Checker<'p> {
             _ => "min(a, b) / max(a, b) on two numbers",
         };
         self.emit(
-            Diagnostic::error(codes::TYPE_MISMATCH, format!("wrong arguments for `{name}`"))
-                .at(span, format!("expects {usage}")),
+            Diagnostic::error(
+                codes::TYPE_MISMATCH,
+                format!("wrong arguments for `{name}`"),
+            )
+            .at(span, format!("expects {usage}")),
         );
         Value::Poison
     }
 
-    fn eval_concat(&mut self, env: &mut Env, scope: &mut Scope, args: &[ast::Arg], span: Span) -> Value {
+    fn eval_concat(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> Value {
         let mut tensors: Vec<Tensor> = Vec::new();
         let mut axis: i64 = 1;
         let mut axis_span = span;
@@ -1191,25 +1468,37 @@ impl<'p> Checker<'p> {
                     }
                     other => {
                         self.emit(
-                            Diagnostic::error(codes::TYPE_MISMATCH, format!("`concat` axis must be an int, but it is {}", other.describe()))
-                                .at(a.value.span, "not an int"),
+                            Diagnostic::error(
+                                codes::TYPE_MISMATCH,
+                                format!(
+                                    "`concat` axis must be an int, but it is {}",
+                                    other.describe()
+                                ),
+                            )
+                            .at(a.value.span, "not an int"),
                         );
                         poisoned = true;
                     }
                 },
                 (Some(n), _) => {
                     self.emit(
-                        Diagnostic::error(codes::UNKNOWN_ARGUMENT, format!("`concat` has no parameter `{}`", n.name))
-                            .at(n.span, "unknown parameter")
-                            .with_help("`concat(a, b, ..., axis=1)`"),
+                        Diagnostic::error(
+                            codes::UNKNOWN_ARGUMENT,
+                            format!("`concat` has no parameter `{}`", n.name),
+                        )
+                        .at(n.span, "unknown parameter")
+                        .with_help("`concat(a, b, ..., axis=1)`"),
                     );
                     poisoned = true;
                 }
                 (None, Value::Tensor(t)) => tensors.push(t),
                 (None, other) => {
                     self.emit(
-                        Diagnostic::error(codes::EXPECTED_TENSOR, format!("`concat` joins tensors, but this is {}", other.describe()))
-                            .at(a.value.span, "not a tensor"),
+                        Diagnostic::error(
+                            codes::EXPECTED_TENSOR,
+                            format!("`concat` joins tensors, but this is {}", other.describe()),
+                        )
+                        .at(a.value.span, "not a tensor"),
                     );
                     poisoned = true;
                 }
@@ -1220,25 +1509,36 @@ impl<'p> Checker<'p> {
         }
         if tensors.len() < 2 {
             self.emit(
-                Diagnostic::error(codes::MISSING_ARGUMENT, "`concat` needs at least two tensors")
-                    .at(span, "give two or more tensors"),
+                Diagnostic::error(
+                    codes::MISSING_ARGUMENT,
+                    "`concat` needs at least two tensors",
+                )
+                .at(span, "give two or more tensors"),
             );
             return Value::Poison;
         }
-        let shapes: Vec<Vec<Dim>> = tensors.iter().map(|t| self.model.shape(t.id).to_vec()).collect();
+        let shapes: Vec<Vec<Dim>> = tensors
+            .iter()
+            .map(|t| self.model.shape(t.id).to_vec())
+            .collect();
         let rank = shapes[0].len() as i64;
         let ax = if axis < 0 { axis + rank } else { axis };
         if ax < 0 || ax >= rank {
-            self.emit(
-                ops::out_of_range("concat", "axis", &axis.to_string(), &format!("in {}..{}", -rank, rank - 1), axis_span),
-            );
+            self.emit(ops::out_of_range(
+                "concat",
+                "axis",
+                &axis.to_string(),
+                &format!("in {}..{}", -rank, rank - 1),
+                axis_span,
+            ));
             return Value::Poison;
         }
         let ax = ax as usize;
         let mut out = shapes[0].clone();
         for (t, s) in tensors.iter().zip(&shapes).skip(1) {
             let same_rank = s.len() == shapes[0].len();
-            let bad_axis = (0..s.len().min(shapes[0].len())).find(|&i| i != ax && s[i] != shapes[0][i]);
+            let bad_axis =
+                (0..s.len().min(shapes[0].len())).find(|&i| i != ax && s[i] != shapes[0][i]);
             if !same_rank || bad_axis.is_some() {
                 let what = match bad_axis {
                     Some(i) if same_rank => format!("axis {i}: {} against {}", shapes[0][i], s[i]),
@@ -1294,23 +1594,33 @@ impl<'p> Checker<'p> {
         };
         match (op, l, r) {
             (_, Poison, _) | (_, _, Poison) => Poison,
-            (BinOp::Add | BinOp::Mul, Tensor(a), Tensor(b)) => self.elementwise(scope, op, op_span, a, b, l_expr, r_expr),
+            (BinOp::Add | BinOp::Mul, Tensor(a), Tensor(b)) => {
+                self.elementwise(scope, op, op_span, a, b, l_expr, r_expr)
+            }
             (BinOp::And, Bool(a), Bool(b)) => Bool(a && b),
             (BinOp::Or, Bool(a), Bool(b)) => Bool(a || b),
             (BinOp::Eq, Bool(a), Bool(b)) => Bool(a == b),
             (BinOp::Ne, Bool(a), Bool(b)) => Bool(a != b),
             (BinOp::Eq, Str(a), Str(b)) => Bool(a == b),
             (BinOp::Ne, Str(a), Str(b)) => Bool(a != b),
-            (BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge, Int(a), Int(b)) => {
-                match a.checked_sub(&b).and_then(|d| d.as_const()) {
-                    Some(diff) => cmp(diff.cmp(&0)),
-                    None if a == b => cmp(std::cmp::Ordering::Equal),
-                    None => self.undecidable(l_span.to(r_span), "this comparison"),
-                }
-            }
-            (BinOp::Add, Int(a), Int(b)) => a.checked_add(&b).map_or_else(|| self.overflow(op_span), Int),
-            (BinOp::Sub, Int(a), Int(b)) => a.checked_sub(&b).map_or_else(|| self.overflow(op_span), Int),
-            (BinOp::Mul, Int(a), Int(b)) => a.checked_mul(&b).map_or_else(|| self.overflow(op_span), Int),
+            (
+                BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge,
+                Int(a),
+                Int(b),
+            ) => match a.checked_sub(&b).and_then(|d| d.as_const()) {
+                Some(diff) => cmp(diff.cmp(&0)),
+                None if a == b => cmp(std::cmp::Ordering::Equal),
+                None => self.undecidable(l_span.to(r_span), "this comparison"),
+            },
+            (BinOp::Add, Int(a), Int(b)) => a
+                .checked_add(&b)
+                .map_or_else(|| self.overflow(op_span), Int),
+            (BinOp::Sub, Int(a), Int(b)) => a
+                .checked_sub(&b)
+                .map_or_else(|| self.overflow(op_span), Int),
+            (BinOp::Mul, Int(a), Int(b)) => a
+                .checked_mul(&b)
+                .map_or_else(|| self.overflow(op_span), Int),
             (BinOp::Div | BinOp::Rem, Int(a), Int(b)) => {
                 let Some(k) = b.as_const() else {
                     return self.undecidable(r_span, "a division by a symbolic size");
@@ -1326,7 +1636,9 @@ impl<'p> Checker<'p> {
                     match (a.as_const(), op) {
                         (Some(x), BinOp::Div) => x.checked_div_euclid(k).map(Dim::constant),
                         (Some(x), _) => x.checked_rem_euclid(k).map(Dim::constant),
-                        (None, _) => return self.undecidable(r_span, "a division by a negative number"),
+                        (None, _) => {
+                            return self.undecidable(r_span, "a division by a negative number")
+                        }
                     }
                 } else if op == BinOp::Div {
                     a.floor_div(k)
@@ -1335,14 +1647,21 @@ impl<'p> Checker<'p> {
                 };
                 result.map_or_else(|| self.overflow(op_span), Int)
             }
-            (op, a, b) if as_f64(&a).is_some() && as_f64(&b).is_some() && !matches!(op, BinOp::And | BinOp::Or) => {
+            (op, a, b)
+                if as_f64(&a).is_some()
+                    && as_f64(&b).is_some()
+                    && !matches!(op, BinOp::And | BinOp::Or) =>
+            {
                 let (x, y) = (as_f64(&a).unwrap_or(0.0), as_f64(&b).unwrap_or(0.0));
                 match op {
                     BinOp::Add => Float(x + y),
                     BinOp::Sub => Float(x - y),
                     BinOp::Mul => Float(x * y),
                     BinOp::Div | BinOp::Rem if y == 0.0 => {
-                        self.emit(Diagnostic::error(codes::DIVISION_BY_ZERO, "division by zero").at(r_span, "this is zero"));
+                        self.emit(
+                            Diagnostic::error(codes::DIVISION_BY_ZERO, "division by zero")
+                                .at(r_span, "this is zero"),
+                        );
                         Poison
                     }
                     BinOp::Div => Float(x / y),
@@ -1356,7 +1675,12 @@ impl<'p> Checker<'p> {
             (op, a, b) => {
                 let mut d = Diagnostic::error(
                     codes::TYPE_MISMATCH,
-                    format!("`{}` cannot combine {} and {}", op.symbol(), a.type_name(), b.type_name()),
+                    format!(
+                        "`{}` cannot combine {} and {}",
+                        op.symbol(),
+                        a.type_name(),
+                        b.type_name()
+                    ),
                 )
                 .at(op_span, "here")
                 .with_label(l_span, format!("this is {}", a.type_name()))
@@ -1411,7 +1735,10 @@ impl<'p> Checker<'p> {
                 codes::SHAPE_MISMATCH,
                 format!("cannot {name} {ta} and {tb}: they differ on axis {axis}"),
             )
-            .at(op_span, format!("`{}` needs equal (or broadcastable) shapes", op.symbol()))
+            .at(
+                op_span,
+                format!("`{}` needs equal (or broadcastable) shapes", op.symbol()),
+            )
             .with_label(a.origin, format!("this is {ta}"))
             .with_label(b.origin, format!("this is {tb}"));
             if let Some(help) = shortcut_help(&sa, &sb, a_expr, b_expr, self.prog) {
@@ -1436,22 +1763,51 @@ fn as_f64(v: &Value) -> Option<f64> {
 
 /// For a residual add of mismatched [N, C, H, W] tensors: the projection
 /// that makes the shortcut fit.
-fn shortcut_help(sa: &[Dim], sb: &[Dim], a_expr: &Expr, b_expr: &Expr, prog: &Program) -> Option<String> {
+fn shortcut_help(
+    sa: &[Dim],
+    sb: &[Dim],
+    a_expr: &Expr,
+    b_expr: &Expr,
+    prog: &Program,
+) -> Option<String> {
     if sa.len() != 4 || sb.len() != 4 || sa[0] != sb[0] {
         return None;
     }
-    let dims = |s: &[Dim]| -> Option<[i64; 3]> { Some([s[1].as_const()?, s[2].as_const()?, s[3].as_const()?]) };
+    let dims = |s: &[Dim]| -> Option<[i64; 3]> {
+        Some([s[1].as_const()?, s[2].as_const()?, s[3].as_const()?])
+    };
     let (da, db) = (dims(sa)?, dims(sb)?);
     // The shortcut is the operand with the larger feature map; with equal
     // sizes, the one that is a plain name (the block input).
     let a_is_name = matches!(a_expr.kind, ExprKind::Name(_));
-    let a_is_shortcut = if da[1] != db[1] { da[1] > db[1] } else { a_is_name || !matches!(b_expr.kind, ExprKind::Name(_)) };
-    let (from, to, expr, target) = if a_is_shortcut { (da, db, a_expr, sb) } else { (db, da, b_expr, sa) };
-    let stride = (1..=from[1].max(1)).find(|s| (from[1] + s - 1) / s == to[1] && (from[2] + s - 1) / s == to[2])?;
+    let a_is_shortcut = if da[1] != db[1] {
+        da[1] > db[1]
+    } else {
+        a_is_name || !matches!(b_expr.kind, ExprKind::Name(_))
+    };
+    let (from, to, expr, target) = if a_is_shortcut {
+        (da, db, a_expr, sb)
+    } else {
+        (db, da, b_expr, sa)
+    };
+    let stride = (1..=from[1].max(1))
+        .find(|s| (from[1] + s - 1) / s == to[1] && (from[2] + s - 1) / s == to[2])?;
     let name = prog.sources.text(expr.span);
-    let name = if name.len() <= 20 { format!(" `{name}`") } else { String::new() };
-    let stride_text = if stride > 1 { format!(" with stride {stride}") } else { String::new() };
-    let stride_arg = if stride > 1 { format!(", stride={stride}") } else { String::new() };
+    let name = if name.len() <= 20 {
+        format!(" `{name}`")
+    } else {
+        String::new()
+    };
+    let stride_text = if stride > 1 {
+        format!(" with stride {stride}")
+    } else {
+        String::new()
+    };
+    let stride_arg = if stride > 1 {
+        format!(", stride={stride}")
+    } else {
+        String::new()
+    };
     Some(format!(
         "the shortcut{name} needs a 1x1 conv2d{stride_text} to reach {}: `{} -> conv2d({}, 1{stride_arg}, bias=false) -> batch_norm`",
         shape_to_string(target),
@@ -1489,7 +1845,12 @@ impl ParamType {
             ParamType::Float => "a float".into(),
             ParamType::Bool => "a bool".into(),
             ParamType::Str => "a string".into(),
-            ParamType::List(t) => format!("a list of {}", t.describe().trim_start_matches("a ").trim_start_matches("an ")),
+            ParamType::List(t) => format!(
+                "a list of {}",
+                t.describe()
+                    .trim_start_matches("a ")
+                    .trim_start_matches("an ")
+            ),
         }
     }
 }

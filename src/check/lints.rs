@@ -51,9 +51,15 @@ fn lint_def(def: &Def, out: &mut Vec<Diagnostic>) {
     for p in &def.params {
         if !uses.iter().any(|u| u == &p.name.name) {
             out.push(
-                Diagnostic::warning(codes::UNUSED_PARAMETER, format!("parameter `{}` is never used", p.name.name))
-                    .at(p.name.span, "unused parameter")
-                    .with_help(format!("remove it, or use it in the body of `{}`", def.name.name)),
+                Diagnostic::warning(
+                    codes::UNUSED_PARAMETER,
+                    format!("parameter `{}` is never used", p.name.name),
+                )
+                .at(p.name.span, "unused parameter")
+                .with_help(format!(
+                    "remove it, or use it in the body of `{}`",
+                    def.name.name
+                )),
             );
         }
     }
@@ -64,11 +70,14 @@ fn check_type(t: &TypeExpr, out: &mut Vec<Diagnostic>) {
         TypeExpr::Name(n) => {
             const TYPES: [&str; 4] = ["int", "float", "bool", "string"];
             if !TYPES.contains(&n.name.as_str()) {
-                let mut d = Diagnostic::error(codes::UNKNOWN_TYPE, format!("unknown type `{}`", n.name))
-                    .at(n.span, "not a type");
+                let mut d =
+                    Diagnostic::error(codes::UNKNOWN_TYPE, format!("unknown type `{}`", n.name))
+                        .at(n.span, "not a type");
                 d = match super::did_you_mean(&n.name, TYPES) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help("the types are int, float, bool, string and lists such as [int]"),
+                    None => d.with_help(
+                        "the types are int, float, bool, string and lists such as [int]",
+                    ),
                 };
                 out.push(d);
             }
@@ -85,9 +94,12 @@ fn lint_body(stmts: &[Stmt], out: &mut Vec<Diagnostic>) {
                 if let Some(next) = stmts.get(i + 1) {
                     let last = stmts.last().map_or(next.span(), |l| l.span());
                     out.push(
-                        Diagnostic::warning(codes::UNREACHABLE, "statements after `return` are never run")
-                            .at(next.span().to(last), "unreachable")
-                            .with_label(s.span(), "the definition returns here"),
+                        Diagnostic::warning(
+                            codes::UNREACHABLE,
+                            "statements after `return` are never run",
+                        )
+                        .at(next.span().to(last), "unreachable")
+                        .with_label(s.span(), "the definition returns here"),
                     );
                 }
                 break;
@@ -95,9 +107,12 @@ fn lint_body(stmts: &[Stmt], out: &mut Vec<Diagnostic>) {
             Stmt::Input { name, .. } => {
                 if let Some((_, prev)) = inputs.iter().find(|(n, _)| *n == name.name) {
                     out.push(
-                        Diagnostic::error(codes::DUPLICATE_VALUE, format!("input `{}` is declared twice", name.name))
-                            .at(name.span, "declared again")
-                            .with_label(*prev, "first declared here"),
+                        Diagnostic::error(
+                            codes::DUPLICATE_VALUE,
+                            format!("input `{}` is declared twice", name.name),
+                        )
+                        .at(name.span, "declared again")
+                        .with_label(*prev, "first declared here"),
                     );
                 }
                 inputs.push((&name.name, name.span));
@@ -110,7 +125,14 @@ fn lint_body(stmts: &[Stmt], out: &mut Vec<Diagnostic>) {
 
 /// Warns when the value bound at `stmts[at]` is not read before it is bound
 /// again or the body ends.
-fn check_used(stmts: &[Stmt], at: usize, name: &str, span: Span, what: &str, out: &mut Vec<Diagnostic>) {
+fn check_used(
+    stmts: &[Stmt],
+    at: usize,
+    name: &str,
+    span: Span,
+    what: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     if name.starts_with('_') {
         return;
     }
@@ -127,9 +149,14 @@ fn check_used(stmts: &[Stmt], at: usize, name: &str, span: Span, what: &str, out
         }
     }
     out.push(
-        Diagnostic::warning(codes::UNUSED_VALUE, format!("{what} `{name}` is never used"))
-            .at(span, "never used")
-            .with_help(format!("remove it, or name it `_{name}` if it is there on purpose")),
+        Diagnostic::warning(
+            codes::UNUSED_VALUE,
+            format!("{what} `{name}` is never used"),
+        )
+        .at(span, "never used")
+        .with_help(format!(
+            "remove it, or name it `_{name}` if it is there on purpose"
+        )),
     );
 }
 
@@ -160,7 +187,11 @@ fn names_in_expr(e: &Expr, uses: &mut Vec<String>) {
                 uses.push(p.segments[0].name.clone());
             }
         }
-        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Str(_) | ExprKind::Invalid => {}
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Str(_)
+        | ExprKind::Invalid => {}
         ExprKind::List(items) => items.iter().for_each(|i| names_in_expr(i, uses)),
         ExprKind::Call { args, .. } => args.iter().for_each(|a| names_in_expr(&a.value, uses)),
         ExprKind::Binary { first, rest } => {
@@ -172,7 +203,11 @@ fn names_in_expr(e: &Expr, uses: &mut Vec<String>) {
             names_in_expr(base, uses);
             names_in_expr(index, uses);
         }
-        ExprKind::If { cond, then, otherwise } => {
+        ExprKind::If {
+            cond,
+            then,
+            otherwise,
+        } => {
             names_in_expr(cond, uses);
             names_in_expr(then, uses);
             names_in_expr(otherwise, uses);
@@ -193,14 +228,20 @@ fn names_in_steps(steps: &[Step], uses: &mut Vec<String>) {
                 names_in_expr(count, uses);
                 names_in_steps(steps, uses);
             }
-            StepKind::For { start, end, steps, .. } => {
+            StepKind::For {
+                start, end, steps, ..
+            } => {
                 names_in_expr(start, uses);
                 if let Some(e) = end {
                     names_in_expr(e, uses);
                 }
                 names_in_steps(steps, uses);
             }
-            StepKind::If { cond, then, otherwise } => {
+            StepKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 names_in_expr(cond, uses);
                 names_in_steps(then, uses);
                 names_in_steps(otherwise, uses);

@@ -88,7 +88,11 @@ pub fn check_files(prog: &Program, files: &[FileId]) -> Checked {
 }
 
 /// Builds the model of one network with the given overrides.
-pub fn build_model(prog: &Program, def: DefId, options: &BuildOptions) -> (Option<Model>, Vec<Diagnostic>) {
+pub fn build_model(
+    prog: &Program,
+    def: DefId,
+    options: &BuildOptions,
+) -> (Option<Model>, Vec<Diagnostic>) {
     let mut checker = Checker::new(prog);
     let d = prog.def(def);
     let args = options
@@ -109,7 +113,11 @@ pub fn build_model(prog: &Program, def: DefId, options: &BuildOptions) -> (Optio
 
 /// Finds the network a command means: `std::NAME`, or a network of `file`
 /// (the one named, or its only one).
-pub fn find_network(prog: &Program, file: FileId, name: Option<&str>) -> Result<DefId, Diagnostic> {
+pub fn find_network(
+    prog: &Program,
+    file: FileId,
+    name: Option<&str>,
+) -> Result<DefId, Box<Diagnostic>> {
     let f = prog.file(file);
     let mut networks: Vec<(&String, DefId)> = f
         .defs
@@ -121,34 +129,41 @@ pub fn find_network(prog: &Program, file: FileId, name: Option<&str>) -> Result<
     let names: Vec<&str> = networks.iter().map(|(n, _)| n.as_str()).collect();
     let file_name = &prog.sources.get(file).name;
     match name {
-        Some(n) => networks.iter().find(|(k, _)| *k == n).map(|(_, id)| *id).ok_or_else(|| {
-            let mut d = Diagnostic::error(codes::NETWORK_NOT_FOUND, format!("`{file_name}` has no network `{n}`"));
-            d = match did_you_mean(n, names.iter().copied()) {
-                Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None if names.is_empty() => d.with_help("the file defines no network"),
-                None => d.with_help(format!("its networks are: {}", names.join(", "))),
-            };
-            d
-        }),
+        Some(n) => networks
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| {
+                let mut d = Diagnostic::error(
+                    codes::NETWORK_NOT_FOUND,
+                    format!("`{file_name}` has no network `{n}`"),
+                );
+                d = match did_you_mean(n, names.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None if names.is_empty() => d.with_help("the file defines no network"),
+                    None => d.with_help(format!("its networks are: {}", names.join(", "))),
+                };
+                Box::new(d)
+            }),
         None => match networks.as_slice() {
             [(_, id)] => Ok(*id),
-            [] => Err(Diagnostic::error(codes::NETWORK_NOT_FOUND, format!("`{file_name}` defines no network"))
-                .with_help("define one with `network NAME { input x: [...] ... return ... }`")),
-            _ => {
-                // A training section names the network it trains.
-                let trained = f.ast.items.iter().find_map(|i| match i {
-                    Item::Train(t) => t.network.as_ref().map(|n| n.name.as_str()),
-                    _ => None,
-                });
-                match trained.and_then(|t| networks.iter().find(|(k, _)| *k == t)) {
-                    Some((_, id)) => Ok(*id),
-                    None => Err(Diagnostic::error(
-                        codes::NETWORK_NOT_FOUND,
-                        format!("`{file_name}` defines several networks: {}", names.join(", ")),
-                    )
-                    .with_help("choose one with `--network NAME`")),
-                }
-            }
+            [] => Err(Box::new(
+                Diagnostic::error(
+                    codes::NETWORK_NOT_FOUND,
+                    format!("`{file_name}` defines no network"),
+                )
+                .with_help("define one with `network NAME { input x: [...] ... return ... }`"),
+            )),
+            _ => Err(Box::new(
+                Diagnostic::error(
+                    codes::NETWORK_NOT_FOUND,
+                    format!(
+                        "`{file_name}` defines several networks: {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_help("choose one with `--network NAME`"),
+            )),
         },
     }
 }
@@ -156,7 +171,11 @@ pub fn find_network(prog: &Program, file: FileId, name: Option<&str>) -> Result<
 /// Diagnostics in source order: by file, then position; those without a
 /// span last. The sort is stable, so equal positions keep their order.
 pub fn sort(diags: &mut [Diagnostic]) {
-    diags.sort_by_key(|d| d.primary.as_ref().map_or((u32::MAX, 0), |l| (l.span.file.0, l.span.start)));
+    diags.sort_by_key(|d| {
+        d.primary
+            .as_ref()
+            .map_or((u32::MAX, 0), |l| (l.span.file.0, l.span.start))
+    });
 }
 
 /// A span for diagnostics about a whole definition.

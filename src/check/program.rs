@@ -96,18 +96,32 @@ impl Program {
             Ok(b) => b,
             Err(e) => {
                 diags.push(
-                    Diagnostic::error(codes::UNREADABLE, format!("cannot read `{}`: {e}", path.display()))
-                        .with_help("check the path and the file's permissions"),
+                    Diagnostic::error(
+                        codes::UNREADABLE,
+                        format!("cannot read `{}`: {e}", path.display()),
+                    )
+                    .with_help("check the path and the file's permissions"),
                 );
                 return None;
             }
         };
-        self.load_bytes(&path.display().to_string(), Origin::Disk(canonical), bytes, diags)
+        self.load_bytes(
+            &path.display().to_string(),
+            Origin::Disk(canonical),
+            bytes,
+            diags,
+        )
     }
 
     /// Loads a file's bytes, which need not be UTF-8 (the error says where
     /// they stop being).
-    pub fn load_bytes(&mut self, name: &str, origin: Origin, bytes: Vec<u8>, diags: &mut Vec<Diagnostic>) -> Option<FileId> {
+    pub fn load_bytes(
+        &mut self,
+        name: &str,
+        origin: Origin,
+        bytes: Vec<u8>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<FileId> {
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -117,7 +131,10 @@ impl Program {
                 let id = self.sources.add(name, origin, lossy);
                 diags.push(
                     Diagnostic::error(codes::INVALID_UTF8, "the file is not valid UTF-8")
-                        .at(Span::new(id, offset, offset + 1), format!("invalid byte at offset {offset}"))
+                        .at(
+                            Span::new(id, offset, offset + 1),
+                            format!("invalid byte at offset {offset}"),
+                        )
                         .with_help("save the file as UTF-8"),
                 );
                 return None;
@@ -164,7 +181,11 @@ impl Program {
             let Item::Def(d) = item else { continue };
             let def_id = DefId(self.defs.len());
             self.defs.push(DefEntry { file: id, item: i });
-            let table = if is_std { &mut self.std_names } else { &mut defs };
+            let table = if is_std {
+                &mut self.std_names
+            } else {
+                &mut defs
+            };
             if let Some(&prev) = table.get(&d.name.name) {
                 // The first definition may be in this file, not yet stored.
                 let prev_entry = &self.defs[prev.0];
@@ -218,13 +239,19 @@ impl Program {
         self.files.push(file);
     }
 
-    fn resolve_import(&mut self, file: &mut ParsedFile, imp: &ast::Import, diags: &mut Vec<Diagnostic>) {
+    fn resolve_import(
+        &mut self,
+        file: &mut ParsedFile,
+        imp: &ast::Import,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         match &imp.target {
             ImportTarget::Std { name: None } => file.std_glob = Some(imp.span),
             ImportTarget::Std { name: Some(name) } => match self.std_names.get(&name.name) {
                 Some(&def) => {
                     let local = imp.alias.as_ref().unwrap_or(name);
-                    file.named_imports.insert(local.name.clone(), (def, imp.span));
+                    file.named_imports
+                        .insert(local.name.clone(), (def, imp.span));
                 }
                 None => {
                     file.failed_imports
@@ -234,7 +261,10 @@ impl Program {
                         format!("the standard library has no `{}`", name.name),
                     )
                     .at(name.span, "not in `std`");
-                    if let Some(s) = super::suggest::did_you_mean(&name.name, self.std_names.keys().map(|k| k.as_str())) {
+                    if let Some(s) = super::suggest::did_you_mean(
+                        &name.name,
+                        self.std_names.keys().map(|k| k.as_str()),
+                    ) {
                         d = d.with_help(format!("did you mean `std::{s}`?"));
                     } else {
                         d = d.with_help(format!("`std` has: {}", self.std_list()));
@@ -267,9 +297,12 @@ impl Program {
                 let canonical = full.canonicalize().unwrap_or_else(|_| full.clone());
                 if self.loading.contains(&canonical) {
                     diags.push(
-                        Diagnostic::error(codes::IMPORT_CYCLE, format!("`{path}` imports itself through this import"))
-                            .at(*span, "import cycle")
-                            .with_help("move the shared blocks into a third file that both import"),
+                        Diagnostic::error(
+                            codes::IMPORT_CYCLE,
+                            format!("`{path}` imports itself through this import"),
+                        )
+                        .at(*span, "import cycle")
+                        .with_help("move the shared blocks into a third file that both import"),
                     );
                     return;
                 }
@@ -280,7 +313,10 @@ impl Program {
                         diags.push(
                             Diagnostic::error(codes::UNKNOWN_IMPORT, d.message.clone())
                                 .at(*span, "cannot import this file")
-                                .with_help(format!("the path is relative to this file's folder: {}", full.display())),
+                                .with_help(format!(
+                                    "the path is relative to this file's folder: {}",
+                                    full.display()
+                                )),
                         );
                     } else {
                         diags.push(d);

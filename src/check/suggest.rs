@@ -1,7 +1,10 @@
 //! "Did you mean ...?" suggestions by edit distance.
 
 /// The candidate closest to `name`, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     let lower = name.to_ascii_lowercase();
     let mut best: Option<(usize, &'a str)> = None;

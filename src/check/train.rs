@@ -36,24 +36,75 @@ pub enum Loss {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
-    Sgd { lr: f64, momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64 },
-    Adam { lr: f64, betas: [f64; 2], eps: f64, weight_decay: f64 },
-    AdamW { lr: f64, betas: [f64; 2], eps: f64, weight_decay: f64 },
-    RAdam { lr: f64, betas: [f64; 2], eps: f64, weight_decay: f64 },
-    Lookahead { inner: Box<Optimizer>, k: i64, alpha: f64 },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        dampening: f64,
+        nesterov: bool,
+        weight_decay: f64,
+    },
+    Adam {
+        lr: f64,
+        betas: [f64; 2],
+        eps: f64,
+        weight_decay: f64,
+    },
+    AdamW {
+        lr: f64,
+        betas: [f64; 2],
+        eps: f64,
+        weight_decay: f64,
+    },
+    RAdam {
+        lr: f64,
+        betas: [f64; 2],
+        eps: f64,
+        weight_decay: f64,
+    },
+    Lookahead {
+        inner: Box<Optimizer>,
+        k: i64,
+        alpha: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
     Constant,
-    Step { step_size: i64, gamma: f64 },
-    MultiStep { milestones: Vec<i64>, gamma: f64 },
-    Exponential { gamma: f64 },
-    Cosine { t_max: Option<i64>, eta_min: f64 },
+    Step {
+        step_size: i64,
+        gamma: f64,
+    },
+    MultiStep {
+        milestones: Vec<i64>,
+        gamma: f64,
+    },
+    Exponential {
+        gamma: f64,
+    },
+    Cosine {
+        t_max: Option<i64>,
+        eta_min: f64,
+    },
     /// Linear warm-up over `epochs`, then `then`.
-    Warmup { epochs: i64, start_factor: f64, then: Box<Schedule> },
-    OneCycle { max_lr: f64, pct_start: f64, div_factor: f64, final_div_factor: f64 },
-    ReduceOnPlateau { monitor: String, mode: Mode, factor: f64, patience: i64, min_lr: f64 },
+    Warmup {
+        epochs: i64,
+        start_factor: f64,
+        then: Box<Schedule>,
+    },
+    OneCycle {
+        max_lr: f64,
+        pct_start: f64,
+        div_factor: f64,
+        final_div_factor: f64,
+    },
+    ReduceOnPlateau {
+        monitor: String,
+        mode: Mode,
+        factor: f64,
+        patience: i64,
+        min_lr: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +171,9 @@ const SETTINGS: &[&str] = &[
     "freeze",
 ];
 
+/// A call as written: its name, the span of the name, and its arguments.
+type Call = (String, Span, Vec<(Option<String>, V, Span)>);
+
 /// A setting's value as written: the training section has no variables, so
 /// this is a small literal language.
 #[derive(Clone, Debug)]
@@ -152,8 +206,15 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, code: &'static str, msg: impl Into<String>, span: Span, label: impl Into<String>) {
-        self.diags.push(Diagnostic::error(code, msg).at(span, label));
+    fn err(
+        &mut self,
+        code: &'static str,
+        msg: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) {
+        self.diags
+            .push(Diagnostic::error(code, msg).at(span, label));
     }
 
     fn lower(&mut self, e: &Expr) -> Option<V> {
@@ -164,13 +225,20 @@ impl Ctx<'_> {
             ExprKind::Str(s) => V::Str(s.clone()),
             ExprKind::Paren(inner) => self.lower(inner)?,
             ExprKind::Invalid => return None,
-            ExprKind::Unary { ops, operand } if ops.iter().all(|(o, _)| *o == UnOp::Neg) => match self.lower(operand)? {
-                V::Num(v, int) => V::Num(if ops.len() % 2 == 1 { -v } else { v }, int),
-                _ => {
-                    self.err(codes::INVALID_SETTING, "only numbers can be negated", e.span, "not a number");
-                    return None;
+            ExprKind::Unary { ops, operand } if ops.iter().all(|(o, _)| *o == UnOp::Neg) => {
+                match self.lower(operand)? {
+                    V::Num(v, int) => V::Num(if ops.len() % 2 == 1 { -v } else { v }, int),
+                    _ => {
+                        self.err(
+                            codes::INVALID_SETTING,
+                            "only numbers can be negated",
+                            e.span,
+                            "not a number",
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
             ExprKind::Name(p) if p.segments.len() == 1 => V::Word(p.segments[0].name.clone()),
             ExprKind::List(items) => {
                 let mut out = Vec::new();
@@ -182,7 +250,11 @@ impl Ctx<'_> {
             ExprKind::Call { callee, args } => {
                 let mut out = Vec::new();
                 for a in args {
-                    out.push((a.name.as_ref().map(|n| n.name.clone()), self.lower(&a.value)?, a.value.span));
+                    out.push((
+                        a.name.as_ref().map(|n| n.name.clone()),
+                        self.lower(&a.value)?,
+                        a.value.span,
+                    ));
                 }
                 V::Call(callee.text(), callee.span, out)
             }
@@ -208,7 +280,13 @@ struct Args {
 
 impl Args {
     /// `positional` names the parameters that may be given by position.
-    fn new(ctx: &mut Ctx<'_>, what: &str, span: Span, given: Vec<(Option<String>, V, Span)>, params: &[&str]) -> Option<Args> {
+    fn new(
+        ctx: &mut Ctx<'_>,
+        what: &str,
+        span: Span,
+        given: Vec<(Option<String>, V, Span)>,
+        params: &[&str],
+    ) -> Option<Args> {
         let mut items: Vec<(String, V, Span)> = Vec::new();
         let mut ok = true;
         for (i, (name, v, s)) in given.into_iter().enumerate() {
@@ -217,15 +295,23 @@ impl Args {
                 None => match params.get(i) {
                     Some(p) => p.to_string(),
                     None => {
-                        ctx.err(codes::TOO_MANY_ARGUMENTS, format!("`{what}` takes at most {} arguments", params.len()), s, "one too many");
+                        ctx.err(
+                            codes::TOO_MANY_ARGUMENTS,
+                            format!("`{what}` takes at most {} arguments", params.len()),
+                            s,
+                            "one too many",
+                        );
                         ok = false;
                         continue;
                     }
                 },
             };
             if !params.contains(&name.as_str()) {
-                let mut d = Diagnostic::error(codes::UNKNOWN_ARGUMENT, format!("`{what}` has no parameter `{name}`"))
-                    .at(s, "unknown parameter");
+                let mut d = Diagnostic::error(
+                    codes::UNKNOWN_ARGUMENT,
+                    format!("`{what}` has no parameter `{name}`"),
+                )
+                .at(s, "unknown parameter");
                 d = match did_you_mean(&name, params.iter().copied()) {
                     Some(sug) => d.with_help(format!("did you mean `{sug}`?")),
                     None => d.with_help(format!("its parameters are: {}", params.join(", "))),
@@ -235,7 +321,12 @@ impl Args {
                 continue;
             }
             if items.iter().any(|(n, _, _)| *n == name) {
-                ctx.err(codes::DUPLICATE_ARGUMENT, format!("`{name}` is given twice"), s, "given again");
+                ctx.err(
+                    codes::DUPLICATE_ARGUMENT,
+                    format!("`{name}` is given twice"),
+                    s,
+                    "given again",
+                );
                 ok = false;
                 continue;
             }
@@ -249,7 +340,10 @@ impl Args {
     }
 
     fn get(&self, name: &str) -> Option<(&V, Span)> {
-        self.items.iter().find(|(n, _, _)| n == name).map(|(_, v, s)| (v, *s))
+        self.items
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, s)| (v, *s))
     }
 
     fn span_of(&self, name: &str) -> Span {
@@ -261,7 +355,11 @@ impl Args {
             None => Some(default),
             Some((V::Num(v, _), s)) => {
                 if *v < lo || *v > hi {
-                    let range = if hi.is_infinite() { format!("at least {lo}") } else { format!("in [{lo}, {hi}]") };
+                    let range = if hi.is_infinite() {
+                        format!("at least {lo}")
+                    } else {
+                        format!("in [{lo}, {hi}]")
+                    };
                     ctx.err(
                         codes::INVALID_SETTING,
                         format!("`{}` {name} is {v}, but it must be {range}", self.what),
@@ -273,7 +371,16 @@ impl Args {
                 Some(*v)
             }
             Some((v, s)) => {
-                ctx.err(codes::INVALID_SETTING, format!("`{}` {name} must be a number, not {}", self.what, v.describe()), s, "not a number");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "`{}` {name} must be a number, not {}",
+                        self.what,
+                        v.describe()
+                    ),
+                    s,
+                    "not a number",
+                );
                 None
             }
         }
@@ -282,9 +389,12 @@ impl Args {
     fn required_float(&self, ctx: &mut Ctx<'_>, name: &str, lo: f64, hi: f64) -> Option<f64> {
         if self.get(name).is_none() {
             ctx.diags.push(
-                Diagnostic::error(codes::MISSING_SETTING, format!("`{}` needs `{name}`", self.what))
-                    .at(self.span, format!("`{name}` is missing"))
-                    .with_help(format!("write `{}({name}=...)`", self.what)),
+                Diagnostic::error(
+                    codes::MISSING_SETTING,
+                    format!("`{}` needs `{name}`", self.what),
+                )
+                .at(self.span, format!("`{name}` is missing"))
+                .with_help(format!("write `{}({name}=...)`", self.what)),
             );
             return None;
         }
@@ -297,8 +407,11 @@ impl Args {
                 Some(d) => Some(d),
                 None => {
                     ctx.diags.push(
-                        Diagnostic::error(codes::MISSING_SETTING, format!("`{}` needs `{name}`", self.what))
-                            .at(self.span, format!("`{name}` is missing")),
+                        Diagnostic::error(
+                            codes::MISSING_SETTING,
+                            format!("`{}` needs `{name}`", self.what),
+                        )
+                        .at(self.span, format!("`{name}` is missing")),
                     );
                     None
                 }
@@ -306,13 +419,30 @@ impl Args {
             Some((V::Num(v, true), s)) => {
                 let v = *v as i64;
                 if v < min {
-                    ctx.err(codes::INVALID_SETTING, format!("`{}` {name} is {v}, but it must be at least {min}", self.what), s, format!("must be at least {min}"));
+                    ctx.err(
+                        codes::INVALID_SETTING,
+                        format!(
+                            "`{}` {name} is {v}, but it must be at least {min}",
+                            self.what
+                        ),
+                        s,
+                        format!("must be at least {min}"),
+                    );
                     return None;
                 }
                 Some(v)
             }
             Some((v, s)) => {
-                ctx.err(codes::INVALID_SETTING, format!("`{}` {name} must be an int, not {}", self.what, v.describe()), s, "not an int");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "`{}` {name} must be an int, not {}",
+                        self.what,
+                        v.describe()
+                    ),
+                    s,
+                    "not an int",
+                );
                 None
             }
         }
@@ -323,21 +453,39 @@ impl Args {
             None => Some(default),
             Some((V::Bool(b), _)) => Some(*b),
             Some((v, s)) => {
-                ctx.err(codes::INVALID_SETTING, format!("`{}` {name} must be true or false, not {}", self.what, v.describe()), s, "not a bool");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "`{}` {name} must be true or false, not {}",
+                        self.what,
+                        v.describe()
+                    ),
+                    s,
+                    "not a bool",
+                );
                 None
             }
         }
     }
 
-    fn word(&self, ctx: &mut Ctx<'_>, name: &str, default: Option<&str>, choices: Option<&[&str]>) -> Option<String> {
+    fn word(
+        &self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        default: Option<&str>,
+        choices: Option<&[&str]>,
+    ) -> Option<String> {
         let (v, s) = match self.get(name) {
             None => {
                 return match default {
                     Some(d) => Some(d.to_string()),
                     None => {
                         ctx.diags.push(
-                            Diagnostic::error(codes::MISSING_SETTING, format!("`{}` needs `{name}`", self.what))
-                                .at(self.span, format!("`{name}` is missing")),
+                            Diagnostic::error(
+                                codes::MISSING_SETTING,
+                                format!("`{}` needs `{name}`", self.what),
+                            )
+                            .at(self.span, format!("`{name}` is missing")),
                         );
                         None
                     }
@@ -348,14 +496,26 @@ impl Args {
         let w = match v {
             V::Word(w) | V::Str(w) => w.clone(),
             other => {
-                ctx.err(codes::INVALID_SETTING, format!("`{}` {name} must be a name, not {}", self.what, other.describe()), s, "not a name");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "`{}` {name} must be a name, not {}",
+                        self.what,
+                        other.describe()
+                    ),
+                    s,
+                    "not a name",
+                );
                 return None;
             }
         };
         if let Some(choices) = choices {
             if !choices.contains(&w.as_str()) {
-                let mut d = Diagnostic::error(codes::INVALID_SETTING, format!("`{}` {name} cannot be `{w}`", self.what))
-                    .at(s, "not one of the choices");
+                let mut d = Diagnostic::error(
+                    codes::INVALID_SETTING,
+                    format!("`{}` {name} cannot be `{w}`", self.what),
+                )
+                .at(s, "not one of the choices");
                 d = match did_you_mean(&w, choices.iter().copied()) {
                     Some(sug) => d.with_help(format!("did you mean `{sug}`?")),
                     None => d.with_help(format!("choose one of: {}", choices.join(", "))),
@@ -376,7 +536,12 @@ impl Args {
                     match v {
                         V::Num(x, _) => out.push(*x),
                         other => {
-                            ctx.err(codes::INVALID_SETTING, format!("`{name}` must list numbers, not {}", other.describe()), *s, "not a number");
+                            ctx.err(
+                                codes::INVALID_SETTING,
+                                format!("`{name}` must list numbers, not {}", other.describe()),
+                                *s,
+                                "not a number",
+                            );
                             return None;
                         }
                     }
@@ -385,7 +550,16 @@ impl Args {
             }
             Some((V::Num(x, _), _)) => Some(vec![*x]),
             Some((v, s)) => {
-                ctx.err(codes::INVALID_SETTING, format!("`{}` {name} must be a list of numbers, not {}", self.what, v.describe()), s, "not a list");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "`{}` {name} must be a list of numbers, not {}",
+                        self.what,
+                        v.describe()
+                    ),
+                    s,
+                    "not a list",
+                );
                 None
             }
         }
@@ -398,24 +572,47 @@ impl Args {
             _ => None,
         };
         let r = match v {
-            V::List(items) if items.len() == 2 => as_int(&items[0].0).zip(as_int(&items[1].0)).map(|(a, b)| [a, b]),
+            V::List(items) if items.len() == 2 => as_int(&items[0].0)
+                .zip(as_int(&items[1].0))
+                .map(|(a, b)| [a, b]),
             other => as_int(other).map(|a| [a, a]),
         };
         if r.is_none() {
-            ctx.err(codes::INVALID_SETTING, format!("`{}` {name} must be a positive int or [height, width]", self.what), s, "not a size");
+            ctx.err(
+                codes::INVALID_SETTING,
+                format!(
+                    "`{}` {name} must be a positive int or [height, width]",
+                    self.what
+                ),
+                s,
+                "not a size",
+            );
         }
         r
     }
 }
 
 /// Checks one training section against the networks of its file.
-pub fn check_train(prog: &Program, file: FileId, t: &ast::Train, models: &[Model]) -> (Option<TrainConfig>, Vec<Diagnostic>) {
-    let mut ctx = Ctx { diags: Vec::new(), prog };
+pub fn check_train(
+    prog: &Program,
+    file: FileId,
+    t: &ast::Train,
+    models: &[Model],
+) -> (Option<TrainConfig>, Vec<Diagnostic>) {
+    let mut ctx = Ctx {
+        diags: Vec::new(),
+        prog,
+    };
     let cfg = check_inner(&mut ctx, file, t, models);
     (cfg, ctx.diags)
 }
 
-fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]) -> Option<TrainConfig> {
+fn check_inner(
+    ctx: &mut Ctx<'_>,
+    file: FileId,
+    t: &ast::Train,
+    models: &[Model],
+) -> Option<TrainConfig> {
     // Which network: the one named, or the file's only one.
     let networks: Vec<&str> = {
         let f = ctx.prog.file(file);
@@ -430,8 +627,11 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
     let network = match (&t.network, networks.as_slice()) {
         (Some(n), _) if networks.contains(&n.name.as_str()) => n.name.clone(),
         (Some(n), _) => {
-            let mut d = Diagnostic::error(codes::NETWORK_NOT_FOUND, format!("this file has no network `{}` to train", n.name))
-                .at(n.span, "unknown network");
+            let mut d = Diagnostic::error(
+                codes::NETWORK_NOT_FOUND,
+                format!("this file has no network `{}` to train", n.name),
+            )
+            .at(n.span, "unknown network");
             if let Some(s) = did_you_mean(&n.name, networks.iter().copied()) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             }
@@ -441,17 +641,28 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
         (None, [one]) => one.to_string(),
         (None, []) => {
             ctx.diags.push(
-                Diagnostic::error(codes::NETWORK_NOT_FOUND, "a training section needs a network in the same file")
-                    .at(keyword_span(t.span), "nothing to train")
-                    .with_help("define a `network`, or import one and wrap it: `network model { ... }`"),
+                Diagnostic::error(
+                    codes::NETWORK_NOT_FOUND,
+                    "a training section needs a network in the same file",
+                )
+                .at(keyword_span(t.span), "nothing to train")
+                .with_help(
+                    "define a `network`, or import one and wrap it: `network model { ... }`",
+                ),
             );
             return None;
         }
         (None, _) => {
             ctx.diags.push(
-                Diagnostic::error(codes::NETWORK_NOT_FOUND, "this file has several networks; say which one to train")
-                    .at(keyword_span(t.span), "which network?")
-                    .with_help(format!("write `train NAME {{ ... }}` with one of: {}", networks.join(", "))),
+                Diagnostic::error(
+                    codes::NETWORK_NOT_FOUND,
+                    "this file has several networks; say which one to train",
+                )
+                .at(keyword_span(t.span), "which network?")
+                .with_help(format!(
+                    "write `train NAME {{ ... }}` with one of: {}",
+                    networks.join(", ")
+                )),
             );
             return None;
         }
@@ -464,8 +675,11 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
     for e in &t.entries {
         let key = e.key.name.as_str();
         if !SETTINGS.contains(&key) {
-            let mut d = Diagnostic::error(codes::UNKNOWN_SETTING, format!("unknown training setting `{key}`"))
-                .at(e.key.span, "not a setting");
+            let mut d = Diagnostic::error(
+                codes::UNKNOWN_SETTING,
+                format!("unknown training setting `{key}`"),
+            )
+            .at(e.key.span, "not a setting");
             d = match did_you_mean(key, SETTINGS.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!("the settings are: {}", SETTINGS.join(", "))),
@@ -489,7 +703,12 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
             None => ok = false,
         }
     }
-    let get = |k: &str| entries.iter().find(|(key, ..)| *key == k).map(|(_, v, s, ks)| (v.clone(), *s, *ks));
+    let get = |k: &str| {
+        entries
+            .iter()
+            .find(|(key, ..)| *key == k)
+            .map(|(_, v, s, ks)| (v.clone(), *s, *ks))
+    };
 
     let data = match get("data") {
         Some((v, s, _)) => read_data(ctx, v, s),
@@ -507,14 +726,24 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
             None => Some(default),
             Some((V::Num(v, true), s, _)) => {
                 if (v as i64) < min {
-                    ctx.err(codes::INVALID_SETTING, format!("`{key}` is {v}, but it must be at least {min}"), s, format!("must be at least {min}"));
+                    ctx.err(
+                        codes::INVALID_SETTING,
+                        format!("`{key}` is {v}, but it must be at least {min}"),
+                        s,
+                        format!("must be at least {min}"),
+                    );
                     None
                 } else {
                     Some(v as i64)
                 }
             }
             Some((v, s, _)) => {
-                ctx.err(codes::INVALID_SETTING, format!("`{key}` must be an int, not {}", v.describe()), s, "not an int");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!("`{key}` must be an int, not {}", v.describe()),
+                    s,
+                    "not an int",
+                );
                 None
             }
         }
@@ -523,7 +752,9 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
     let epochs = whole(ctx, "epochs", 10, 1);
     let seed = whole(ctx, "seed", 0, 0);
     let loss = match get("loss") {
-        None => Some(Loss::CrossEntropy { label_smoothing: 0.0 }),
+        None => Some(Loss::CrossEntropy {
+            label_smoothing: 0.0,
+        }),
         Some((v, s, _)) => read_loss(ctx, v, s),
     };
     let metrics = match get("metrics") {
@@ -531,10 +762,18 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
         Some((v, s, _)) => read_metrics(ctx, v, s),
     };
     let optimizer = match get("optimizer") {
-        None => Some(Optimizer::Sgd { lr: 0.01, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0 }),
+        None => Some(Optimizer::Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }),
         Some((v, s, _)) => read_optimizer(ctx, v, s, true),
     };
-    let computed = |m: &str| -> bool { m == "loss" || metrics.as_ref().is_some_and(|ms| ms.iter().any(|x| x == m)) };
+    let computed = |m: &str| -> bool {
+        m == "loss" || metrics.as_ref().is_some_and(|ms| ms.iter().any(|x| x == m))
+    };
     let validation = data.as_ref().map_or(0.0, |d: &Data| d.validation);
     let schedule = match get("schedule") {
         None => Some(Schedule::Constant),
@@ -560,7 +799,13 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
     // Consistency between settings.
     if let (Some(epochs), Some(schedule)) = (epochs, &schedule) {
         let epochs_span = get("epochs").map(|(_, s, _)| s);
-        check_schedule_fits(ctx, schedule, epochs, epochs_span, get("schedule").map(|(_, s, _)| s).unwrap_or(t.span));
+        check_schedule_fits(
+            ctx,
+            schedule,
+            epochs,
+            epochs_span,
+            get("schedule").map(|(_, s, _)| s).unwrap_or(t.span),
+        );
     }
 
     Some(TrainConfig {
@@ -583,23 +828,34 @@ fn check_inner(ctx: &mut Ctx<'_>, file: FileId, t: &ast::Train, models: &[Model]
 
 /// The `train` keyword of a section, for messages about the whole section.
 fn keyword_span(section: Span) -> Span {
-    Span { end: section.start + 5, ..section }
+    Span {
+        end: section.start + 5,
+        ..section
+    }
 }
 
-fn expect_call(ctx: &mut Ctx<'_>, v: V, span: Span, what: &str, choices: &[&str]) -> Option<(String, Span, Vec<(Option<String>, V, Span)>)> {
+fn expect_call(ctx: &mut Ctx<'_>, v: V, span: Span, what: &str, choices: &[&str]) -> Option<Call> {
     let (name, name_span, args) = match v {
         V::Call(n, ns, a) => (n, ns, a),
         V::Word(n) => (n, span, Vec::new()),
         other => {
             ctx.diags.push(
-                Diagnostic::error(codes::INVALID_SETTING, format!("{what} must be one of {}, not {}", choices.join(", "), other.describe()))
-                    .at(span, format!("not {what}")),
+                Diagnostic::error(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "{what} must be one of {}, not {}",
+                        choices.join(", "),
+                        other.describe()
+                    ),
+                )
+                .at(span, format!("not {what}")),
             );
             return None;
         }
     };
     if !choices.contains(&name.as_str()) {
-        let mut d = Diagnostic::error(codes::INVALID_SETTING, format!("unknown {what} `{name}`")).at(name_span, format!("not {what}"));
+        let mut d = Diagnostic::error(codes::INVALID_SETTING, format!("unknown {what} `{name}`"))
+            .at(name_span, format!("not {what}"));
         d = match did_you_mean(&name, choices.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!("choose one of: {}", choices.join(", "))),
@@ -611,7 +867,13 @@ fn expect_call(ctx: &mut Ctx<'_>, v: V, span: Span, what: &str, choices: &[&str]
 }
 
 fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
-    let (name, ns, given) = expect_call(ctx, v, span, "a data set", &["fashion_mnist", "mnist", "cifar10", "image_folder", "npy"])?;
+    let (name, ns, given) = expect_call(
+        ctx,
+        v,
+        span,
+        "a data set",
+        &["fashion_mnist", "mnist", "cifar10", "image_folder", "npy"],
+    )?;
     let a = Args::new(ctx, &name, ns, given, &["path", "validation"])?;
     let dataset = match name.as_str() {
         "fashion_mnist" => Dataset::FashionMnist,
@@ -624,7 +886,12 @@ fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
         None => None,
         Some((V::Str(s), _)) => Some(s.clone()),
         Some((v, s)) => {
-            ctx.err(codes::INVALID_SETTING, format!("a data path must be a string, not {}", v.describe()), s, "not a string");
+            ctx.err(
+                codes::INVALID_SETTING,
+                format!("a data path must be a string, not {}", v.describe()),
+                s,
+                "not a string",
+            );
             return None;
         }
     };
@@ -632,12 +899,18 @@ fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
         ctx.diags.push(
             Diagnostic::error(codes::MISSING_SETTING, format!("`{name}` needs a `path`"))
                 .at(ns, "no path")
-                .with_help(format!("write `{name}(path=\"...\")` or pass `--data PATH`")),
+                .with_help(format!(
+                    "write `{name}(path=\"...\")` or pass `--data PATH`"
+                )),
         );
         return None;
     }
     let validation = a.float(ctx, "validation", 0.0, 0.0, 0.9)?;
-    Some(Data { dataset, path, validation })
+    Some(Data {
+        dataset,
+        path,
+        validation,
+    })
 }
 
 fn read_loss(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Loss> {
@@ -645,7 +918,9 @@ fn read_loss(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Loss> {
     match name.as_str() {
         "cross_entropy" => {
             let a = Args::new(ctx, &name, ns, given, &["label_smoothing"])?;
-            Some(Loss::CrossEntropy { label_smoothing: a.float(ctx, "label_smoothing", 0.0, 0.0, 1.0)? })
+            Some(Loss::CrossEntropy {
+                label_smoothing: a.float(ctx, "label_smoothing", 0.0, 0.0, 1.0)?,
+            })
         }
         _ => {
             Args::new(ctx, &name, ns, given, &[])?;
@@ -661,7 +936,15 @@ fn read_metrics(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<String>> {
         V::List(items) => items,
         V::Word(w) => vec![(V::Word(w), span)],
         other => {
-            ctx.err(codes::INVALID_SETTING, format!("`metrics` must be a list such as [accuracy, top5], not {}", other.describe()), span, "not a list");
+            ctx.err(
+                codes::INVALID_SETTING,
+                format!(
+                    "`metrics` must be a list such as [accuracy, top5], not {}",
+                    other.describe()
+                ),
+                span,
+                "not a list",
+            );
             return None;
         }
     };
@@ -670,7 +953,9 @@ fn read_metrics(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<String>> {
         match v {
             V::Word(w) if METRICS.contains(&w.as_str()) => out.push(w),
             V::Word(w) => {
-                let mut d = Diagnostic::error(codes::INVALID_SETTING, format!("unknown metric `{w}`")).at(s, "not a metric");
+                let mut d =
+                    Diagnostic::error(codes::INVALID_SETTING, format!("unknown metric `{w}`"))
+                        .at(s, "not a metric");
                 d = match did_you_mean(&w, METRICS.iter().copied()) {
                     Some(x) => d.with_help(format!("did you mean `{x}`?")),
                     None => d.with_help(format!("the metrics are: {}", METRICS.join(", "))),
@@ -679,7 +964,12 @@ fn read_metrics(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<String>> {
                 return None;
             }
             other => {
-                ctx.err(codes::INVALID_SETTING, format!("a metric is a name, not {}", other.describe()), s, "not a metric");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!("a metric is a name, not {}", other.describe()),
+                    s,
+                    "not a metric",
+                );
                 return None;
             }
         }
@@ -697,7 +987,13 @@ fn read_optimizer(ctx: &mut Ctx<'_>, v: V, span: Span, allow_lookahead: bool) ->
     let inf = f64::INFINITY;
     match name.as_str() {
         "sgd" => {
-            let a = Args::new(ctx, &name, ns, given, &["lr", "momentum", "dampening", "nesterov", "weight_decay"])?;
+            let a = Args::new(
+                ctx,
+                &name,
+                ns,
+                given,
+                &["lr", "momentum", "dampening", "nesterov", "weight_decay"],
+            )?;
             let lr = a.required_float(ctx, "lr", 0.0, inf)?;
             let momentum = a.float(ctx, "momentum", 0.0, 0.0, 1.0)?;
             let dampening = a.float(ctx, "dampening", 0.0, 0.0, 1.0)?;
@@ -705,20 +1001,40 @@ fn read_optimizer(ctx: &mut Ctx<'_>, v: V, span: Span, allow_lookahead: bool) ->
             let weight_decay = a.float(ctx, "weight_decay", 0.0, 0.0, inf)?;
             if nesterov && (momentum <= 0.0 || dampening != 0.0) {
                 ctx.diags.push(
-                    Diagnostic::error(codes::INVALID_SETTING, "Nesterov momentum needs a momentum above 0 and zero dampening")
-                        .at(a.span_of("nesterov"), "nesterov=true")
-                        .with_help("set `momentum=0.9`, or remove `nesterov`"),
+                    Diagnostic::error(
+                        codes::INVALID_SETTING,
+                        "Nesterov momentum needs a momentum above 0 and zero dampening",
+                    )
+                    .at(a.span_of("nesterov"), "nesterov=true")
+                    .with_help("set `momentum=0.9`, or remove `nesterov`"),
                 );
                 return None;
             }
-            Some(Optimizer::Sgd { lr, momentum, dampening, nesterov, weight_decay })
+            Some(Optimizer::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            })
         }
         "adam" | "adamw" | "radam" => {
-            let a = Args::new(ctx, &name, ns, given, &["lr", "betas", "eps", "weight_decay"])?;
+            let a = Args::new(
+                ctx,
+                &name,
+                ns,
+                given,
+                &["lr", "betas", "eps", "weight_decay"],
+            )?;
             let lr = a.float(ctx, "lr", 1e-3, 0.0, inf)?;
             let betas = a.floats(ctx, "betas", &[0.9, 0.999])?;
             if betas.len() != 2 || betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-                ctx.err(codes::INVALID_SETTING, format!("`{name}` betas must be two numbers in [0, 1)"), a.span_of("betas"), "two numbers in [0, 1)");
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!("`{name}` betas must be two numbers in [0, 1)"),
+                    a.span_of("betas"),
+                    "two numbers in [0, 1)",
+                );
                 return None;
             }
             let eps = a.float(ctx, "eps", 1e-8, 0.0, inf)?;
@@ -726,38 +1042,69 @@ fn read_optimizer(ctx: &mut Ctx<'_>, v: V, span: Span, allow_lookahead: bool) ->
             let weight_decay = a.float(ctx, "weight_decay", wd_default, 0.0, inf)?;
             let betas = [betas[0], betas[1]];
             Some(match name.as_str() {
-                "adam" => Optimizer::Adam { lr, betas, eps, weight_decay },
-                "adamw" => Optimizer::AdamW { lr, betas, eps, weight_decay },
-                _ => Optimizer::RAdam { lr, betas, eps, weight_decay },
+                "adam" => Optimizer::Adam {
+                    lr,
+                    betas,
+                    eps,
+                    weight_decay,
+                },
+                "adamw" => Optimizer::AdamW {
+                    lr,
+                    betas,
+                    eps,
+                    weight_decay,
+                },
+                _ => Optimizer::RAdam {
+                    lr,
+                    betas,
+                    eps,
+                    weight_decay,
+                },
             })
         }
         _ => {
             let a = Args::new(ctx, &name, ns, given, &["inner", "k", "alpha"])?;
             let Some((inner_v, inner_span)) = a.get("inner") else {
                 ctx.diags.push(
-                    Diagnostic::error(codes::MISSING_SETTING, "`lookahead` wraps another optimizer")
-                        .at(ns, "no inner optimizer")
-                        .with_help("write `lookahead(sgd(lr=0.1, momentum=0.9), k=5, alpha=0.5)`"),
+                    Diagnostic::error(
+                        codes::MISSING_SETTING,
+                        "`lookahead` wraps another optimizer",
+                    )
+                    .at(ns, "no inner optimizer")
+                    .with_help("write `lookahead(sgd(lr=0.1, momentum=0.9), k=5, alpha=0.5)`"),
                 );
                 return None;
             };
             let inner = read_optimizer(ctx, inner_v.clone(), inner_span, false)?;
             let k = a.int(ctx, "k", Some(5), 1)?;
             let alpha = a.float(ctx, "alpha", 0.5, 0.0, 1.0)?;
-            Some(Optimizer::Lookahead { inner: Box::new(inner), k, alpha })
+            Some(Optimizer::Lookahead {
+                inner: Box::new(inner),
+                k,
+                alpha,
+            })
         }
     }
 }
 
 /// Whether a monitored metric is computed: `val_accuracy` needs a
 /// validation split and the metric `accuracy`.
-fn check_monitor(ctx: &mut Ctx<'_>, monitor: &str, span: Span, computed: &dyn Fn(&str) -> bool, validation: f64) -> bool {
+fn check_monitor(
+    ctx: &mut Ctx<'_>,
+    monitor: &str,
+    span: Span,
+    computed: &dyn Fn(&str) -> bool,
+    validation: f64,
+) -> bool {
     let (split, metric) = monitor.split_once('_').unwrap_or(("", monitor));
     let fail = |ctx: &mut Ctx<'_>, why: String, help: String| {
         ctx.diags.push(
-            Diagnostic::error(codes::UNKNOWN_METRIC, format!("nothing computes `{monitor}`: {why}"))
-                .at(span, "not computed")
-                .with_help(help),
+            Diagnostic::error(
+                codes::UNKNOWN_METRIC,
+                format!("nothing computes `{monitor}`: {why}"),
+            )
+            .at(span, "not computed")
+            .with_help(help),
         );
         false
     };
@@ -779,7 +1126,11 @@ fn check_monitor(ctx: &mut Ctx<'_>, monitor: &str, span: Span, computed: &dyn Fn
         }
     }
     if !computed(metric) {
-        return fail(ctx, format!("`{metric}` is not in `metrics`"), format!("add it: `metrics = [{metric}]`"));
+        return fail(
+            ctx,
+            format!("`{metric}` is not in `metrics`"),
+            format!("add it: `metrics = [{metric}]`"),
+        );
     }
     if split == "val" && validation <= 0.0 {
         return fail(
@@ -791,13 +1142,28 @@ fn check_monitor(ctx: &mut Ctx<'_>, monitor: &str, span: Span, computed: &dyn Fn
     true
 }
 
-fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) -> bool, validation: f64) -> Option<Schedule> {
+fn read_schedule(
+    ctx: &mut Ctx<'_>,
+    v: V,
+    span: Span,
+    computed: &dyn Fn(&str) -> bool,
+    validation: f64,
+) -> Option<Schedule> {
     let (name, ns, given) = expect_call(
         ctx,
         v,
         span,
         "a learning-rate schedule",
-        &["constant", "step", "multistep", "exponential", "cosine", "warmup", "one_cycle", "reduce_on_plateau"],
+        &[
+            "constant",
+            "step",
+            "multistep",
+            "exponential",
+            "cosine",
+            "warmup",
+            "one_cycle",
+            "reduce_on_plateau",
+        ],
     )?;
     let inf = f64::INFINITY;
     Some(match name.as_str() {
@@ -807,16 +1173,22 @@ fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) ->
         }
         "step" => {
             let a = Args::new(ctx, &name, ns, given, &["step_size", "gamma"])?;
-            Schedule::Step { step_size: a.int(ctx, "step_size", None, 1)?, gamma: a.float(ctx, "gamma", 0.1, 0.0, 1.0)? }
+            Schedule::Step {
+                step_size: a.int(ctx, "step_size", None, 1)?,
+                gamma: a.float(ctx, "gamma", 0.1, 0.0, 1.0)?,
+            }
         }
         "multistep" => {
             let a = Args::new(ctx, &name, ns, given, &["milestones", "gamma"])?;
             let gamma = a.float(ctx, "gamma", 0.1, 0.0, 1.0)?;
             let Some((V::List(items), _)) = a.get("milestones") else {
                 ctx.diags.push(
-                    Diagnostic::error(codes::MISSING_SETTING, "`multistep` needs `milestones`, a list of epochs")
-                        .at(a.span_of("milestones"), "no milestones")
-                        .with_help("for example `multistep(milestones=[30, 60], gamma=0.1)`"),
+                    Diagnostic::error(
+                        codes::MISSING_SETTING,
+                        "`multistep` needs `milestones`, a list of epochs",
+                    )
+                    .at(a.span_of("milestones"), "no milestones")
+                    .with_help("for example `multistep(milestones=[30, 60], gamma=0.1)`"),
                 );
                 return None;
             };
@@ -825,13 +1197,23 @@ fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) ->
                 match v {
                     V::Num(x, true) if *x >= 1.0 => {
                         if milestones.last().is_some_and(|&l: &i64| l >= *x as i64) {
-                            ctx.err(codes::INVALID_SETTING, "milestones must increase", *s, "not after the previous one");
+                            ctx.err(
+                                codes::INVALID_SETTING,
+                                "milestones must increase",
+                                *s,
+                                "not after the previous one",
+                            );
                             return None;
                         }
                         milestones.push(*x as i64);
                     }
                     _ => {
-                        ctx.err(codes::INVALID_SETTING, "a milestone is an epoch number, at least 1", *s, "not an epoch");
+                        ctx.err(
+                            codes::INVALID_SETTING,
+                            "a milestone is an epoch number, at least 1",
+                            *s,
+                            "not an epoch",
+                        );
                         return None;
                     }
                 }
@@ -840,7 +1222,9 @@ fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) ->
         }
         "exponential" => {
             let a = Args::new(ctx, &name, ns, given, &["gamma"])?;
-            Schedule::Exponential { gamma: a.required_float(ctx, "gamma", 0.0, 1.0)? }
+            Schedule::Exponential {
+                gamma: a.required_float(ctx, "gamma", 0.0, 1.0)?,
+            }
         }
         "cosine" => {
             let a = Args::new(ctx, &name, ns, given, &["t_max", "eta_min"])?;
@@ -848,7 +1232,10 @@ fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) ->
                 None => None,
                 Some(_) => Some(a.int(ctx, "t_max", None, 1)?),
             };
-            Schedule::Cosine { t_max, eta_min: a.float(ctx, "eta_min", 0.0, 0.0, inf)? }
+            Schedule::Cosine {
+                t_max,
+                eta_min: a.float(ctx, "eta_min", 0.0, 0.0, inf)?,
+            }
         }
         "warmup" => {
             let a = Args::new(ctx, &name, ns, given, &["epochs", "then", "start_factor"])?;
@@ -858,16 +1245,31 @@ fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) ->
                 None => Schedule::Constant,
                 Some((v, s)) => {
                     if matches!(v, V::Call(n, ..) | V::Word(n) if n == "warmup") {
-                        ctx.err(codes::INVALID_SETTING, "a warm-up cannot wrap another warm-up", s, "nested warm-up");
+                        ctx.err(
+                            codes::INVALID_SETTING,
+                            "a warm-up cannot wrap another warm-up",
+                            s,
+                            "nested warm-up",
+                        );
                         return None;
                     }
                     read_schedule(ctx, v.clone(), s, computed, validation)?
                 }
             };
-            Schedule::Warmup { epochs, start_factor, then: Box::new(then) }
+            Schedule::Warmup {
+                epochs,
+                start_factor,
+                then: Box::new(then),
+            }
         }
         "one_cycle" => {
-            let a = Args::new(ctx, &name, ns, given, &["max_lr", "pct_start", "div_factor", "final_div_factor"])?;
+            let a = Args::new(
+                ctx,
+                &name,
+                ns,
+                given,
+                &["max_lr", "pct_start", "div_factor", "final_div_factor"],
+            )?;
             Schedule::OneCycle {
                 max_lr: a.required_float(ctx, "max_lr", 0.0, inf)?,
                 pct_start: a.float(ctx, "pct_start", 0.3, 0.0, 1.0)?,
@@ -876,12 +1278,23 @@ fn read_schedule(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) ->
             }
         }
         _ => {
-            let a = Args::new(ctx, &name, ns, given, &["monitor", "mode", "factor", "patience", "min_lr"])?;
+            let a = Args::new(
+                ctx,
+                &name,
+                ns,
+                given,
+                &["monitor", "mode", "factor", "patience", "min_lr"],
+            )?;
             let monitor = a.word(ctx, "monitor", Some("val_loss"), None)?;
             if !check_monitor(ctx, &monitor, a.span_of("monitor"), computed, validation) {
                 return None;
             }
-            let mode = mode(&a.word(ctx, "mode", Some(default_mode(&monitor)), Some(&["min", "max"]))?);
+            let mode = mode(&a.word(
+                ctx,
+                "mode",
+                Some(default_mode(&monitor)),
+                Some(&["min", "max"]),
+            )?);
             Schedule::ReduceOnPlateau {
                 monitor,
                 mode,
@@ -911,7 +1324,13 @@ fn mode(s: &str) -> Mode {
 
 /// A milestone after the last epoch or a warm-up longer than the run is
 /// almost certainly a mistake in the recipe.
-fn check_schedule_fits(ctx: &mut Ctx<'_>, schedule: &Schedule, epochs: i64, epochs_span: Option<Span>, span: Span) {
+fn check_schedule_fits(
+    ctx: &mut Ctx<'_>,
+    schedule: &Schedule,
+    epochs: i64,
+    epochs_span: Option<Span>,
+    span: Span,
+) {
     let with_epochs = |d: Diagnostic| match epochs_span {
         Some(s) => d.with_label(s, format!("the run has {epochs} epochs")),
         None => d.with_note(format!("`epochs` defaults to {epochs}")),
@@ -924,25 +1343,34 @@ fn check_schedule_fits(ctx: &mut Ctx<'_>, schedule: &Schedule, epochs: i64, epoc
                     format!("milestone {m} is not before the last epoch, so it never takes effect"),
                 )
                 .at(span, format!("milestone {m}"))
-                .with_help(format!("use milestones below {epochs}, or train for more epochs"));
+                .with_help(format!(
+                    "use milestones below {epochs}, or train for more epochs"
+                ));
                 ctx.diags.push(with_epochs(d));
             }
         }
-        Schedule::Warmup { epochs: w, then, .. } => {
+        Schedule::Warmup {
+            epochs: w, then, ..
+        } => {
             if *w >= epochs {
                 let d = Diagnostic::error(
                     codes::WARMUP_TOO_LONG,
                     format!("the warm-up lasts {w} epochs, but the run has only {epochs}"),
                 )
                 .at(span, format!("{w} epochs of warm-up"))
-                .with_help(format!("warm up for fewer than {epochs} epochs (5–10 % of the run is usual)"));
+                .with_help(format!(
+                    "warm up for fewer than {epochs} epochs (5–10 % of the run is usual)"
+                ));
                 ctx.diags.push(with_epochs(d));
             }
             check_schedule_fits(ctx, then, epochs, epochs_span, span);
         }
         Schedule::Step { step_size, .. } if *step_size >= epochs => {
-            let d = Diagnostic::warning(codes::NO_EFFECT, format!("the step schedule first decays at epoch {step_size}, after the run ends"))
-                .at(span, "never decays");
+            let d = Diagnostic::warning(
+                codes::NO_EFFECT,
+                format!("the step schedule first decays at epoch {step_size}, after the run ends"),
+            )
+            .at(span, "never decays");
             ctx.diags.push(with_epochs(d));
         }
         _ => {}
@@ -953,13 +1381,27 @@ fn read_augment(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<Augment>> {
     let items = match v {
         V::List(items) => items,
         other => {
-            ctx.err(codes::INVALID_SETTING, format!("`augment` is a list such as [random_crop(28, padding=4)], not {}", other.describe()), span, "not a list");
+            ctx.err(
+                codes::INVALID_SETTING,
+                format!(
+                    "`augment` is a list such as [random_crop(28, padding=4)], not {}",
+                    other.describe()
+                ),
+                span,
+                "not a list",
+            );
             return None;
         }
     };
     let mut out = Vec::new();
     for (v, s) in items {
-        let (name, ns, given) = expect_call(ctx, v, s, "an augmentation", &["resize", "random_crop", "horizontal_flip", "normalize"])?;
+        let (name, ns, given) = expect_call(
+            ctx,
+            v,
+            s,
+            "an augmentation",
+            &["resize", "random_crop", "horizontal_flip", "normalize"],
+        )?;
         out.push(match name.as_str() {
             "resize" => {
                 let a = Args::new(ctx, &name, ns, given, &["size"])?;
@@ -1005,14 +1447,31 @@ fn read_augment(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<Augment>> {
     Some(out)
 }
 
-fn read_early_stopping(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&str) -> bool, validation: f64) -> Option<EarlyStopping> {
+fn read_early_stopping(
+    ctx: &mut Ctx<'_>,
+    v: V,
+    span: Span,
+    computed: &dyn Fn(&str) -> bool,
+    validation: f64,
+) -> Option<EarlyStopping> {
     let (name, ns, given) = expect_call(ctx, v, span, "early stopping", &["early_stopping"])?;
-    let a = Args::new(ctx, &name, ns, given, &["monitor", "mode", "patience", "min_delta", "restore_best"])?;
+    let a = Args::new(
+        ctx,
+        &name,
+        ns,
+        given,
+        &["monitor", "mode", "patience", "min_delta", "restore_best"],
+    )?;
     let monitor = a.word(ctx, "monitor", Some("val_loss"), None)?;
     if !check_monitor(ctx, &monitor, a.span_of("monitor"), computed, validation) {
         return None;
     }
-    let m = a.word(ctx, "mode", Some(default_mode(&monitor)), Some(&["min", "max"]))?;
+    let m = a.word(
+        ctx,
+        "mode",
+        Some(default_mode(&monitor)),
+        Some(&["min", "max"]),
+    )?;
     Some(EarlyStopping {
         monitor,
         mode: mode(&m),
@@ -1024,14 +1483,23 @@ fn read_early_stopping(ctx: &mut Ctx<'_>, v: V, span: Span, computed: &dyn Fn(&s
 
 fn read_init(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Init> {
     match v {
-        V::Str(path) => Some(Init { path, keys: Vec::new(), strict: true }),
+        V::Str(path) => Some(Init {
+            path,
+            keys: Vec::new(),
+            strict: true,
+        }),
         other => {
             let (name, ns, given) = expect_call(ctx, other, span, "an initialization", &["load"])?;
             let a = Args::new(ctx, &name, ns, given, &["path", "keys", "strict"])?;
             let path = match a.get("path") {
                 Some((V::Str(p), _)) => p.clone(),
                 _ => {
-                    ctx.err(codes::MISSING_SETTING, "`load` needs the path of a safetensors file", ns, "no path");
+                    ctx.err(
+                        codes::MISSING_SETTING,
+                        "`load` needs the path of a safetensors file",
+                        ns,
+                        "no path",
+                    );
                     return None;
                 }
             };
@@ -1039,7 +1507,11 @@ fn read_init(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Init> {
                 None => Vec::new(),
                 Some((v, s)) => strings(ctx, v, s, "keys")?,
             };
-            Some(Init { path, keys, strict: a.bool(ctx, "strict", false)? })
+            Some(Init {
+                path,
+                keys,
+                strict: a.bool(ctx, "strict", false)?,
+            })
         }
     }
 }
@@ -1053,7 +1525,12 @@ fn strings(ctx: &mut Ctx<'_>, v: &V, span: Span, what: &str) -> Option<Vec<Strin
                 match v {
                     V::Str(x) => out.push(x.clone()),
                     _ => {
-                        ctx.err(codes::INVALID_SETTING, format!("`{what}` lists strings such as \"features.*\""), *s, "not a string");
+                        ctx.err(
+                            codes::INVALID_SETTING,
+                            format!("`{what}` lists strings such as \"features.*\""),
+                            *s,
+                            "not a string",
+                        );
                         return None;
                     }
                 }
@@ -1061,7 +1538,12 @@ fn strings(ctx: &mut Ctx<'_>, v: &V, span: Span, what: &str) -> Option<Vec<Strin
             Some(out)
         }
         _ => {
-            ctx.err(codes::INVALID_SETTING, format!("`{what}` is a list of patterns such as [\"features.*\"]"), span, "not a list");
+            ctx.err(
+                codes::INVALID_SETTING,
+                format!("`{what}` is a list of patterns such as [\"features.*\"]"),
+                span,
+                "not a list",
+            );
             None
         }
     }
@@ -1075,14 +1557,18 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
             let Some(rest) = name.strip_prefix(head) else {
                 return false;
             };
-            (0..=rest.len()).filter(|&i| rest.is_char_boundary(i)).any(|i| pattern_matches(tail, &rest[i..]))
+            (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| pattern_matches(tail, &rest[i..]))
         }
     }
 }
 
 fn read_freeze(ctx: &mut Ctx<'_>, v: V, span: Span, model: Option<&Model>) -> Option<Vec<String>> {
     let patterns = strings(ctx, &v, span, "freeze")?;
-    let Some(model) = model else { return Some(patterns) };
+    let Some(model) = model else {
+        return Some(patterns);
+    };
     let params: Vec<&str> = model
         .tensors()
         .filter(|p| p.kind == TensorKind::Parameter)
@@ -1094,12 +1580,18 @@ fn read_freeze(ctx: &mut Ctx<'_>, v: V, span: Span, model: Option<&Model>) -> Op
     for p in &patterns {
         if !params.iter().any(|n| pattern_matches(p, n)) {
             let prefixes: Vec<&str> = {
-                let mut v: Vec<&str> = params.iter().map(|n| n.split('.').next().unwrap_or(n)).collect();
+                let mut v: Vec<&str> = params
+                    .iter()
+                    .map(|n| n.split('.').next().unwrap_or(n))
+                    .collect();
                 v.dedup();
                 v
             };
-            let mut d = Diagnostic::error(codes::BAD_FREEZE, format!("`{p}` matches no parameter of `{}`", model.name))
-                .at(span, "matches nothing");
+            let mut d = Diagnostic::error(
+                codes::BAD_FREEZE,
+                format!("`{p}` matches no parameter of `{}`", model.name),
+            )
+            .at(span, "matches nothing");
             d = match did_you_mean(p.trim_end_matches(".*"), prefixes.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean \"{s}.*\"?")),
                 None => d.with_help(format!("the top-level layers are: {}", prefixes.join(", "))),
@@ -1108,11 +1600,19 @@ fn read_freeze(ctx: &mut Ctx<'_>, v: V, span: Span, model: Option<&Model>) -> Op
             return None;
         }
     }
-    if params.iter().all(|n| patterns.iter().any(|p| pattern_matches(p, n))) {
+    if params
+        .iter()
+        .all(|n| patterns.iter().any(|p| pattern_matches(p, n)))
+    {
         ctx.diags.push(
-            Diagnostic::error(codes::BAD_FREEZE, "every parameter is frozen, so training would change nothing")
-                .at(span, "freezes everything")
-                .with_help("leave at least the new head trainable, for example freeze [\"features.*\"] only"),
+            Diagnostic::error(
+                codes::BAD_FREEZE,
+                "every parameter is frozen, so training would change nothing",
+            )
+            .at(span, "freezes everything")
+            .with_help(
+                "leave at least the new head trainable, for example freeze [\"features.*\"] only",
+            ),
         );
         return None;
     }

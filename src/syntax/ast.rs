@@ -71,9 +71,16 @@ pub struct Def {
 #[derive(Clone, Debug)]
 pub enum DefBody {
     /// `{ input x: [...]  ...  return ... }`, with an optional `-> [shape]`.
-    Body { output: Option<Shape>, stmts: Vec<Stmt> },
+    Body {
+        output: Option<Shape>,
+        stmts: Vec<Stmt>,
+    },
     /// `= resnet(...)`: the network is that block, its layers at the root.
-    Alias { callee: Path, args: Vec<Arg>, span: Span },
+    Alias {
+        callee: Path,
+        args: Vec<Arg>,
+        span: Span,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -101,9 +108,21 @@ impl TypeExpr {
 
 #[derive(Clone, Debug)]
 pub enum Stmt {
-    Input { name: Ident, shape: Shape, span: Span },
-    Let { name: Ident, shape: Option<Shape>, value: Expr, span: Span },
-    Return { value: Expr, span: Span },
+    Input {
+        name: Ident,
+        shape: Shape,
+        span: Span,
+    },
+    Let {
+        name: Ident,
+        shape: Option<Shape>,
+        value: Expr,
+        span: Span,
+    },
+    Return {
+        value: Expr,
+        span: Span,
+    },
 }
 
 impl Stmt {
@@ -143,7 +162,9 @@ pub struct Path {
 
 impl Path {
     pub fn last(&self) -> &Ident {
-        self.segments.last().expect("a path has at least one segment")
+        self.segments
+            .last()
+            .expect("a path has at least one segment")
     }
 
     pub fn text(&self) -> String {
@@ -217,16 +238,35 @@ pub enum ExprKind {
     Name(Path),
     List(Vec<Expr>),
     /// `f(args)`: a function of values (`concat(a, b)`, `min(x, y)`).
-    Call { callee: Path, args: Vec<Arg> },
+    Call {
+        callee: Path,
+        args: Vec<Arg>,
+    },
     /// `first op rest[0].1 op rest[1].1 ...`, all operators of one precedence
     /// level, evaluated left to right.
-    Binary { first: Box<Expr>, rest: Vec<(BinOp, Span, Expr)> },
+    Binary {
+        first: Box<Expr>,
+        rest: Vec<(BinOp, Span, Expr)>,
+    },
     /// Prefix operators, outermost first.
-    Unary { ops: Vec<(UnOp, Span)>, operand: Box<Expr> },
-    Index { base: Box<Expr>, index: Box<Expr> },
-    If { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    Unary {
+        ops: Vec<(UnOp, Span)>,
+        operand: Box<Expr>,
+    },
+    Index {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
+    If {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
     /// `head -> step -> step ...`
-    Chain { head: Box<Expr>, steps: Vec<Step> },
+    Chain {
+        head: Box<Expr>,
+        steps: Vec<Step>,
+    },
     /// A parenthesised expression, kept so that spans and messages can say so.
     Paren(Box<Expr>),
     /// A literal that could not be read (already reported by the parser).
@@ -245,13 +285,26 @@ pub struct Step {
 #[derive(Clone, Debug)]
 pub enum StepKind {
     /// `conv2d(64, 3)`, `relu`, `basic_block(128, stride=2)`.
-    Call { callee: Path, args: Vec<Arg>, has_parens: bool },
+    Call {
+        callee: Path,
+        args: Vec<Arg>,
+        has_parens: bool,
+    },
     /// `features { conv2d(64, 3) -> relu }`: an `nn.Sequential` named `features`.
     Scope { name: Ident, steps: Vec<Step> },
     /// `repeat n { ... }`
     Repeat { count: Expr, steps: Vec<Step> },
     /// `for i in 0..n { ... }` or `for c in list { ... }`
-    For { var: Ident, start: Expr, end: Option<Expr>, steps: Vec<Step> },
+    For {
+        var: Ident,
+        start: Expr,
+        end: Option<Expr>,
+        steps: Vec<Step>,
+    },
     /// `if cond { ... } else { ... }`; a missing branch is the identity.
-    If { cond: Expr, then: Vec<Step>, otherwise: Vec<Step> },
+    If {
+        cond: Expr,
+        then: Vec<Step>,
+        otherwise: Vec<Step>,
+    },
 }

@@ -84,7 +84,10 @@ fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {
                             codes::NESTING_TOO_DEEP,
                             format!("brackets nest more than {MAX_NESTING} levels deep"),
                         )
-                        .at(Span::new(file, i, i + 1), "this bracket is one level too deep")
+                        .at(
+                            Span::new(file, i, i + 1),
+                            "this bracket is one level too deep",
+                        )
                         .with_help("split the expression into named values or blocks"),
                     );
                 }
@@ -109,7 +112,8 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
     let span = Span::new(file, pos, end);
     let (message, label) = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
-            let mut names: Vec<&'static str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
+            let mut names: Vec<&'static str> =
+                positives.iter().filter_map(|r| rule_name(*r)).collect();
             names.sort_unstable();
             names.dedup();
             let expected = join_or(&names);
@@ -119,7 +123,10 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
                 format!("`{found}`")
             };
             if expected.is_empty() {
-                (format!("unexpected {found_text}"), "not expected here".to_string())
+                (
+                    format!("unexpected {found_text}"),
+                    "not expected here".to_string(),
+                )
             } else {
                 (
                     format!("expected {expected}, found {found_text}"),
@@ -140,7 +147,10 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagno
         if let Some(open) = unclosed_bracket(text) {
             let ch = &text[open..open + 1];
             d = d
-                .with_label(Span::new(file, open, open + 1), format!("this `{ch}` is never closed"))
+                .with_label(
+                    Span::new(file, open, open + 1),
+                    format!("this `{ch}` is never closed"),
+                )
                 .with_help(format!("close it with `{}`", closing(ch)));
         }
     }
@@ -392,11 +402,7 @@ impl<'t> Builder<'t> {
         let mut body = None;
         for p in children(pair) {
             match p.as_rule() {
-                Rule::def_kind => {
-                    if p.as_str().starts_with("network") {
-                        kind = DefKind::Network;
-                    }
-                }
+                Rule::def_kind if p.as_str().starts_with("network") => kind = DefKind::Network,
                 Rule::ident => name = Some(self.ident(p)),
                 Rule::param_list => {
                     params = children(p).map(|q| self.param(q)).collect();
@@ -407,7 +413,13 @@ impl<'t> Builder<'t> {
                 Rule::def_alias => {
                     let s = self.span(&p);
                     let mut it = children(p);
-                    let callee = self.path(it.next().expect("grammar: alias callee").into_inner().next().expect("grammar: callee path"));
+                    let callee = self.path(
+                        it.next()
+                            .expect("grammar: alias callee")
+                            .into_inner()
+                            .next()
+                            .expect("grammar: callee path"),
+                    );
                     let args = self.call_args(it.next().expect("grammar: alias args"));
                     body = Some(DefBody::Alias {
                         callee,
@@ -669,9 +681,12 @@ impl<'t> Builder<'t> {
                     },
                     Err(_) => {
                         self.diags.push(
-                            Diagnostic::error(codes::NUMBER_TOO_LARGE, "integer literal is too large")
-                                .at(span, "does not fit in 64 bits")
-                                .with_help(format!("integers must be at most {}", i64::MAX)),
+                            Diagnostic::error(
+                                codes::NUMBER_TOO_LARGE,
+                                "integer literal is too large",
+                            )
+                            .at(span, "does not fit in 64 bits")
+                            .with_help(format!("integers must be at most {}", i64::MAX)),
                         );
                         Expr {
                             kind: ExprKind::Invalid,
@@ -735,7 +750,12 @@ impl<'t> Builder<'t> {
             Rule::call => {
                 let mut it = children(pair);
                 let callee_pair = it.next().expect("grammar: callee");
-                let callee = self.path(callee_pair.into_inner().next().expect("grammar: callee path"));
+                let callee = self.path(
+                    callee_pair
+                        .into_inner()
+                        .next()
+                        .expect("grammar: callee path"),
+                );
                 let args = self.call_args(it.next().expect("grammar: call args"));
                 Expr {
                     kind: ExprKind::Call { callee, args },
@@ -762,7 +782,13 @@ impl<'t> Builder<'t> {
         let kind = match core.as_rule() {
             Rule::call => {
                 let mut c = children(core);
-                let callee = self.path(c.next().expect("grammar: callee").into_inner().next().expect("grammar: path"));
+                let callee = self.path(
+                    c.next()
+                        .expect("grammar: callee")
+                        .into_inner()
+                        .next()
+                        .expect("grammar: path"),
+                );
                 let args = self.call_args(c.next().expect("grammar: args"));
                 StepKind::Call {
                     callee,
@@ -831,11 +857,7 @@ impl<'t> Builder<'t> {
     }
 
     fn string(&mut self, pair: Pair<'_, Rule>) -> String {
-        let raw = pair
-            .into_inner()
-            .next()
-            .map(|p| p.as_str())
-            .unwrap_or("");
+        let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
         let mut out = String::with_capacity(raw.len());
         let mut chars = raw.chars();
         while let Some(c) = chars.next() {

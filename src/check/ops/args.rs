@@ -38,9 +38,12 @@ impl ArgTy {
             ArgTy::Int => is_int(v),
             ArgTy::Float => matches!(v, Value::Float(_) | Value::Int(_)),
             ArgTy::Bool => matches!(v, Value::Bool(_)),
-            ArgTy::IntPair => is_int(v) || matches!(v, Value::List(l) if l.len() == 2 && l.iter().all(is_int)),
+            ArgTy::IntPair => {
+                is_int(v) || matches!(v, Value::List(l) if l.len() == 2 && l.iter().all(is_int))
+            }
             ArgTy::Padding => {
-                ArgTy::IntPair.accepts(v) || matches!(v, Value::Str(s) if s == "same" || s == "valid")
+                ArgTy::IntPair.accepts(v)
+                    || matches!(v, Value::Str(s) if s == "same" || s == "valid")
             }
             ArgTy::Sizes => matches!(v, Value::List(l) if l.iter().all(is_int)),
         }
@@ -135,7 +138,9 @@ impl Slot for crate::check::eval::BlockParam {
     }
 
     fn type_text(&self) -> String {
-        self.ty.as_ref().map_or("a value".to_string(), |t| t.describe())
+        self.ty
+            .as_ref()
+            .map_or("a value".to_string(), |t| t.describe())
     }
 
     fn default_value(&self) -> Option<Option<Value>> {
@@ -183,9 +188,12 @@ pub fn bind_generic<P: Slot>(
                 positional += 1;
                 if positional > params.len() {
                     let d = if names.is_empty() {
-                        Diagnostic::error(codes::TOO_MANY_ARGUMENTS, format!("`{what}` takes no arguments"))
-                            .at(arg.span, "not expected")
-                            .with_help(format!("write `{what}` without parentheses"))
+                        Diagnostic::error(
+                            codes::TOO_MANY_ARGUMENTS,
+                            format!("`{what}` takes no arguments"),
+                        )
+                        .at(arg.span, "not expected")
+                        .with_help(format!("write `{what}` without parentheses"))
                     } else {
                         Diagnostic::error(
                             codes::TOO_MANY_ARGUMENTS,
@@ -212,8 +220,12 @@ pub fn bind_generic<P: Slot>(
                         .at(*span, "unknown parameter");
                         d = match did_you_mean(name, names.iter().copied()) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                            None if names.is_empty() => d.with_help(format!("`{what}` takes no arguments")),
-                            None => d.with_help(format!("its parameters are: {}", names.join(", "))),
+                            None if names.is_empty() => {
+                                d.with_help(format!("`{what}` takes no arguments"))
+                            }
+                            None => {
+                                d.with_help(format!("its parameters are: {}", names.join(", ")))
+                            }
                         };
                         diags.push(d);
                         ok = false;
@@ -250,7 +262,10 @@ pub fn bind_generic<P: Slot>(
                         arg.value.describe()
                     ),
                 )
-                .at(arg.span, format!("this is {}", article(arg.value.type_name()))),
+                .at(
+                    arg.span,
+                    format!("this is {}", article(arg.value.type_name())),
+                ),
             );
             ok = false;
             continue;
@@ -299,7 +314,13 @@ fn article(type_name: &str) -> String {
 }
 
 /// A concrete integer, or a diagnostic saying that it must be one.
-pub fn known_int(v: &Value, span: Span, param: &str, op: &str, diags: &mut Vec<Diagnostic>) -> Option<i64> {
+pub fn known_int(
+    v: &Value,
+    span: Span,
+    param: &str,
+    op: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<i64> {
     match v {
         Value::Int(d) => match d.as_const() {
             Some(x) => Some(x),
@@ -307,7 +328,9 @@ pub fn known_int(v: &Value, span: Span, param: &str, op: &str, diags: &mut Vec<D
                 diags.push(
                     Diagnostic::error(
                         codes::SYMBOLIC_SIZE,
-                        format!("`{op}` argument `{param}` must be a known number, but it is `{d}`"),
+                        format!(
+                            "`{op}` argument `{param}` must be a known number, but it is `{d}`"
+                        ),
                     )
                     .at(span, "depends on a symbolic dimension"),
                 );
@@ -318,7 +341,13 @@ pub fn known_int(v: &Value, span: Span, param: &str, op: &str, diags: &mut Vec<D
     }
 }
 
-pub fn known_pair(v: &Value, span: Span, param: &str, op: &str, diags: &mut Vec<Diagnostic>) -> Option<[i64; 2]> {
+pub fn known_pair(
+    v: &Value,
+    span: Span,
+    param: &str,
+    op: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<[i64; 2]> {
     match v {
         Value::List(items) if items.len() == 2 => {
             let a = known_int(&items[0], span, param, op, diags)?;

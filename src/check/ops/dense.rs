@@ -28,7 +28,13 @@ fn linear(ctx: &mut OpCtx<'_>) -> Option<Built> {
     let last = ctx.input.len() - 1;
     let width = ctx.known_dim(last, "number of input features")?;
     if let Some(declared) = ctx.arg("in_features").cloned() {
-        let declared_v = super::args::known_int(&declared.value, declared.span, "in_features", "linear", ctx.diags)?;
+        let declared_v = super::args::known_int(
+            &declared.value,
+            declared.span,
+            "in_features",
+            "linear",
+            ctx.diags,
+        )?;
         if declared_v != width {
             let shape = shape_to_string(ctx.input);
             let mut d = Diagnostic::error(
@@ -78,8 +84,11 @@ pub const FLATTEN: OpDecl = OpDecl {
         if start > end {
             let span = ctx.span_of("start");
             ctx.error(
-                Diagnostic::error(codes::OUT_OF_RANGE, "`flatten` start axis comes after its end axis")
-                    .at(span, format!("axis {start} is after axis {end}")),
+                Diagnostic::error(
+                    codes::OUT_OF_RANGE,
+                    "`flatten` start axis comes after its end axis",
+                )
+                .at(span, format!("axis {start} is after axis {end}")),
             );
             return None;
         }
@@ -89,7 +98,10 @@ pub const FLATTEN: OpDecl = OpDecl {
                 Some(m) => m,
                 None => {
                     let span = ctx.step_span;
-                    ctx.error(Diagnostic::error(codes::OVERFLOW, "flattened size overflows 64 bits").at(span, "here"));
+                    ctx.error(
+                        Diagnostic::error(codes::OVERFLOW, "flattened size overflows 64 bits")
+                            .at(span, "here"),
+                    );
                     return None;
                 }
             };
@@ -124,8 +136,12 @@ fn reshape(ctx: &mut OpCtx<'_>) -> Option<Built> {
         })
         .collect();
     let numel = product(ctx.input)?;
-    let holes: Vec<usize> = (0..dims.len()).filter(|&i| dims[i].as_const() == Some(-1)).collect();
-    let bad = dims.iter().any(|d| d.as_const().is_some_and(|v| v == 0 || v < -1));
+    let holes: Vec<usize> = (0..dims.len())
+        .filter(|&i| dims[i].as_const() == Some(-1))
+        .collect();
+    let bad = dims
+        .iter()
+        .any(|d| d.as_const().is_some_and(|v| v == 0 || v < -1));
     if holes.len() > 1 || bad {
         ctx.error(
             Diagnostic::error(
@@ -158,7 +174,10 @@ fn reshape(ctx: &mut OpCtx<'_>) -> Option<Built> {
         match divide_exact(&numel, &known) {
             Some(q) => shape[hole] = q,
             None => {
-                mismatch(ctx, format!("{} (the -1 cannot be filled)", shape_to_string(&dims)));
+                mismatch(
+                    ctx,
+                    format!("{} (the -1 cannot be filled)", shape_to_string(&dims)),
+                );
                 return None;
             }
         }

@@ -51,20 +51,50 @@ pub enum Op {
         ceil_mode: bool,
         count_include_pad: bool,
     },
-    AdaptiveAvgPool { size: [i64; 2] },
-    AdaptiveMaxPool { size: [i64; 2] },
+    AdaptiveAvgPool {
+        size: [i64; 2],
+    },
+    AdaptiveMaxPool {
+        size: [i64; 2],
+    },
     /// Average over H and W, giving `[N, C]`.
     GlobalAvgPool,
-    Flatten { start: usize, end: usize },
-    Reshape { shape: Vec<Dim> },
-    BatchNorm { features: i64, eps: f64, momentum: f64, affine: bool },
-    Dropout { p: f64 },
+    Flatten {
+        start: usize,
+        end: usize,
+    },
+    Reshape {
+        shape: Vec<Dim>,
+    },
+    BatchNorm {
+        features: i64,
+        eps: f64,
+        momentum: f64,
+        affine: bool,
+    },
+    Dropout {
+        p: f64,
+    },
     Activation(Activation),
-    Softmax { axis: usize },
-    LogSoftmax { axis: usize },
-    Maxout { pieces: i64, axis: usize },
-    LocalResponseNorm { size: i64, alpha: f64, beta: f64, k: f64 },
-    Concat { axis: usize },
+    Softmax {
+        axis: usize,
+    },
+    LogSoftmax {
+        axis: usize,
+    },
+    Maxout {
+        pieces: i64,
+        axis: usize,
+    },
+    LocalResponseNorm {
+        size: i64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    Concat {
+        axis: usize,
+    },
     Add,
     Mul,
 }
@@ -257,7 +287,13 @@ impl<'a> OpCtx<'a> {
         let v = self.int(name)?;
         if v < min {
             let span = self.span_of(name);
-            self.error(out_of_range(self.decl.name, name, &v.to_string(), &format!("at least {min}"), span));
+            self.error(out_of_range(
+                self.decl.name,
+                name,
+                &v.to_string(),
+                &format!("at least {min}"),
+                span,
+            ));
             return None;
         }
         Some(v)
@@ -337,7 +373,10 @@ impl<'a> OpCtx<'a> {
                 self.input.len()
             ),
         )
-        .at(self.step_span, format!("`{}` needs {layout}", self.decl.name))
+        .at(
+            self.step_span,
+            format!("`{}` needs {layout}", self.decl.name),
+        )
         .with_label(self.input_origin, format!("this is {shape}"));
         if self.input.len() == 2 && ranks.contains(&4) {
             d = d.with_help(format!(
@@ -361,7 +400,10 @@ impl<'a> OpCtx<'a> {
         self.error(
             Diagnostic::error(
                 codes::SYMBOLIC_SIZE,
-                format!("`{}` needs to know the {what}, but it is `{d}`", self.decl.name),
+                format!(
+                    "`{}` needs to know the {what}, but it is `{d}`",
+                    self.decl.name
+                ),
             )
             .at(self.step_span, format!("the {what} must be a number here"))
             .with_label(self.input_origin, format!("this is {shape}"))

@@ -71,12 +71,27 @@ macro_rules! activation {
     };
 }
 
-activation!(IDENTITY, "identity", "Passes the input through unchanged.", Activation::Identity);
+activation!(
+    IDENTITY,
+    "identity",
+    "Passes the input through unchanged.",
+    Activation::Identity
+);
 activation!(RELU, "relu", "max(x, 0).", Activation::Relu);
 activation!(RELU6, "relu6", "min(max(x, 0), 6).", Activation::Relu6);
-activation!(SIGMOID, "sigmoid", "1 / (1 + exp(-x)).", Activation::Sigmoid);
+activation!(
+    SIGMOID,
+    "sigmoid",
+    "1 / (1 + exp(-x)).",
+    Activation::Sigmoid
+);
 activation!(TANH, "tanh", "Hyperbolic tangent.", Activation::Tanh);
-activation!(SILU, "silu", "x * sigmoid(x), also called swish.", Activation::Silu);
+activation!(
+    SILU,
+    "silu",
+    "x * sigmoid(x), also called swish.",
+    Activation::Silu
+);
 
 pub const LEAKY_RELU: OpDecl = OpDecl {
     name: "leaky_relu",

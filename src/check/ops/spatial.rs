@@ -35,11 +35,18 @@ fn conv2d(ctx: &mut OpCtx<'_>) -> Option<Built> {
     if !ctx.expect_rank(&[4], NCHW) {
         return None;
     }
-    let (out, kernel, stride, dilation, groups, bias) = (out?, kernel?, stride?, dilation?, groups?, bias?);
+    let (out, kernel, stride, dilation, groups, bias) =
+        (out?, kernel?, stride?, dilation?, groups?, bias?);
     let padding = conv_padding(ctx, kernel, stride, dilation)?;
     let c = ctx.known_dim(1, "number of input channels (axis 1)")?;
     if let Some(declared) = ctx.arg("in_channels").cloned() {
-        let declared_v = super::args::known_int(&declared.value, declared.span, "in_channels", "conv2d", ctx.diags)?;
+        let declared_v = super::args::known_int(
+            &declared.value,
+            declared.span,
+            "in_channels",
+            "conv2d",
+            ctx.diags,
+        )?;
         if declared_v != c {
             let shape = shape_to_string(ctx.input);
             ctx.error(
@@ -72,8 +79,24 @@ fn conv2d(ctx: &mut OpCtx<'_>) -> Option<Built> {
             return None;
         }
     }
-    let h = window(ctx, 2, [padding[0], padding[1]], kernel[0], dilation[0], stride[0], false)?;
-    let w = window(ctx, 3, [padding[2], padding[3]], kernel[1], dilation[1], stride[1], false)?;
+    let h = window(
+        ctx,
+        2,
+        [padding[0], padding[1]],
+        kernel[0],
+        dilation[0],
+        stride[0],
+        false,
+    )?;
+    let w = window(
+        ctx,
+        3,
+        [padding[2], padding[3]],
+        kernel[1],
+        dilation[1],
+        stride[1],
+        false,
+    )?;
     let n = ctx.input[0].clone();
     Some(Built {
         op: Op::Conv2d {
@@ -91,7 +114,12 @@ fn conv2d(ctx: &mut OpCtx<'_>) -> Option<Built> {
 }
 
 /// `[top, bottom, left, right]` from an int, a pair, `"same"` or `"valid"`.
-fn conv_padding(ctx: &mut OpCtx<'_>, kernel: [i64; 2], stride: [i64; 2], dilation: [i64; 2]) -> Option<[i64; 4]> {
+fn conv_padding(
+    ctx: &mut OpCtx<'_>,
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    dilation: [i64; 2],
+) -> Option<[i64; 4]> {
     let arg = ctx.arg("padding")?.clone();
     match &arg.value {
         Value::Str(s) if s == "valid" => Some([0; 4]),
@@ -119,7 +147,13 @@ fn conv_padding(ctx: &mut OpCtx<'_>, kernel: [i64; 2], stride: [i64; 2], dilatio
         other => {
             let p = super::args::known_pair(other, arg.span, "padding", "conv2d", ctx.diags)?;
             if p[0] < 0 || p[1] < 0 {
-                ctx.error(out_of_range("conv2d", "padding", &other.describe(), "at least 0", arg.span));
+                ctx.error(out_of_range(
+                    "conv2d",
+                    "padding",
+                    &other.describe(),
+                    "at least 0",
+                    arg.span,
+                ));
                 return None;
             }
             Some([p[0], p[0], p[1], p[1]])
@@ -150,9 +184,8 @@ fn window(
     let size = ctx.input[axis].clone();
     let effective = dilation * (kernel - 1) + 1;
     let axis_name = if axis == 2 { "height" } else { "width" };
-    let overflow = || {
-        Diagnostic::error(codes::OVERFLOW, "a size overflows 64 bits").at(ctx.step_span, "here")
-    };
+    let overflow =
+        || Diagnostic::error(codes::OVERFLOW, "a size overflows 64 bits").at(ctx.step_span, "here");
     let Some(padded) = size.checked_add(&Dim::constant(pad[0] + pad[1])) else {
         ctx.error(overflow());
         return None;
@@ -167,7 +200,10 @@ fn window(
                 String::new()
             };
             let padding_note = if pad[0] + pad[1] > 0 {
-                format!("padded input {axis_name} {p} ({input} + {} + {})", pad[0], pad[1])
+                format!(
+                    "padded input {axis_name} {p} ({input} + {} + {})",
+                    pad[0], pad[1]
+                )
             } else {
                 format!("input {axis_name} {input}")
             };
@@ -213,7 +249,10 @@ fn window(
             ctx.error(
                 Diagnostic::error(
                     codes::EMPTY_OUTPUT,
-                    format!("`{}` would produce an output {axis_name} of {o}", ctx.decl.name),
+                    format!(
+                        "`{}` would produce an output {axis_name} of {o}",
+                        ctx.decl.name
+                    ),
                 )
                 .at(ctx.step_span, "output size is zero or less")
                 .with_label(ctx.input_origin, format!("this is {shape}")),
@@ -288,8 +327,24 @@ fn pool_geometry(ctx: &mut OpCtx<'_>, dilation: [i64; 2]) -> Option<PoolGeometry
             return None;
         }
     }
-    let h = window(ctx, 2, [padding[0]; 2], kernel[0], dilation[0], stride[0], ceil)?;
-    let w = window(ctx, 3, [padding[1]; 2], kernel[1], dilation[1], stride[1], ceil)?;
+    let h = window(
+        ctx,
+        2,
+        [padding[0]; 2],
+        kernel[0],
+        dilation[0],
+        stride[0],
+        ceil,
+    )?;
+    let w = window(
+        ctx,
+        3,
+        [padding[1]; 2],
+        kernel[1],
+        dilation[1],
+        stride[1],
+        ceil,
+    )?;
     let shape = vec![ctx.input[0].clone(), ctx.input[1].clone(), h, w];
     Some(PoolGeometry {
         kernel,

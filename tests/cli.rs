@@ -1,0 +1,148 @@
+//! The command line as a user meets it: exit codes, streams, colour, help.
+
+use std::process::{Command, Output};
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run nnc")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_passes_on_every_example() {
+    let mut args = vec!["check"];
+    let files: Vec<String> = std::fs::read_dir("examples")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".nn"))
+        .collect();
+    args.extend(files.iter().map(String::as_str));
+    let o = nnc(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no errors"));
+}
+
+#[test]
+fn check_fails_with_code_1_and_a_located_diagnostic() {
+    let o = nnc(&["check", "tests/ui/kernel_too_large.nn"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("[E0403]"), "{err}");
+    assert!(err.contains("tests/ui/kernel_too_large.nn:8:23"), "{err}");
+    // Not a terminal: no colour escapes.
+    assert!(!err.contains('\u{1b}'), "{err}");
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn warnings_alone_exit_0_unless_denied() {
+    let o = nnc(&["check", "tests/ui/unused_value.nn"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("[W0001]"));
+    let o = nnc(&["check", "--deny-warnings", "tests/ui/unused_value.nn"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn missing_file_is_a_user_error() {
+    let o = nnc(&["check", "no/such/file.nn"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot read `no/such/file.nn`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_flags_are_user_errors() {
+    let o = nnc(&["summary"]);
+    assert_ne!(o.status.code(), Some(0));
+    let o = nnc(&["summary", "std::resnet18", "--input-shape", "1,3,0,224"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("at least 1"));
+}
+
+#[test]
+fn summary_prints_a_table_and_json() {
+    let o = nnc(&["summary", "std::resnet18"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("layer4.1.conv2"), "{out}");
+    assert!(out.contains("total params       11,689,512"), "{out}");
+    assert!(
+        out.contains("MACs               1,814,073,344 (1.81 G)"),
+        "{out}"
+    );
+
+    let o = nnc(&[
+        "summary",
+        "std::vgg16",
+        "--json",
+        "--classes",
+        "10",
+        "--input-shape",
+        "2,3,224,224",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(j["network"], "vgg16");
+    assert_eq!(j["input_shape"], serde_json::json!([2, 3, 224, 224]));
+    assert_eq!(j["total_params"], 138_357_544 - 4097 * 990);
+    assert_eq!(j["macs"], 2 * (15_470_264_320i64 - 4096 * 990));
+}
+
+#[test]
+fn summary_of_an_unknown_std_network_suggests_one() {
+    let o = nnc(&["summary", "std::resnet19"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("did you mean `std::resnet18`?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn summary_reports_a_too_small_input_inside_the_stdlib() {
+    let o = nnc(&["summary", "std::alexnet", "--input-shape", "1,3,32,32"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("[E0403]"), "{err}");
+    assert!(err.contains("std/alexnet.nn"), "{err}");
+}
+
+#[test]
+fn summary_needs_a_network_name_when_there_are_several() {
+    let o = nnc(&["summary", "examples/transfer.nn"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--network"), "{}", stderr(&o));
+    let o = nnc(&["summary", "examples/transfer.nn", "--network", "fashion"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn help_explains_each_command() {
+    let o = nnc(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(
+        out.contains("check") && out.contains("summary") && out.contains("std::NAME"),
+        "{out}"
+    );
+    for cmd in ["check", "summary"] {
+        let o = nnc(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(stdout(&o).len() > 200, "{cmd} --help is too short");
+    }
+}
