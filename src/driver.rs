@@ -40,16 +40,41 @@ fn check_paths_here(paths: &[&Path]) -> (Program, Checked) {
     let mut prog = Program::new();
     let mut diags = Vec::new();
     let mut files = Vec::new();
+    let mut std_networks = Vec::new();
     for p in paths {
-        if let Some(id) = prog.load_path(p, &mut diags) {
-            files.push(id);
+        match p.to_str().and_then(|s| s.strip_prefix("std::")) {
+            Some(name) => std_networks.push((name.to_string(), prog.std_def(name, &mut diags))),
+            None => files.extend(prog.load_path(p, &mut diags)),
         }
     }
     let mut checked = check::check_files(&prog, &files);
+    for (name, def) in std_networks {
+        match def {
+            Some(def) => {
+                let (model, d) = check::build_model(&prog, def, &BuildOptions::default());
+                diags.extend(d);
+                checked.models.extend(model);
+            }
+            None => diags.push(unknown_std(&prog, &name)),
+        }
+    }
     diags.append(&mut checked.diags);
     check::sort(&mut diags);
     checked.diags = diags;
     (prog, checked)
+}
+
+fn unknown_std(prog: &Program, name: &str) -> Diagnostic {
+    let d = Diagnostic::error(
+        codes::NETWORK_NOT_FOUND,
+        format!("the standard library has no `{name}`"),
+    );
+    let list = prog.std_list();
+    let names: Vec<&str> = list.split(", ").collect();
+    match check::did_you_mean(name, names.iter().copied()) {
+        Some(s) => d.with_help(format!("did you mean `std::{s}`?")),
+        None => d.with_help(format!("it has: {list}")),
+    }
 }
 
 /// A model ready for the commands that need one.
@@ -81,19 +106,7 @@ fn load_model_here(
     let (def, file) = if let Some(name) = arg.strip_prefix("std::") {
         match prog.std_def(name, &mut diags) {
             Some(d) => (d, None),
-            None => {
-                let mut d = Diagnostic::error(
-                    codes::NETWORK_NOT_FOUND,
-                    format!("the standard library has no `{name}`"),
-                );
-                let list = prog.std_list();
-                let names: Vec<&str> = list.split(", ").collect();
-                d = match check::did_you_mean(name, names.iter().copied()) {
-                    Some(s) => d.with_help(format!("did you mean `std::{s}`?")),
-                    None => d.with_help(format!("it has: {list}")),
-                };
-                return Err(vec![d]);
-            }
+            None => return Err(vec![unknown_std(prog, name)]),
         }
     } else {
         let file = prog.load_path(Path::new(arg), &mut diags);

@@ -36,7 +36,7 @@ enum Command {
     /// with symbolic sizes) and every training section. Diagnostics go to
     /// stderr; the exit code is 1 when there is an error.
     Check {
-        /// The .nn files to check.
+        /// The .nn files to check; `std::NAME` checks a standard-library network.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Treat warnings as errors (exit code 1 when there is any).

@@ -14,9 +14,7 @@ use super::suggest::did_you_mean;
 use super::value::{Tensor, Value};
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
-use crate::syntax::ast::{
-    self, BinOp, DefBody, DefKind, Expr, ExprKind, Step, StepKind, Stmt, UnOp,
-};
+use crate::syntax::ast::{self, BinOp, DefBody, Expr, ExprKind, Step, StepKind, Stmt, UnOp};
 use crate::syntax::source::{FileId, Span};
 use std::collections::{HashMap, HashSet};
 
@@ -541,9 +539,10 @@ impl<'p> Checker<'p> {
                     t.origin,
                     &format!("`{}`", def.name.name),
                 ) {
+                    // Inside the block, the value comes from its `input`.
                     Some(Tensor {
                         id: t.id,
-                        origin: t.origin,
+                        origin: span,
                     })
                 } else {
                     None
@@ -810,7 +809,18 @@ impl<'p> Checker<'p> {
                     }
                     Some(Callee::Def(def)) => {
                         let given = self.eval_args(env, scope, args)?;
-                        self.instantiate(def, given, InputSource::Tensor(input), path, step.span)
+                        let out = self.instantiate(
+                            def,
+                            given,
+                            InputSource::Tensor(input),
+                            path,
+                            step.span,
+                        )?;
+                        // To the caller, the value comes from the call.
+                        Some(Tensor {
+                            id: out.id,
+                            origin: step.span,
+                        })
                     }
                     None => {
                         self.unknown_layer(env, callee);
@@ -1047,9 +1057,6 @@ impl<'p> Checker<'p> {
         });
         self.emit_all(diags);
         let Built { op, shape } = built?;
-        if let Op::Dropout { p } = op {
-            let _ = p;
-        }
         self.add_layer(path, op, vec![input.id], shape, span)
     }
 
@@ -1873,10 +1880,4 @@ pub struct BlockParam {
     pub name: String,
     pub ty: Option<ParamType>,
     pub has_default: bool,
-}
-
-impl DefKind {
-    pub fn is_network(self) -> bool {
-        self == DefKind::Network
-    }
 }

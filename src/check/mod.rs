@@ -17,7 +17,7 @@ pub mod value;
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
 use crate::syntax::ast::{DefKind, Item};
-use crate::syntax::source::{FileId, Span};
+use crate::syntax::source::FileId;
 use eval::Checker;
 use model::Model;
 use ops::args::GivenArg;
@@ -176,9 +176,4 @@ pub fn sort(diags: &mut [Diagnostic]) {
             .as_ref()
             .map_or((u32::MAX, 0), |l| (l.span.file.0, l.span.start))
     });
-}
-
-/// A span for diagnostics about a whole definition.
-pub fn def_span(prog: &Program, id: DefId) -> Span {
-    prog.def(id).name.span
 }
