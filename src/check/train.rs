@@ -632,9 +632,17 @@ fn check_inner(
                 format!("this file has no network `{}` to train", n.name),
             )
             .at(n.span, "unknown network");
-            if let Some(s) = did_you_mean(&n.name, networks.iter().copied()) {
-                d = d.with_help(format!("did you mean `{s}`?"));
-            }
+            d = match did_you_mean(&n.name, networks.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None if networks.is_empty() => d.with_help(format!(
+                    "define it in this file, for example `network model = std::{}(classes=10)`",
+                    n.name
+                )),
+                None => d.with_help(format!(
+                    "the networks of this file are: {}",
+                    networks.join(", ")
+                )),
+            };
             ctx.diags.push(d);
             return None;
         }

@@ -383,7 +383,7 @@ impl<'a> OpCtx<'a> {
                 "the input was already flattened; apply `{}` before `flatten`",
                 self.decl.name
             ));
-        } else if self.input.len() == 4 && ranks == [2] {
+        } else if self.input.len() >= 4 && ranks.contains(&2) && !ranks.contains(&4) {
             d = d.with_help(format!("insert `flatten` before `{}`", self.decl.name));
         }
         self.error(d);
