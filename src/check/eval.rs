@@ -877,24 +877,35 @@ impl<'p> Checker<'p> {
                 cond,
                 then,
                 otherwise,
-            } => match self.eval(env, scope, cond) {
-                Value::Bool(true) => self.apply_steps(env, scope, input, then),
-                Value::Bool(false) => self.apply_steps(env, scope, input, otherwise),
-                Value::Poison => None,
-                other => {
-                    self.emit(
-                        Diagnostic::error(
-                            codes::TYPE_MISMATCH,
-                            format!(
-                                "an `if` condition must be a bool, but this is {}",
-                                other.describe()
-                            ),
-                        )
-                        .at(cond.span, "not a bool"),
-                    );
-                    None
-                }
-            },
+            } => {
+                let branch = if self.eval_condition(env, scope, cond)? {
+                    then
+                } else {
+                    otherwise
+                };
+                self.apply_steps(env, scope, input, branch)
+            }
+        }
+    }
+
+    /// The value of an `if` condition; `None` after a diagnostic.
+    fn eval_condition(&mut self, env: &mut Env, scope: &mut Scope, cond: &Expr) -> Option<bool> {
+        match self.eval(env, scope, cond) {
+            Value::Bool(b) => Some(b),
+            Value::Poison => None,
+            other => {
+                self.emit(
+                    Diagnostic::error(
+                        codes::TYPE_MISMATCH,
+                        format!(
+                            "an `if` condition must be a bool, but this is {}",
+                            other.describe()
+                        ),
+                    )
+                    .at(cond.span, "not a bool"),
+                );
+                None
+            }
         }
     }
 
@@ -1291,23 +1302,10 @@ impl<'p> Checker<'p> {
                 cond,
                 then,
                 otherwise,
-            } => match self.eval(env, scope, cond) {
-                Value::Bool(true) => self.eval(env, scope, then),
-                Value::Bool(false) => self.eval(env, scope, otherwise),
-                Value::Poison => Value::Poison,
-                other => {
-                    self.emit(
-                        Diagnostic::error(
-                            codes::TYPE_MISMATCH,
-                            format!(
-                                "an `if` condition must be a bool, but this is {}",
-                                other.describe()
-                            ),
-                        )
-                        .at(cond.span, "not a bool"),
-                    );
-                    Value::Poison
-                }
+            } => match self.eval_condition(env, scope, cond) {
+                Some(true) => self.eval(env, scope, then),
+                Some(false) => self.eval(env, scope, otherwise),
+                None => Value::Poison,
             },
             ExprKind::Chain { head, steps } => match self.eval(env, scope, head) {
                 Value::Tensor(t) => self

@@ -530,38 +530,10 @@ impl Args {
     fn floats(&self, ctx: &mut Ctx<'_>, name: &str, default: &[f64]) -> Option<Vec<f64>> {
         match self.get(name) {
             None => Some(default.to_vec()),
-            Some((V::List(items), _)) => {
-                let mut out = Vec::new();
-                for (v, s) in items {
-                    match v {
-                        V::Num(x, _) => out.push(*x),
-                        other => {
-                            ctx.err(
-                                codes::INVALID_SETTING,
-                                format!("`{name}` must list numbers, not {}", other.describe()),
-                                *s,
-                                "not a number",
-                            );
-                            return None;
-                        }
-                    }
-                }
-                Some(out)
-            }
-            Some((V::Num(x, _), _)) => Some(vec![*x]),
-            Some((v, s)) => {
-                ctx.err(
-                    codes::INVALID_SETTING,
-                    format!(
-                        "`{}` {name} must be a list of numbers, not {}",
-                        self.what,
-                        v.describe()
-                    ),
-                    s,
-                    "not a list",
-                );
-                None
-            }
+            Some((v, s)) => list_of(ctx, v, s, name, "numbers", |v| match v {
+                V::Num(x, _) => Some(*x),
+                _ => None,
+            }),
         }
     }
 
@@ -940,49 +912,34 @@ fn read_loss(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Loss> {
 const METRICS: &[&str] = &["accuracy", "top5", "loss"];
 
 fn read_metrics(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<String>> {
-    let items = match v {
-        V::List(items) => items,
-        V::Word(w) => vec![(V::Word(w), span)],
-        other => {
-            ctx.err(
-                codes::INVALID_SETTING,
-                format!(
-                    "`metrics` must be a list such as [accuracy, top5], not {}",
-                    other.describe()
-                ),
-                span,
-                "not a list",
-            );
-            return None;
-        }
+    let words = list_of(
+        ctx,
+        &v,
+        span,
+        "metrics",
+        "metric names such as accuracy",
+        |v| match v {
+            V::Word(w) => Some(w.clone()),
+            _ => None,
+        },
+    )?;
+    let spans: Vec<Span> = match &v {
+        V::List(items) => items.iter().map(|(_, s)| *s).collect(),
+        _ => vec![span],
     };
-    let mut out = Vec::new();
-    for (v, s) in items {
-        match v {
-            V::Word(w) if METRICS.contains(&w.as_str()) => out.push(w),
-            V::Word(w) => {
-                let mut d =
-                    Diagnostic::error(codes::INVALID_SETTING, format!("unknown metric `{w}`"))
-                        .at(s, "not a metric");
-                d = match did_you_mean(&w, METRICS.iter().copied()) {
+    for (w, s) in words.iter().zip(spans) {
+        if !METRICS.contains(&w.as_str()) {
+            let d = Diagnostic::error(codes::INVALID_SETTING, format!("unknown metric `{w}`"))
+                .at(s, "not a metric");
+            ctx.diags
+                .push(match did_you_mean(w, METRICS.iter().copied()) {
                     Some(x) => d.with_help(format!("did you mean `{x}`?")),
                     None => d.with_help(format!("the metrics are: {}", METRICS.join(", "))),
-                };
-                ctx.diags.push(d);
-                return None;
-            }
-            other => {
-                ctx.err(
-                    codes::INVALID_SETTING,
-                    format!("a metric is a name, not {}", other.describe()),
-                    s,
-                    "not a metric",
-                );
-                return None;
-            }
+                });
+            return None;
         }
     }
-    Some(out)
+    Some(words)
 }
 
 fn read_optimizer(ctx: &mut Ctx<'_>, v: V, span: Span, allow_lookahead: bool) -> Option<Optimizer> {
@@ -1525,36 +1482,50 @@ fn read_init(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Init> {
 }
 
 fn strings(ctx: &mut Ctx<'_>, v: &V, span: Span, what: &str) -> Option<Vec<String>> {
-    match v {
-        V::Str(s) => Some(vec![s.clone()]),
-        V::List(items) => {
-            let mut out = Vec::new();
-            for (v, s) in items {
-                match v {
-                    V::Str(x) => out.push(x.clone()),
-                    _ => {
-                        ctx.err(
-                            codes::INVALID_SETTING,
-                            format!("`{what}` lists strings such as \"features.*\""),
-                            *s,
-                            "not a string",
-                        );
-                        return None;
-                    }
-                }
+    list_of(
+        ctx,
+        v,
+        span,
+        what,
+        "strings such as \"features.*\"",
+        |v| match v {
+            V::Str(x) => Some(x.clone()),
+            _ => None,
+        },
+    )
+}
+
+/// The items of a list setting, each converted by `item`; a single value
+/// counts as a list of one. The first item that does not convert is
+/// reported.
+fn list_of<T>(
+    ctx: &mut Ctx<'_>,
+    v: &V,
+    span: Span,
+    what: &str,
+    expected: &str,
+    item: impl Fn(&V) -> Option<T>,
+) -> Option<Vec<T>> {
+    let items: Vec<(&V, Span)> = match v {
+        V::List(items) => items.iter().map(|(v, s)| (v, *s)).collect(),
+        other => vec![(other, span)],
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (v, s) in items {
+        match item(v) {
+            Some(x) => out.push(x),
+            None => {
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!("`{what}` lists {expected}, not {}", v.describe()),
+                    s,
+                    "not one of them",
+                );
+                return None;
             }
-            Some(out)
-        }
-        _ => {
-            ctx.err(
-                codes::INVALID_SETTING,
-                format!("`{what}` is a list of patterns such as [\"features.*\"]"),
-                span,
-                "not a list",
-            );
-            None
         }
     }
+    Some(out)
 }
 
 /// `*` matches any run of characters; everything else matches itself.

@@ -50,54 +50,67 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     (File { items }, b.diags)
 }
 
-/// Finds the first bracket that opens deeper than [`MAX_NESTING`], skipping
-/// strings and comments.
+/// Finds the first bracket that opens deeper than [`MAX_NESTING`].
 fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {
-    let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
+    for (i, b) in brackets(text) {
+        if matches!(b, b'(' | b'[' | b'{') {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Some(
+                    Diagnostic::error(
+                        codes::NESTING_TOO_DEEP,
+                        format!("brackets nest more than {MAX_NESTING} levels deep"),
+                    )
+                    .at(
+                        Span::new(file, i, i + 1),
+                        "this bracket is one level too deep",
+                    )
+                    .with_help("split the expression into named values or blocks"),
+                );
             }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(
-                        Diagnostic::error(
-                            codes::NESTING_TOO_DEEP,
-                            format!("brackets nest more than {MAX_NESTING} levels deep"),
-                        )
-                        .at(
-                            Span::new(file, i, i + 1),
-                            "this bracket is one level too deep",
-                        )
-                        .with_help("split the expression into named values or blocks"),
-                    );
-                }
-            }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+        } else {
+            depth = depth.saturating_sub(1);
         }
-        i += 1;
     }
     None
+}
+
+/// The positions and bytes of the brackets of `text`, outside strings and
+/// comments. A linear scan that needs no parse, for the checks that must
+/// run before (or after a failed) parse.
+fn brackets(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let at = i;
+            i += 1;
+            match bytes[at] {
+                b'"' => {
+                    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i += 1;
+                }
+                b'/' if bytes.get(at + 1) == Some(&b'/') => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                    i += 1;
+                    while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                        i += 1;
+                    }
+                    i += 2;
+                }
+                b @ (b'(' | b'[' | b'{' | b')' | b']' | b'}') => return Some((at, b)),
+                _ => {}
+            }
+        }
+        None
+    })
 }
 
 fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
@@ -168,28 +181,12 @@ fn closing(open: &str) -> &'static str {
 /// The position of the innermost bracket still open at the end of the text.
 fn unclosed_bracket(text: &str) -> Option<usize> {
     let mut stack = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'(' | b'[' | b'{' => stack.push(i),
-            b')' | b']' | b'}' => {
-                stack.pop();
-            }
-            _ => {}
+    for (i, b) in brackets(text) {
+        if matches!(b, b'(' | b'[' | b'{') {
+            stack.push(i);
+        } else {
+            stack.pop();
         }
-        i += 1;
     }
     stack.pop()
 }
