@@ -26,7 +26,7 @@ pub const MAX_CALL_DEPTH: usize = 48;
 pub const MAX_REPEAT: i64 = 100_000;
 /// Loop iterations and steps in all, so that nested loops with empty
 /// bodies cannot run for hours.
-pub const MAX_WORK: usize = 2_000_000;
+pub const MAX_WORK: usize = 1_000_000;
 
 /// How a definition gets its input tensors.
 #[derive(Clone)]
@@ -99,8 +99,8 @@ pub struct Checker<'p> {
     layer_paths: HashMap<String, Span>,
     /// Definitions expanded at least once.
     pub instantiated: HashSet<DefId>,
-    /// Set when checking a block on its own with symbolic arguments: an
-    /// undecidable condition then ends the check silently.
+    /// Set when checking a block on its own with symbolic arguments: what
+    /// cannot be decided for symbols then poisons silently.
     lenient: bool,
     /// Set after a fatal limit (too many layers): everything stops.
     aborted: bool,
@@ -197,7 +197,10 @@ impl<'p> Checker<'p> {
     // ---- diagnostics -------------------------------------------------------
 
     fn emit(&mut self, mut d: Diagnostic) {
-        if self.lenient && self.aborted {
+        // A block checked on its own has symbolic sizes by construction;
+        // that a size is not known there is no mistake of the user's.
+        let symbolic = d.code == codes::SYMBOLIC_SIZE || d.code == codes::UNDECIDABLE;
+        if self.lenient && (self.aborted || symbolic) {
             return;
         }
         let key = (
@@ -236,21 +239,17 @@ impl<'p> Checker<'p> {
         }
     }
 
-    /// A condition that depends on a symbol: an error, or in lenient mode
-    /// the silent end of the check.
+    /// A condition that depends on a symbol (silent in lenient mode, see
+    /// `emit`).
     fn undecidable(&mut self, span: Span, what: &str) -> Value {
-        if self.lenient {
-            self.aborted = true;
-        } else {
-            self.emit(
-                Diagnostic::error(
-                    codes::UNDECIDABLE,
-                    format!("cannot decide {what}: it depends on a symbolic size"),
-                )
-                .at(span, "this depends on a size that is not known")
-                .with_help("give the input concrete sizes in its `input` declaration"),
-            );
-        }
+        self.emit(
+            Diagnostic::error(
+                codes::UNDECIDABLE,
+                format!("cannot decide {what}: it depends on a symbolic size"),
+            )
+            .at(span, "this depends on a size that is not known")
+            .with_help("give the input concrete sizes in its `input` declaration"),
+        );
         Value::Poison
     }
 
@@ -336,10 +335,8 @@ impl<'p> Checker<'p> {
         let mut scope = Scope { prefix, next: 0 };
         match &def.body {
             DefBody::Alias { callee, args, span } => {
-                let Some(target) = self.prog.resolve_def(env.file, callee) else {
-                    self.unknown_layer(env, callee);
-                    return None;
-                };
+                // An unknown name is reported once by `lints::unknown_layers`.
+                let target = self.prog.resolve_def(env.file, callee)?;
                 let given = self.eval_args(env, &mut scope, args)?;
                 let prefix = scope.prefix.clone();
                 self.instantiate(target, given, input, prefix, *span)
@@ -822,10 +819,8 @@ impl<'p> Checker<'p> {
                             origin: step.span,
                         })
                     }
-                    None => {
-                        self.unknown_layer(env, callee);
-                        None
-                    }
+                    // Reported once by `lints::unknown_layers`.
+                    None => None,
                 }
             }
             StepKind::Scope { name, steps } => {
@@ -1134,34 +1129,6 @@ impl<'p> Checker<'p> {
             id: output,
             origin: span,
         })
-    }
-
-    fn unknown_layer(&mut self, env: &Env, callee: &ast::Path) {
-        let name = callee.text();
-        if self.prog.file(env.file).failed_imports.contains(&name) {
-            return;
-        }
-        let last = &callee.last().name;
-        let mut d = Diagnostic::error(codes::UNKNOWN_LAYER, format!("unknown layer `{name}`"))
-            .at(callee.span, "not a layer, block or network");
-        if env.get(last).is_some() {
-            d = d.with_help(format!(
-                "`{last}` is a value; combine values with `+`, `*` or `concat(...)`, not with `->`"
-            ));
-        } else {
-            let names = self.prog.visible_names(env.file);
-            match did_you_mean(last, names.iter().map(|s| s.as_str())) {
-                Some(s) => d = d.with_help(format!("did you mean `{s}`?")),
-                None if callee.segments.len() == 2 && callee.segments[0].name == "std" => {
-                    d = d.with_help(format!(
-                        "the standard library has: {}",
-                        self.prog.std_list()
-                    ));
-                }
-                None => {}
-            }
-        }
-        self.emit(d);
     }
 
     // ---- expressions -------------------------------------------------------

@@ -5,7 +5,9 @@
 
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
-use crate::syntax::ast::{Def, DefBody, Expr, ExprKind, Item, Step, StepKind, Stmt, TypeExpr};
+use crate::syntax::ast::{
+    Def, DefBody, Expr, ExprKind, Item, Path, Step, StepKind, Stmt, TypeExpr,
+};
 use crate::syntax::source::{FileId, Span};
 
 use super::program::Program;
@@ -15,9 +17,117 @@ pub fn lint_file(prog: &Program, file: FileId) -> Vec<Diagnostic> {
     for item in &prog.file(file).ast.items {
         if let Item::Def(def) = item {
             lint_def(def, &mut out);
+            unknown_layers(prog, file, def, &mut out);
         }
     }
     out
+}
+
+/// Every layer name in a definition must resolve, in every branch, taken
+/// or not. (Shape checking skips unknown layers: this is their one report.)
+fn unknown_layers(prog: &Program, file: FileId, def: &Def, out: &mut Vec<Diagnostic>) {
+    let mut callees: Vec<&Path> = Vec::new();
+    let mut values: Vec<String> = def.params.iter().map(|p| p.name.name.clone()).collect();
+    match &def.body {
+        DefBody::Alias { callee, .. } => callees.push(callee),
+        DefBody::Body { stmts, .. } => {
+            for s in stmts {
+                match s {
+                    Stmt::Input { name, .. } | Stmt::Let { name, .. } => {
+                        values.push(name.name.clone())
+                    }
+                    Stmt::Return { .. } => {}
+                }
+                let mut exprs = Vec::new();
+                match s {
+                    Stmt::Input { shape, .. } => exprs.extend(&shape.dims),
+                    Stmt::Let { shape, value, .. } => {
+                        exprs.push(value);
+                        exprs.extend(shape.iter().flat_map(|sh| &sh.dims));
+                    }
+                    Stmt::Return { value, .. } => exprs.push(value),
+                }
+                for e in exprs {
+                    callees_in_expr(e, &mut callees);
+                }
+            }
+        }
+    }
+    let failed = &prog.file(file).failed_imports;
+    for callee in callees {
+        let name = callee.text();
+        if prog.resolve_callee(file, callee).is_some() || failed.contains(&name) {
+            continue;
+        }
+        let last = &callee.last().name;
+        let mut d = Diagnostic::error(codes::UNKNOWN_LAYER, format!("unknown layer `{name}`"))
+            .at(callee.span, "not a layer, block or network");
+        if callee.segments.len() == 1 && values.contains(last) {
+            d = d.with_help(format!(
+                "`{last}` is a value; combine values with `+`, `*` or `concat(...)`, not with `->`"
+            ));
+        } else {
+            let names = prog.visible_names(file);
+            match super::did_you_mean(last, names.iter().map(|s| s.as_str())) {
+                Some(s) => d = d.with_help(format!("did you mean `{s}`?")),
+                None if callee.segments.len() == 2 && callee.segments[0].name == "std" => {
+                    d = d.with_help(format!("the standard library has: {}", prog.std_list()));
+                }
+                None => {}
+            }
+        }
+        out.push(d);
+    }
+}
+
+fn callees_in_expr<'a>(e: &'a Expr, out: &mut Vec<&'a Path>) {
+    match &e.kind {
+        ExprKind::List(items) => items.iter().for_each(|i| callees_in_expr(i, out)),
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| callees_in_expr(&a.value, out)),
+        ExprKind::Binary { first, rest } => {
+            callees_in_expr(first, out);
+            rest.iter().for_each(|(_, _, e)| callees_in_expr(e, out));
+        }
+        ExprKind::Unary { operand, .. } | ExprKind::Paren(operand) => callees_in_expr(operand, out),
+        ExprKind::Index { base, index } => {
+            callees_in_expr(base, out);
+            callees_in_expr(index, out);
+        }
+        ExprKind::If {
+            cond,
+            then,
+            otherwise,
+        } => {
+            callees_in_expr(cond, out);
+            callees_in_expr(then, out);
+            callees_in_expr(otherwise, out);
+        }
+        ExprKind::Chain { head, steps } => {
+            callees_in_expr(head, out);
+            callees_in_steps(steps, out);
+        }
+        _ => {}
+    }
+}
+
+fn callees_in_steps<'a>(steps: &'a [Step], out: &mut Vec<&'a Path>) {
+    for s in steps {
+        match &s.kind {
+            StepKind::Call { callee, args, .. } => {
+                out.push(callee);
+                args.iter().for_each(|a| callees_in_expr(&a.value, out));
+            }
+            StepKind::Scope { steps, .. }
+            | StepKind::Repeat { steps, .. }
+            | StepKind::For { steps, .. } => callees_in_steps(steps, out),
+            StepKind::If {
+                then, otherwise, ..
+            } => {
+                callees_in_steps(then, out);
+                callees_in_steps(otherwise, out);
+            }
+        }
+    }
 }
 
 fn lint_def(def: &Def, out: &mut Vec<Diagnostic>) {

@@ -72,8 +72,11 @@ pub fn check_files(prog: &Program, files: &[FileId]) -> Checked {
         }
     }
     out.diags.append(&mut checker.diags);
+    // Lints cover every user file, imported ones too.
+    for f in prog.files.iter().filter(|f| !f.is_std) {
+        out.diags.extend(lints::lint_file(prog, f.id));
+    }
     for &f in files {
-        out.diags.extend(lints::lint_file(prog, f));
         for item in &prog.file(f).ast.items {
             if let Item::Train(t) = item {
                 let (cfg, diags) = train::check_train(prog, f, t, &out.models);
