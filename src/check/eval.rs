@@ -211,19 +211,22 @@ impl<'p> Checker<'p> {
         if !self.seen.insert(key) {
             return;
         }
-        if let Some(frame) = self.frames.last().filter(|f| !f.is_entry) {
-            let mut note = format!("in {}", frame.what);
-            if !frame.bindings.is_empty() {
-                let b: Vec<String> = frame
-                    .bindings
-                    .iter()
-                    .map(|(k, v)| format!("{k} = {v}"))
-                    .collect();
-                note.push_str(&format!(", with {}", b.join(", ")));
+        if let Some(frame) = self.frames.last() {
+            // The model itself needs no "in `net`" unless something is bound.
+            if !frame.is_entry || !frame.bindings.is_empty() {
+                let mut note = format!("in {}", frame.what);
+                if !frame.bindings.is_empty() {
+                    let b: Vec<String> = frame
+                        .bindings
+                        .iter()
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect();
+                    note.push_str(&format!(", with {}", b.join(", ")));
+                }
+                d.notes.push(note);
             }
-            d.notes.push(note);
             let primary_span = d.primary.as_ref().map(|l| l.span);
-            if primary_span != Some(frame.call_span) && frame.call_span != Span::default() {
+            if !frame.is_entry && primary_span != Some(frame.call_span) {
                 d.secondary.push(crate::diag::Label {
                     span: frame.call_span,
                     message: "instantiated here".to_string(),
@@ -586,6 +589,9 @@ impl<'p> Checker<'p> {
                                 if let [id] = path.segments.as_slice() {
                                     if env.get(&id.name).is_none() {
                                         env.set(&id.name, Value::Int(d.clone()));
+                                        if let Some(f) = self.frames.last_mut() {
+                                            f.bindings.push((id.name.clone(), d.to_string()));
+                                        }
                                     }
                                 }
                             }
