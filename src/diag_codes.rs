@@ -2,7 +2,8 @@
 //! tests, editors and users' searches depend on them.
 //!
 //! E01xx syntax, E02xx names, E03xx values and types, E04xx shapes,
-//! E05xx the training section, W00xx warnings.
+//! E05xx the training section, E06xx weights, arrays and execution,
+//! W00xx warnings.
 
 // ---- syntax ----
 /// The text does not follow the grammar.
@@ -109,6 +110,14 @@ pub const UNKNOWN_METRIC: &str = "E0506";
 pub const DUPLICATE_SETTING: &str = "E0507";
 /// A frozen-parameter pattern that matches no parameter, or freezes all.
 pub const BAD_FREEZE: &str = "E0508";
+
+// ---- weights, arrays and execution ----
+/// A weights file that cannot be read or does not fit the model.
+pub const WEIGHTS: &str = "E0601";
+/// An array file (`.npy`) that cannot be read or has the wrong shape.
+pub const ARRAY: &str = "E0602";
+/// A model that cannot be lowered or run.
+pub const LOWERING: &str = "E0603";
 
 // ---- warnings ----
 /// A value that is computed and never used.

@@ -82,6 +82,38 @@ pub struct LoadedModel {
     pub model: Model,
     /// Freeze patterns of the file's training section for this network.
     pub freeze: Vec<String>,
+    /// The file's training section for this network, if it has one.
+    pub train: Option<crate::check::train::TrainConfig>,
+}
+
+impl LoadedModel {
+    /// Lowers the model; in training mode with the training section's loss
+    /// (cross-entropy without one) and the gradients of every parameter that
+    /// is not frozen.
+    pub fn lower(&self, mode: crate::ir::Mode) -> Result<crate::ir::Graph, Diagnostic> {
+        use crate::ir::lower::{lower, LossSpec};
+        let loss = match &self.train {
+            Some(t) => LossSpec::from(&t.loss),
+            None => LossSpec::CrossEntropy {
+                label_smoothing: 0.0,
+            },
+        };
+        let lowering_error = |e: String| Diagnostic::error(codes::LOWERING, e);
+        let mut g = lower(&self.model, mode, Some(&loss)).map_err(lowering_error)?;
+        if mode == crate::ir::Mode::Train {
+            let l = g
+                .find_output("loss")
+                .ok_or_else(|| lowering_error("the training graph has no loss".into()))?;
+            let freeze = &self.freeze;
+            let trainable = |name: &str| {
+                !freeze
+                    .iter()
+                    .any(|p| crate::check::train::pattern_matches(p, name))
+            };
+            crate::autodiff::differentiate(&mut g, l, &trainable).map_err(lowering_error)?;
+        }
+        Ok(g)
+    }
 }
 
 /// Loads `std::NAME` or a file's network, and builds it with `options`.
@@ -134,10 +166,13 @@ fn load_model_here(
             model = m.ok_or_else(|| only_errors(d))?;
         }
     }
-    let freeze = file
-        .map(|f| training_freeze(prog, f, &model))
-        .unwrap_or_default();
-    Ok(LoadedModel { model, freeze })
+    let train = file.and_then(|f| training_config(prog, f, &model));
+    let freeze = train.as_ref().map(|t| t.freeze.clone()).unwrap_or_default();
+    Ok(LoadedModel {
+        model,
+        freeze,
+        train,
+    })
 }
 
 fn only_errors(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
@@ -170,20 +205,21 @@ fn default_input_shape(model: &Model) -> Option<Result<Vec<i64>, Vec<Diagnostic>
     Some(Ok(out))
 }
 
-fn training_freeze(
+fn training_config(
     prog: &Program,
     file: crate::syntax::source::FileId,
     model: &Model,
-) -> Vec<String> {
-    for item in &prog.file(file).ast.items {
-        if let Item::Train(t) = item {
-            let (cfg, _) = check::train::check_train(prog, file, t, std::slice::from_ref(model));
-            if let Some(cfg) = cfg.filter(|c| c.network == model.name) {
-                return cfg.freeze;
-            }
-        }
-    }
-    Vec::new()
+) -> Option<check::train::TrainConfig> {
+    prog.file(file)
+        .ast
+        .items
+        .iter()
+        .find_map(|item| match item {
+            Item::Train(t) => check::train::check_train(prog, file, t, std::slice::from_ref(model))
+                .0
+                .filter(|c| c.network == model.name),
+            _ => None,
+        })
 }
 
 /// Rendering for stderr: colour only on a terminal without NO_COLOR.

@@ -4,19 +4,29 @@
 //!
 //! ```text
 //! text ──syntax::parse──▶ AST ──check──▶ checked Model (+ training config)
+//!      ──ir::lower::lower──▶ ir::Graph ──autodiff::differentiate──▶ training graph
+//!      ──backend::reference::run──▶ tensors
 //! ```
 //!
-//! Later stages (graph IR, autodiff, passes, backends) consume
-//! [`check::model::Model`]. Every stage returns its result together with
-//! its diagnostics; only the command line renders them.
+//! `weights` reads and writes safetensors and `.npy` and initializes
+//! parameters as PyTorch does. Every stage returns its result together with
+//! its diagnostics or errors; only the command line renders them.
 
+// Diagnostics travel in `Err`; they are built only on the error path, so
+// their size does not matter and boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod autodiff;
+pub mod backend;
 pub mod check;
 pub mod diag;
 pub mod diag_codes;
 pub mod driver;
+pub mod ir;
 pub mod stdlib;
 pub mod summary;
 pub mod syntax;
+pub mod weights;
 
 /// Runs `f` on a thread with a large stack. Checking recurses over the
 /// program (expressions, nested blocks); its depth is bounded, but the

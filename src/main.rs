@@ -65,6 +65,83 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the compiled form of a model: the graph IR as text, or a
+    /// Graphviz drawing of it.
+    ///
+    /// `--mode train` writes the training graph: forward pass, the loss of
+    /// the file's training section (cross-entropy without one) and the
+    /// gradient of every parameter that is not frozen.
+    Compile {
+        /// A .nn file or std::NAME.
+        model: String,
+        /// What to write.
+        #[arg(long, value_enum)]
+        target: Target,
+        /// Output file (default: standard output).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// The input shape, comma-separated (default: the declared one, batch 1).
+        #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "DIMS")]
+        input_shape: Option<Vec<i64>>,
+        /// Inference (running statistics, no dropout) or training graph.
+        #[arg(long, value_enum, default_value = "infer")]
+        mode: ModeArg,
+        /// Number of classes (sets the network's `classes` parameter).
+        #[arg(long, value_name = "K")]
+        classes: Option<i64>,
+        /// Which network of the file, when it has several.
+        #[arg(long, value_name = "NAME")]
+        network: Option<String>,
+    },
+    /// Run a model on a batch of inputs, in evaluation mode.
+    ///
+    /// The input is a float32 .npy array whose shape is the model's input
+    /// shape (its first axis is the batch); the output is the model's
+    /// output, as float32 .npy. Weights are a safetensors file with the
+    /// model's parameter names (a PyTorch state_dict saved with
+    /// safetensors loads as it is).
+    Infer {
+        /// A .nn file or std::NAME.
+        model: String,
+        /// Weights (.safetensors).
+        #[arg(long, value_name = "W")]
+        weights: PathBuf,
+        /// Input batch (.npy, float32).
+        #[arg(long, value_name = "X")]
+        input: PathBuf,
+        /// Where to write the output (.npy).
+        #[arg(long, value_name = "Y")]
+        output: PathBuf,
+        /// Which backend runs the model.
+        #[arg(long, value_enum, default_value = "reference")]
+        backend: BackendArg,
+        /// Number of classes (sets the network's `classes` parameter).
+        #[arg(long, value_name = "K")]
+        classes: Option<i64>,
+        /// Which network of the file, when it has several.
+        #[arg(long, value_name = "NAME")]
+        network: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Target {
+    /// The graph IR as text.
+    Ir,
+    /// Graphviz (`dot -Tsvg`), layers and blocks as clusters.
+    Dot,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Infer,
+    Train,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    /// The ndarray interpreter: slow, simple, the oracle of the others.
+    Reference,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +169,174 @@ fn run(cli: Cli) -> ExitCode {
             network,
             json,
         } => summary(&model, input_shape, classes, network.as_deref(), json),
+        Command::Compile {
+            model,
+            target,
+            output,
+            input_shape,
+            mode,
+            classes,
+            network,
+        } => compile(
+            &model,
+            target,
+            output.as_deref(),
+            input_shape,
+            mode,
+            classes,
+            network.as_deref(),
+        ),
+        Command::Infer {
+            model,
+            weights,
+            input,
+            output,
+            backend: BackendArg::Reference,
+            classes,
+            network,
+        } => infer(
+            &model,
+            &weights,
+            &input,
+            &output,
+            classes,
+            network.as_deref(),
+        ),
+    }
+}
+
+fn build_options(
+    input_shape: Option<Vec<i64>>,
+    classes: Option<i64>,
+) -> Result<BuildOptions, String> {
+    if let Some(shape) = &input_shape {
+        if let Some(bad) = shape.iter().find(|&&d| d < 1) {
+            return Err(format!(
+                "--input-shape sizes must be at least 1, but one is {bad}"
+            ));
+        }
+    }
+    Ok(BuildOptions {
+        input_shape,
+        params: classes
+            .map(|k| vec![("classes".to_string(), Value::int(k))])
+            .unwrap_or_default(),
+    })
+}
+
+/// Prints a problem that has no place in a source file.
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(USER_ERROR)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile(
+    model: &str,
+    target: Target,
+    output: Option<&std::path::Path>,
+    input_shape: Option<Vec<i64>>,
+    mode: ModeArg,
+    classes: Option<i64>,
+    network: Option<&str>,
+) -> ExitCode {
+    let options = match build_options(input_shape, classes) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let mut prog = nnc::check::program::Program::new();
+    let loaded = match driver::load_model(&mut prog, model, network, &options) {
+        Ok(l) => l,
+        Err(diags) => return report(&prog, &diags),
+    };
+    let mode = match mode {
+        ModeArg::Infer => nnc::ir::Mode::Infer,
+        ModeArg::Train => nnc::ir::Mode::Train,
+    };
+    let graph = match loaded.lower(mode) {
+        Ok(g) => g,
+        Err(d) => return report(&prog, &[d]),
+    };
+    let text = match target {
+        Target::Ir => nnc::ir::text::print(&graph),
+        Target::Dot => nnc::ir::dot::print(&graph),
+    };
+    match output {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("cannot write `{}`: {e}", path.display())),
+        },
+    }
+}
+
+fn infer(
+    model: &str,
+    weights: &std::path::Path,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    classes: Option<i64>,
+    network: Option<&str>,
+) -> ExitCode {
+    let x = match nnc::weights::npy::read(input) {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    let shape: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
+    let options = match build_options(Some(shape), classes) {
+        Ok(o) => o,
+        Err(e) => return fail(&format!("`{}`: {e}", input.display())),
+    };
+    let mut prog = nnc::check::program::Program::new();
+    let loaded = match driver::load_model(&mut prog, model, network, &options) {
+        Ok(l) => l,
+        Err(diags) => return report(&prog, &diags),
+    };
+    let graph = match loaded.lower(nnc::ir::Mode::Infer) {
+        Ok(g) => g,
+        Err(d) => return report(&prog, &[d]),
+    };
+    let mut tensors = match nnc::weights::safetensors::load_for(weights, &graph) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "error: the weights in `{}` do not fit `{}`:",
+                e.file, loaded.model.name
+            );
+            for p in &e.problems {
+                eprintln!("  - {p}");
+            }
+            return ExitCode::from(USER_ERROR);
+        }
+    };
+    let data_name = graph
+        .inputs(nnc::ir::Role::Data)
+        .next()
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_default();
+    tensors.insert(data_name, x);
+    let inputs: std::collections::HashMap<String, _> = tensors.into_iter().collect();
+    let outputs = match nnc::backend::reference::run::<f32>(&graph, &inputs, 0) {
+        Ok(o) => o,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let Some(y) = outputs.get("logits") else {
+        return fail("the model produced no output");
+    };
+    match nnc::weights::npy::write(output, y) {
+        Ok(()) => {
+            eprintln!(
+                "wrote {} {:?} to {}",
+                loaded.model.name,
+                y.shape(),
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 
@@ -123,17 +368,9 @@ fn summary(
     network: Option<&str>,
     json: bool,
 ) -> ExitCode {
-    if let Some(shape) = &input_shape {
-        if let Some(bad) = shape.iter().find(|&&d| d < 1) {
-            eprintln!("error: --input-shape sizes must be at least 1, but one is {bad}");
-            return ExitCode::from(USER_ERROR);
-        }
-    }
-    let options = BuildOptions {
-        input_shape,
-        params: classes
-            .map(|k| vec![("classes".to_string(), Value::int(k))])
-            .unwrap_or_default(),
+    let options = match build_options(input_shape, classes) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
     };
     let mut prog = nnc::check::program::Program::new();
     match driver::load_model(&mut prog, model, network, &options) {

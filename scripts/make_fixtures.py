@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch parity fixtures of tests/fixtures/ (needs torch and
+torchvision; CI does not run it, the fixtures are committed).
+
+Weights and inputs are not stored: both sides generate them from the same
+counter-based generator (splitmix64, one stream per tensor, seeded by the
+FNV-1a hash of its name; see `fixture_tensor` here and in
+tests/common/mod.rs). The fixtures hold only what PyTorch computed, and the
+input once, to check that both generators agree.
+
+    python3 scripts/make_fixtures.py                 # tests/fixtures/*.safetensors
+    python3 scripts/make_fixtures.py --demo DIR      # full ResNet-18 weights, input
+                                                     # and logits for `nnc infer`
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from safetensors.numpy import save_file
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def fnv1a(name):
+    h = 0xCBF29CE484222325
+    for b in name.encode():
+        h = ((h ^ b) * 0x100000001B3) & M64
+    return h
+
+
+def uniform(name, n, seed=0):
+    """n uniforms in [0, 1): splitmix64 from state seed ^ fnv1a(name)."""
+    with np.errstate(over="ignore"):
+        state = np.uint64((seed ^ fnv1a(name)) & M64)
+        z = state + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def fixture_tensor(name, shape):
+    """The value every fixture gives a tensor called `name`."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    u = uniform(name, n)
+    if name.endswith("running_var"):
+        v = 0.5 + u
+    elif name.endswith("running_mean"):
+        v = 0.2 * (2 * u - 1)
+    elif len(shape) >= 2:
+        fan_in = n // shape[0]
+        v = (2 * u - 1) / np.sqrt(fan_in)
+    elif name.endswith("weight"):
+        v = 0.5 + u
+    else:
+        v = 0.1 * (2 * u - 1)
+    return v.astype(np.float32).reshape(shape)
+
+
+def fill(model):
+    sd = model.state_dict()
+    new = {}
+    for k, v in sd.items():
+        if k.endswith("num_batches_tracked"):
+            new[k] = v
+        else:
+            new[k] = torch.from_numpy(fixture_tensor(k, list(v.shape)))
+    model.load_state_dict(new)
+
+
+def labels(name, n, classes):
+    u = uniform(name, n)
+    return (u * classes).astype(np.int64)
+
+
+def one_hot(y, classes):
+    t = np.zeros((len(y), classes), dtype=np.float32)
+    t[np.arange(len(y)), y] = 1.0
+    return t
+
+
+def training_fixture(model, x, y, classes, label_smoothing, path):
+    """One forward and backward pass in training mode: the loss, every
+    parameter gradient and the updated running statistics."""
+    fill(model)
+    model.train()
+    model.zero_grad()
+    logits = model(torch.from_numpy(x))
+    loss = F.cross_entropy(logits, torch.from_numpy(y), label_smoothing=label_smoothing)
+    loss.backward()
+    out = {
+        "input": x,
+        "target": one_hot(y, classes),
+        "logits": logits.detach().numpy(),
+        "loss": np.array(loss.item(), dtype=np.float32),
+    }
+    for k, p in model.named_parameters():
+        out["grad:" + k] = p.grad.numpy().copy()
+    for k, b in model.named_buffers():
+        if not k.endswith("num_batches_tracked"):
+            out["update:" + k] = b.numpy().copy()
+    save_file(out, path)
+    print(f"{path}: loss {loss.item():.6f}, {len(out)} tensors")
+
+
+def lenet_bn():
+    """D2L's LeNet with batch normalization (examples/lenet.nn)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
+        nn.Linear(84, 10),
+    )
+
+
+class Residual(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        s = x if self.downsample is None else self.downsample(x)
+        return F.relu(y + s)
+
+
+class SmallResNet(nn.Module):
+    """tests/fixtures/small_resnet.nn in torch.nn."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(8)
+        self.lrn = nn.LocalResponseNorm(3, alpha=0.01, beta=0.75, k=2.0)
+        self.pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+        self.block1 = Residual(8, 8)
+        self.block2 = Residual(8, 16, 2)
+        self.smooth = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = self.pool(self.lrn(F.relu(self.stem_bn(self.stem(x)))))
+        x = self.block2(self.block1(x))
+        n, c, h, w = x.shape
+        x = x.view(n, c // 2, 2, h, w).amax(2)  # maxout(2)
+        x = self.gap(self.smooth(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
+    parser.add_argument("--demo", help="write full ResNet-18 weights, an input and PyTorch's logits here")
+    args = parser.parse_args()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+    # torchvision ResNet-18, random weights and batch-norm statistics, eval mode.
+    model = torchvision.models.resnet18()
+    fill(model)
+    model.eval()
+    x = fixture_tensor("input", [2, 3, 64, 64])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)).numpy()
+    path = os.path.join(args.out, "resnet18_eval.safetensors")
+    save_file({"input": x, "logits": logits}, path)
+    print(f"{path}: logits {logits.shape}, max |logit| {np.abs(logits).max():.4f}")
+
+    if args.demo:
+        os.makedirs(args.demo, exist_ok=True)
+        from safetensors.torch import save_file as save_torch
+
+        save_torch({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(args.demo, "resnet18.safetensors"))
+        xd = fixture_tensor("demo_input", [4, 3, 224, 224])
+        with torch.no_grad():
+            yd = model(torch.from_numpy(xd)).numpy()
+        np.save(os.path.join(args.demo, "x.npy"), xd)
+        np.save(os.path.join(args.demo, "torch_logits.npy"), yd)
+        print(f"demo files in {args.demo}")
+
+    x = fixture_tensor("input", [8, 1, 28, 28])
+    y = labels("labels", 8, 10)
+    training_fixture(lenet_bn(), x, y, 10, 0.0, os.path.join(args.out, "lenet_bn_train.safetensors"))
+
+    x = fixture_tensor("input", [4, 3, 16, 16])
+    y = labels("labels", 4, 10)
+    training_fixture(SmallResNet(), x, y, 10, 0.1, os.path.join(args.out, "small_resnet_train.safetensors"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,995 @@
+//! The operations of the graph IR, their type rules and their attributes.
+//!
+//! Forward layers lower to a small set of primitives (batch norm becomes
+//! reductions and elementwise arithmetic), so that automatic
+//! differentiation needs one rule per primitive and fusion can later
+//! recombine them. Ops named `*_grad` exist only in backward graphs.
+
+use super::{TensorType, TypeError};
+
+/// What an input node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A batch of data (`x`).
+    Data,
+    /// The training target: one-hot or soft labels `[N, K]`, or regression
+    /// targets.
+    Target,
+    /// A trained parameter (`conv1.weight`).
+    Parameter,
+    /// Saved state that is not trained (`bn1.running_mean`).
+    Buffer,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Data => "data",
+            Role::Target => "target",
+            Role::Parameter => "param",
+            Role::Buffer => "buffer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Data, Role::Target, Role::Parameter, Role::Buffer]
+            .into_iter()
+            .find(|r| r.name() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryFn {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Square,
+    Relu,
+    Relu6,
+    Sigmoid,
+    Tanh,
+    LeakyRelu {
+        slope: f64,
+    },
+    Gelu {
+        tanh: bool,
+    },
+    Elu {
+        alpha: f64,
+    },
+    Silu,
+    /// `x^e` for a constant exponent.
+    Pow {
+        exponent: f64,
+    },
+}
+
+impl UnaryFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryFn::Neg => "neg",
+            UnaryFn::Exp => "exp",
+            UnaryFn::Log => "log",
+            UnaryFn::Sqrt => "sqrt",
+            UnaryFn::Rsqrt => "rsqrt",
+            UnaryFn::Square => "square",
+            UnaryFn::Relu => "relu",
+            UnaryFn::Relu6 => "relu6",
+            UnaryFn::Sigmoid => "sigmoid",
+            UnaryFn::Tanh => "tanh",
+            UnaryFn::LeakyRelu { .. } => "leaky_relu",
+            UnaryFn::Gelu { .. } => "gelu",
+            UnaryFn::Elu { .. } => "elu",
+            UnaryFn::Silu => "silu",
+            UnaryFn::Pow { .. } => "pow",
+        }
+    }
+
+    pub const ALL: [UnaryFn; 15] = [
+        UnaryFn::Neg,
+        UnaryFn::Exp,
+        UnaryFn::Log,
+        UnaryFn::Sqrt,
+        UnaryFn::Rsqrt,
+        UnaryFn::Square,
+        UnaryFn::Relu,
+        UnaryFn::Relu6,
+        UnaryFn::Sigmoid,
+        UnaryFn::Tanh,
+        UnaryFn::LeakyRelu { slope: 0.01 },
+        UnaryFn::Gelu { tanh: false },
+        UnaryFn::Elu { alpha: 1.0 },
+        UnaryFn::Silu,
+        UnaryFn::Pow { exponent: 2.0 },
+    ];
+
+    fn attrs(self) -> Vec<(&'static str, Attr)> {
+        match self {
+            UnaryFn::LeakyRelu { slope } => vec![("slope", Attr::Float(slope))],
+            UnaryFn::Gelu { tanh } => vec![("tanh", Attr::Bool(tanh))],
+            UnaryFn::Elu { alpha } => vec![("alpha", Attr::Float(alpha))],
+            UnaryFn::Pow { exponent } => vec![("exponent", Attr::Float(exponent))],
+            _ => Vec::new(),
+        }
+    }
+
+    fn from_parts(name: &str, a: &Attrs) -> Option<UnaryFn> {
+        Some(match name {
+            "neg" => UnaryFn::Neg,
+            "exp" => UnaryFn::Exp,
+            "log" => UnaryFn::Log,
+            "sqrt" => UnaryFn::Sqrt,
+            "rsqrt" => UnaryFn::Rsqrt,
+            "square" => UnaryFn::Square,
+            "relu" => UnaryFn::Relu,
+            "relu6" => UnaryFn::Relu6,
+            "sigmoid" => UnaryFn::Sigmoid,
+            "tanh" => UnaryFn::Tanh,
+            "leaky_relu" => UnaryFn::LeakyRelu {
+                slope: a.float("slope")?,
+            },
+            "gelu" => UnaryFn::Gelu {
+                tanh: a.bool("tanh")?,
+            },
+            "elu" => UnaryFn::Elu {
+                alpha: a.float("alpha")?,
+            },
+            "silu" => UnaryFn::Silu,
+            "pow" => UnaryFn::Pow {
+                exponent: a.float("exponent")?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryFn {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    /// 1 where equal, 0 elsewhere; not differentiable.
+    Eq,
+}
+
+impl BinaryFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryFn::Add => "add",
+            BinaryFn::Sub => "sub",
+            BinaryFn::Mul => "mul",
+            BinaryFn::Div => "div",
+            BinaryFn::Max => "max",
+            BinaryFn::Eq => "eq",
+        }
+    }
+
+    pub const ALL: [BinaryFn; 6] = [
+        BinaryFn::Add,
+        BinaryFn::Sub,
+        BinaryFn::Mul,
+        BinaryFn::Div,
+        BinaryFn::Max,
+        BinaryFn::Eq,
+    ];
+}
+
+/// Geometry of a 2-d convolution (NCHW input, OIHW weight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub stride: [usize; 2],
+    /// `[top, bottom, left, right]`.
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+/// Geometry of a 2-d pooling window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub ceil_mode: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph input: data, target, parameter or buffer.
+    Input {
+        name: String,
+        role: Role,
+        shape: Vec<usize>,
+    },
+    /// A tensor filled with one value; scalars have shape `[]`.
+    Const {
+        value: f64,
+        shape: Vec<usize>,
+    },
+    Unary(UnaryFn),
+    /// `dy * f'(x)` with arguments `(x, dy)`.
+    UnaryGrad(UnaryFn),
+    /// Elementwise with NumPy broadcasting.
+    Binary(BinaryFn),
+    /// Sums over `axes`, keeping them with size 1.
+    ReduceSum {
+        axes: Vec<usize>,
+    },
+    ReduceMean {
+        axes: Vec<usize>,
+    },
+    ReduceMax {
+        axes: Vec<usize>,
+    },
+    BroadcastTo {
+        shape: Vec<usize>,
+    },
+    /// The inverse of broadcasting: sums the broadcast axes away.
+    SumTo {
+        shape: Vec<usize>,
+    },
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// 2-d matrix product `op(a) @ op(b)`.
+    MatMul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    /// `(x, w)`; no bias (added with `add`).
+    Conv2d(ConvGeom),
+    /// `(dy, w)` to dx of shape `shape`.
+    Conv2dGradInput {
+        geom: ConvGeom,
+        shape: Vec<usize>,
+    },
+    /// `(x, dy)` to dw of shape `shape`.
+    Conv2dGradWeight {
+        geom: ConvGeom,
+        shape: Vec<usize>,
+    },
+    MaxPool2d(PoolGeom),
+    /// `(x, dy)`: the gradient goes to the (first) maximum of each window.
+    MaxPool2dGrad(PoolGeom),
+    AvgPool2d {
+        geom: PoolGeom,
+        count_include_pad: bool,
+    },
+    /// `(dy)` to dx of shape `shape`.
+    AvgPool2dGrad {
+        geom: PoolGeom,
+        count_include_pad: bool,
+        shape: Vec<usize>,
+    },
+    AdaptiveAvgPool2d {
+        size: [usize; 2],
+    },
+    AdaptiveAvgPool2dGrad {
+        shape: Vec<usize>,
+    },
+    AdaptiveMaxPool2d {
+        size: [usize; 2],
+    },
+    /// `(x, dy)`.
+    AdaptiveMaxPool2dGrad,
+    /// Sum over a window of `size` channels around each channel, with
+    /// `before` and `after` channels of zero padding (local response norm).
+    ChannelWindowSum {
+        size: usize,
+        before: usize,
+        after: usize,
+    },
+    Concat {
+        axis: usize,
+    },
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
+    PadAxis {
+        axis: usize,
+        before: usize,
+        after: usize,
+    },
+    /// Inverted dropout: zero with probability `p`, scale the rest by
+    /// `1/(1-p)`. The mask is a function of the run's seed, `salt` and the
+    /// element index, so the backward pass applies the same op to `dy`.
+    Dropout {
+        p: f64,
+        salt: u64,
+    },
+}
+
+fn err(msg: impl Into<String>) -> TypeError {
+    TypeError(msg.into())
+}
+
+/// Output size of a sliding window, as PyTorch computes it.
+pub fn window_out(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    pad: [usize; 2],
+    dilation: usize,
+    ceil: bool,
+) -> Option<usize> {
+    let padded = size + pad[0] + pad[1];
+    let effective = dilation * (kernel - 1) + 1;
+    if padded < effective || stride == 0 {
+        return None;
+    }
+    let span = padded - effective;
+    let mut out = if ceil {
+        span.div_ceil(stride)
+    } else {
+        span / stride
+    } + 1;
+    if ceil && (out - 1) * stride >= size + pad[0] {
+        out -= 1;
+    }
+    Some(out)
+}
+
+/// Shape of a NumPy broadcast of two shapes.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return None;
+        };
+    }
+    Some(out)
+}
+
+fn check_axes(axes: &[usize], rank: usize) -> Result<(), TypeError> {
+    if axes.iter().any(|&a| a >= rank) {
+        return Err(err(format!("axes {axes:?} out of range for rank {rank}")));
+    }
+    Ok(())
+}
+
+impl Op {
+    /// The text name of the op.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Const { .. } => "const",
+            Op::Unary(f) => f.name(),
+            Op::UnaryGrad(f) => match f {
+                UnaryFn::Neg => "neg_grad",
+                UnaryFn::Exp => "exp_grad",
+                UnaryFn::Log => "log_grad",
+                UnaryFn::Sqrt => "sqrt_grad",
+                UnaryFn::Rsqrt => "rsqrt_grad",
+                UnaryFn::Square => "square_grad",
+                UnaryFn::Relu => "relu_grad",
+                UnaryFn::Relu6 => "relu6_grad",
+                UnaryFn::Sigmoid => "sigmoid_grad",
+                UnaryFn::Tanh => "tanh_grad",
+                UnaryFn::LeakyRelu { .. } => "leaky_relu_grad",
+                UnaryFn::Gelu { .. } => "gelu_grad",
+                UnaryFn::Elu { .. } => "elu_grad",
+                UnaryFn::Silu => "silu_grad",
+                UnaryFn::Pow { .. } => "pow_grad",
+            },
+            Op::Binary(f) => f.name(),
+            Op::ReduceSum { .. } => "reduce_sum",
+            Op::ReduceMean { .. } => "reduce_mean",
+            Op::ReduceMax { .. } => "reduce_max",
+            Op::BroadcastTo { .. } => "broadcast_to",
+            Op::SumTo { .. } => "sum_to",
+            Op::Reshape { .. } => "reshape",
+            Op::MatMul { .. } => "matmul",
+            Op::Conv2d(_) => "conv2d",
+            Op::Conv2dGradInput { .. } => "conv2d_grad_input",
+            Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::MaxPool2dGrad(_) => "max_pool2d_grad",
+            Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::AvgPool2dGrad { .. } => "avg_pool2d_grad",
+            Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
+            Op::AdaptiveAvgPool2dGrad { .. } => "adaptive_avg_pool2d_grad",
+            Op::AdaptiveMaxPool2d { .. } => "adaptive_max_pool2d",
+            Op::AdaptiveMaxPool2dGrad => "adaptive_max_pool2d_grad",
+            Op::ChannelWindowSum { .. } => "channel_window_sum",
+            Op::Concat { .. } => "concat",
+            Op::Slice { .. } => "slice",
+            Op::PadAxis { .. } => "pad_axis",
+            Op::Dropout { .. } => "dropout",
+        }
+    }
+
+    /// The type of the op's result from the types of its arguments.
+    pub fn infer(&self, args: &[&TensorType]) -> Result<TensorType, TypeError> {
+        let arity = |n: usize| -> Result<(), TypeError> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(err(format!(
+                    "`{}` takes {n} arguments, got {}",
+                    self.name(),
+                    args.len()
+                )))
+            }
+        };
+        let rank4 = |t: &TensorType| -> Result<[usize; 4], TypeError> {
+            match t.shape.as_slice() {
+                &[n, c, h, w] => Ok([n, c, h, w]),
+                s => Err(err(format!(
+                    "`{}` needs a 4-d argument, got {s:?}",
+                    self.name()
+                ))),
+            }
+        };
+        let same = |shape: Vec<usize>| Ok(TensorType::f32(shape));
+        match self {
+            Op::Input { shape, .. } | Op::Const { shape, .. } => {
+                arity(0)?;
+                same(shape.clone())
+            }
+            Op::Unary(_) | Op::Dropout { .. } => {
+                arity(1)?;
+                same(args[0].shape.clone())
+            }
+            Op::UnaryGrad(_) => {
+                arity(2)?;
+                if args[0].shape != args[1].shape {
+                    return Err(err(format!(
+                        "`{}`: x {:?} and dy {:?} differ",
+                        self.name(),
+                        args[0].shape,
+                        args[1].shape
+                    )));
+                }
+                same(args[0].shape.clone())
+            }
+            Op::Binary(_) => {
+                arity(2)?;
+                broadcast(&args[0].shape, &args[1].shape)
+                    .map(TensorType::f32)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "cannot broadcast {:?} and {:?}",
+                            args[0].shape, args[1].shape
+                        ))
+                    })
+            }
+            Op::ReduceSum { axes } | Op::ReduceMean { axes } | Op::ReduceMax { axes } => {
+                arity(1)?;
+                check_axes(axes, args[0].shape.len())?;
+                let mut s = args[0].shape.clone();
+                for &a in axes {
+                    s[a] = 1;
+                }
+                same(s)
+            }
+            Op::BroadcastTo { shape } => {
+                arity(1)?;
+                if broadcast(&args[0].shape, shape).as_deref() != Some(shape.as_slice()) {
+                    return Err(err(format!(
+                        "cannot broadcast {:?} to {shape:?}",
+                        args[0].shape
+                    )));
+                }
+                same(shape.clone())
+            }
+            Op::SumTo { shape } => {
+                arity(1)?;
+                if broadcast(shape, &args[0].shape).as_deref() != Some(args[0].shape.as_slice()) {
+                    return Err(err(format!("cannot sum {:?} to {shape:?}", args[0].shape)));
+                }
+                same(shape.clone())
+            }
+            Op::Reshape { shape } => {
+                arity(1)?;
+                if shape.iter().product::<usize>() != args[0].numel() {
+                    return Err(err(format!(
+                        "cannot reshape {:?} to {shape:?}",
+                        args[0].shape
+                    )));
+                }
+                same(shape.clone())
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                arity(2)?;
+                let (a, b) = (&args[0].shape, &args[1].shape);
+                if a.len() != 2 || b.len() != 2 {
+                    return Err(err("`matmul` needs 2-d arguments"));
+                }
+                let (m, k1) = if *trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
+                let (k2, n) = if *trans_b { (b[1], b[0]) } else { (b[0], b[1]) };
+                if k1 != k2 {
+                    return Err(err(format!("`matmul` inner sizes differ: {a:?} and {b:?}")));
+                }
+                same(vec![m, n])
+            }
+            Op::Conv2d(g) => {
+                arity(2)?;
+                let [n, c, h, w] = rank4(args[0])?;
+                let [o, ci, kh, kw] = rank4(args[1])?;
+                if g.groups == 0 || c != ci * g.groups || o % g.groups != 0 {
+                    return Err(err(format!(
+                        "`conv2d` channels: input {c}, weight {:?}, groups {}",
+                        args[1].shape, g.groups
+                    )));
+                }
+                let ho = window_out(
+                    h,
+                    kh,
+                    g.stride[0],
+                    [g.padding[0], g.padding[1]],
+                    g.dilation[0],
+                    false,
+                );
+                let wo = window_out(
+                    w,
+                    kw,
+                    g.stride[1],
+                    [g.padding[2], g.padding[3]],
+                    g.dilation[1],
+                    false,
+                );
+                match (ho, wo) {
+                    (Some(ho), Some(wo)) => same(vec![n, o, ho, wo]),
+                    _ => Err(err("`conv2d` kernel larger than its padded input")),
+                }
+            }
+            Op::Conv2dGradInput { geom, shape } => {
+                arity(2)?;
+                let x = TensorType::f32(shape.clone());
+                let y = Op::Conv2d(*geom).infer(&[&x, args[1]])?;
+                if y.shape != args[0].shape {
+                    return Err(err(format!(
+                        "`conv2d_grad_input`: dy {:?} is not conv2d's output {:?}",
+                        args[0].shape, y.shape
+                    )));
+                }
+                same(shape.clone())
+            }
+            Op::Conv2dGradWeight { geom, shape } => {
+                arity(2)?;
+                let w = TensorType::f32(shape.clone());
+                let y = Op::Conv2d(*geom).infer(&[args[0], &w])?;
+                if y.shape != args[1].shape {
+                    return Err(err(format!(
+                        "`conv2d_grad_weight`: dy {:?} is not conv2d's output {:?}",
+                        args[1].shape, y.shape
+                    )));
+                }
+                same(shape.clone())
+            }
+            Op::MaxPool2d(g) | Op::AvgPool2d { geom: g, .. } => {
+                arity(1)?;
+                same(pool_shape(rank4(args[0])?, g)?)
+            }
+            Op::MaxPool2dGrad(g) => {
+                arity(2)?;
+                let y = pool_shape(rank4(args[0])?, g)?;
+                if y != args[1].shape {
+                    return Err(err("`max_pool2d_grad`: dy is not the pooled shape"));
+                }
+                same(args[0].shape.clone())
+            }
+            Op::AvgPool2dGrad { geom, shape, .. } => {
+                arity(1)?;
+                let x = TensorType::f32(shape.clone());
+                if pool_shape(rank4(&x)?, geom)? != args[0].shape {
+                    return Err(err("`avg_pool2d_grad`: dy is not the pooled shape"));
+                }
+                same(shape.clone())
+            }
+            Op::AdaptiveAvgPool2d { size } | Op::AdaptiveMaxPool2d { size } => {
+                arity(1)?;
+                let [n, c, h, w] = rank4(args[0])?;
+                if h == 0 || w == 0 || size[0] == 0 || size[1] == 0 {
+                    return Err(err(
+                        "adaptive pooling of an empty input or to an empty output",
+                    ));
+                }
+                same(vec![n, c, size[0], size[1]])
+            }
+            Op::AdaptiveAvgPool2dGrad { shape } => {
+                arity(1)?;
+                let [n, c, _, _] = rank4(&TensorType::f32(shape.clone()))?;
+                let [dn, dc, _, _] = rank4(args[0])?;
+                if (n, c) != (dn, dc) {
+                    return Err(err("`adaptive_avg_pool2d_grad`: batch or channels differ"));
+                }
+                same(shape.clone())
+            }
+            Op::AdaptiveMaxPool2dGrad => {
+                arity(2)?;
+                let [n, c, _, _] = rank4(args[0])?;
+                let [dn, dc, _, _] = rank4(args[1])?;
+                if (n, c) != (dn, dc) {
+                    return Err(err("`adaptive_max_pool2d_grad`: batch or channels differ"));
+                }
+                same(args[0].shape.clone())
+            }
+            Op::ChannelWindowSum {
+                size,
+                before,
+                after,
+            } => {
+                arity(1)?;
+                if args[0].shape.len() < 2 || *size == 0 || before + after + 1 != *size {
+                    return Err(err(
+                        "`channel_window_sum` needs [N, C, ...] and size = before + after + 1",
+                    ));
+                }
+                same(args[0].shape.clone())
+            }
+            Op::Concat { axis } => {
+                if args.is_empty() {
+                    return Err(err("`concat` needs arguments"));
+                }
+                let mut out = args[0].shape.clone();
+                check_axes(&[*axis], out.len())?;
+                for a in &args[1..] {
+                    let ok = a.shape.len() == out.len()
+                        && (0..out.len()).all(|i| i == *axis || a.shape[i] == out[i]);
+                    if !ok {
+                        return Err(err(format!(
+                            "`concat` on axis {axis}: {:?} and {:?}",
+                            out, a.shape
+                        )));
+                    }
+                    out[*axis] += a.shape[*axis];
+                }
+                same(out)
+            }
+            Op::Slice { axis, start, end } => {
+                arity(1)?;
+                check_axes(&[*axis], args[0].shape.len())?;
+                if start >= end || *end > args[0].shape[*axis] {
+                    return Err(err(format!(
+                        "`slice` {start}..{end} of an axis of {}",
+                        args[0].shape[*axis]
+                    )));
+                }
+                let mut s = args[0].shape.clone();
+                s[*axis] = end - start;
+                same(s)
+            }
+            Op::PadAxis {
+                axis,
+                before,
+                after,
+            } => {
+                arity(1)?;
+                check_axes(&[*axis], args[0].shape.len())?;
+                let mut s = args[0].shape.clone();
+                s[*axis] += before + after;
+                same(s)
+            }
+        }
+    }
+
+    /// The attributes, in the order the text form prints them.
+    pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
+        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+        let conv = |g: &ConvGeom| {
+            vec![
+                ("stride", ints(&g.stride)),
+                ("padding", ints(&g.padding)),
+                ("dilation", ints(&g.dilation)),
+                ("groups", Attr::Int(g.groups as i64)),
+            ]
+        };
+        let pool = |g: &PoolGeom| {
+            vec![
+                ("kernel", ints(&g.kernel)),
+                ("stride", ints(&g.stride)),
+                ("padding", ints(&g.padding)),
+                ("dilation", ints(&g.dilation)),
+                ("ceil_mode", Attr::Bool(g.ceil_mode)),
+            ]
+        };
+        match self {
+            Op::Input { name, role, .. } => vec![
+                ("name", Attr::Str(name.clone())),
+                ("role", Attr::Str(role.name().into())),
+            ],
+            Op::Const { value, .. } => vec![("value", Attr::Float(*value))],
+            Op::Unary(f) | Op::UnaryGrad(f) => f.attrs(),
+            Op::Binary(_) | Op::AdaptiveMaxPool2dGrad => Vec::new(),
+            Op::ReduceSum { axes } | Op::ReduceMean { axes } | Op::ReduceMax { axes } => {
+                vec![("axes", ints(axes))]
+            }
+            Op::BroadcastTo { shape } | Op::SumTo { shape } | Op::Reshape { shape } => {
+                vec![("shape", ints(shape))]
+            }
+            Op::MatMul { trans_a, trans_b } => vec![
+                ("trans_a", Attr::Bool(*trans_a)),
+                ("trans_b", Attr::Bool(*trans_b)),
+            ],
+            Op::Conv2d(g) => conv(g),
+            Op::Conv2dGradInput { geom, shape } | Op::Conv2dGradWeight { geom, shape } => {
+                let mut v = conv(geom);
+                v.push(("shape", ints(shape)));
+                v
+            }
+            Op::MaxPool2d(g) | Op::MaxPool2dGrad(g) => pool(g),
+            Op::AvgPool2d {
+                geom,
+                count_include_pad,
+            } => {
+                let mut v = pool(geom);
+                v.push(("count_include_pad", Attr::Bool(*count_include_pad)));
+                v
+            }
+            Op::AvgPool2dGrad {
+                geom,
+                count_include_pad,
+                shape,
+            } => {
+                let mut v = pool(geom);
+                v.push(("count_include_pad", Attr::Bool(*count_include_pad)));
+                v.push(("shape", ints(shape)));
+                v
+            }
+            Op::AdaptiveAvgPool2d { size } | Op::AdaptiveMaxPool2d { size } => {
+                vec![("size", ints(size))]
+            }
+            Op::AdaptiveAvgPool2dGrad { shape } => vec![("shape", ints(shape))],
+            Op::ChannelWindowSum {
+                size,
+                before,
+                after,
+            } => vec![
+                ("size", Attr::Int(*size as i64)),
+                ("before", Attr::Int(*before as i64)),
+                ("after", Attr::Int(*after as i64)),
+            ],
+            Op::Concat { axis } => vec![("axis", Attr::Int(*axis as i64))],
+            Op::Slice { axis, start, end } => vec![
+                ("axis", Attr::Int(*axis as i64)),
+                ("start", Attr::Int(*start as i64)),
+                ("end", Attr::Int(*end as i64)),
+            ],
+            Op::PadAxis {
+                axis,
+                before,
+                after,
+            } => vec![
+                ("axis", Attr::Int(*axis as i64)),
+                ("before", Attr::Int(*before as i64)),
+                ("after", Attr::Int(*after as i64)),
+            ],
+            Op::Dropout { p, salt } => {
+                vec![("p", Attr::Float(*p)), ("salt", Attr::Int(*salt as i64))]
+            }
+        }
+    }
+
+    /// The op named `name` with attributes `a`; `shape` is the result type's
+    /// shape (inputs and constants take theirs from it).
+    pub fn from_parts(name: &str, a: &Attrs, shape: &[usize]) -> Option<Op> {
+        let conv = || -> Option<ConvGeom> {
+            Some(ConvGeom {
+                stride: a.pair("stride")?,
+                padding: a.array::<4>("padding")?,
+                dilation: a.pair("dilation")?,
+                groups: a.usize("groups")?,
+            })
+        };
+        let pool = || -> Option<PoolGeom> {
+            Some(PoolGeom {
+                kernel: a.pair("kernel")?,
+                stride: a.pair("stride")?,
+                padding: a.pair("padding")?,
+                dilation: a.pair("dilation")?,
+                ceil_mode: a.bool("ceil_mode")?,
+            })
+        };
+        if let Some(f) = UnaryFn::from_parts(name, a) {
+            return Some(Op::Unary(f));
+        }
+        if let Some(base) = name.strip_suffix("_grad") {
+            if let Some(f) = UnaryFn::from_parts(base, a) {
+                return Some(Op::UnaryGrad(f));
+            }
+        }
+        if let Some(f) = BinaryFn::ALL.into_iter().find(|f| f.name() == name) {
+            return Some(Op::Binary(f));
+        }
+        Some(match name {
+            "input" => Op::Input {
+                name: a.str("name")?,
+                role: Role::parse(&a.str("role")?)?,
+                shape: shape.to_vec(),
+            },
+            "const" => Op::Const {
+                value: a.float("value")?,
+                shape: shape.to_vec(),
+            },
+            "reduce_sum" => Op::ReduceSum {
+                axes: a.usizes("axes")?,
+            },
+            "reduce_mean" => Op::ReduceMean {
+                axes: a.usizes("axes")?,
+            },
+            "reduce_max" => Op::ReduceMax {
+                axes: a.usizes("axes")?,
+            },
+            "broadcast_to" => Op::BroadcastTo {
+                shape: a.usizes("shape")?,
+            },
+            "sum_to" => Op::SumTo {
+                shape: a.usizes("shape")?,
+            },
+            "reshape" => Op::Reshape {
+                shape: a.usizes("shape")?,
+            },
+            "matmul" => Op::MatMul {
+                trans_a: a.bool("trans_a")?,
+                trans_b: a.bool("trans_b")?,
+            },
+            "conv2d" => Op::Conv2d(conv()?),
+            "conv2d_grad_input" => Op::Conv2dGradInput {
+                geom: conv()?,
+                shape: a.usizes("shape")?,
+            },
+            "conv2d_grad_weight" => Op::Conv2dGradWeight {
+                geom: conv()?,
+                shape: a.usizes("shape")?,
+            },
+            "max_pool2d" => Op::MaxPool2d(pool()?),
+            "max_pool2d_grad" => Op::MaxPool2dGrad(pool()?),
+            "avg_pool2d" => Op::AvgPool2d {
+                geom: pool()?,
+                count_include_pad: a.bool("count_include_pad")?,
+            },
+            "avg_pool2d_grad" => Op::AvgPool2dGrad {
+                geom: pool()?,
+                count_include_pad: a.bool("count_include_pad")?,
+                shape: a.usizes("shape")?,
+            },
+            "adaptive_avg_pool2d" => Op::AdaptiveAvgPool2d {
+                size: a.pair("size")?,
+            },
+            "adaptive_avg_pool2d_grad" => Op::AdaptiveAvgPool2dGrad {
+                shape: a.usizes("shape")?,
+            },
+            "adaptive_max_pool2d" => Op::AdaptiveMaxPool2d {
+                size: a.pair("size")?,
+            },
+            "adaptive_max_pool2d_grad" => Op::AdaptiveMaxPool2dGrad,
+            "channel_window_sum" => Op::ChannelWindowSum {
+                size: a.usize("size")?,
+                before: a.usize("before")?,
+                after: a.usize("after")?,
+            },
+            "concat" => Op::Concat {
+                axis: a.usize("axis")?,
+            },
+            "slice" => Op::Slice {
+                axis: a.usize("axis")?,
+                start: a.usize("start")?,
+                end: a.usize("end")?,
+            },
+            "pad_axis" => Op::PadAxis {
+                axis: a.usize("axis")?,
+                before: a.usize("before")?,
+                after: a.usize("after")?,
+            },
+            "dropout" => Op::Dropout {
+                p: a.float("p")?,
+                salt: a.int("salt")? as u64,
+            },
+            _ => return None,
+        })
+    }
+}
+
+fn pool_shape([n, c, h, w]: [usize; 4], g: &PoolGeom) -> Result<Vec<usize>, TypeError> {
+    let ho = window_out(
+        h,
+        g.kernel[0],
+        g.stride[0],
+        [g.padding[0]; 2],
+        g.dilation[0],
+        g.ceil_mode,
+    );
+    let wo = window_out(
+        w,
+        g.kernel[1],
+        g.stride[1],
+        [g.padding[1]; 2],
+        g.dilation[1],
+        g.ceil_mode,
+    );
+    match (ho, wo) {
+        (Some(ho), Some(wo)) => Ok(vec![n, c, ho, wo]),
+        _ => Err(err("pooling window larger than its padded input")),
+    }
+}
+
+/// An attribute value in the text form.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Ints(Vec<i64>),
+}
+
+/// Parsed attributes, looked up by name.
+#[derive(Clone, Debug, Default)]
+pub struct Attrs(pub Vec<(String, Attr)>);
+
+impl Attrs {
+    fn get(&self, k: &str) -> Option<&Attr> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+    }
+
+    pub fn int(&self, k: &str) -> Option<i64> {
+        match self.get(k)? {
+            Attr::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn usize(&self, k: &str) -> Option<usize> {
+        usize::try_from(self.int(k)?).ok()
+    }
+
+    pub fn float(&self, k: &str) -> Option<f64> {
+        match self.get(k)? {
+            Attr::Float(v) => Some(*v),
+            Attr::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self, k: &str) -> Option<bool> {
+        match self.get(k)? {
+            Attr::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self, k: &str) -> Option<String> {
+        match self.get(k)? {
+            Attr::Str(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn usizes(&self, k: &str) -> Option<Vec<usize>> {
+        match self.get(k)? {
+            Attr::Ints(v) => v.iter().map(|&x| usize::try_from(x).ok()).collect(),
+            _ => None,
+        }
+    }
+
+    pub fn array<const N: usize>(&self, k: &str) -> Option<[usize; N]> {
+        self.usizes(k)?.try_into().ok()
+    }
+
+    pub fn pair(&self, k: &str) -> Option<[usize; 2]> {
+        self.array::<2>(k)
+    }
+}
