@@ -87,24 +87,27 @@ def one_hot(y, classes):
 
 def training_fixture(model, x, y, classes, label_smoothing, path):
     """One forward and backward pass in training mode: the loss, every
-    parameter gradient and the updated running statistics."""
+    parameter gradient and the updated running statistics. Computed in
+    float64: some gradients are zero in exact arithmetic (a bias before batch
+    norm), and in float32 PyTorch would store rounding noise for them."""
     fill(model)
+    model.double()
     model.train()
     model.zero_grad()
-    logits = model(torch.from_numpy(x))
+    logits = model(torch.from_numpy(x).double())
     loss = F.cross_entropy(logits, torch.from_numpy(y), label_smoothing=label_smoothing)
     loss.backward()
     out = {
         "input": x,
         "target": one_hot(y, classes),
-        "logits": logits.detach().numpy(),
+        "logits": logits.detach().numpy().astype(np.float32),
         "loss": np.array(loss.item(), dtype=np.float32),
     }
     for k, p in model.named_parameters():
-        out["grad:" + k] = p.grad.numpy().copy()
+        out["grad:" + k] = p.grad.numpy().astype(np.float32)
     for k, b in model.named_buffers():
         if not k.endswith("num_batches_tracked"):
-            out["update:" + k] = b.numpy().copy()
+            out["update:" + k] = b.numpy().astype(np.float32)
     save_file(out, path)
     print(f"{path}: loss {loss.item():.6f}, {len(out)} tensors")
 

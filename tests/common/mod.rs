@@ -1,0 +1,94 @@
+//! Helpers shared by the IR and parity tests.
+
+#![allow(dead_code)]
+
+use ndarray::{ArrayD, IxDyn};
+use nnc::check::program::Program;
+use nnc::check::BuildOptions;
+use nnc::driver::LoadedModel;
+use nnc::ir::{Graph, Role};
+use std::collections::HashMap;
+
+/// FNV-1a of a name: the seed of its tensor's stream.
+pub fn fnv1a(name: &str) -> u64 {
+    nnc::weights::init::name_hash(name)
+}
+
+/// `n` uniforms in [0, 1) of the stream of `name` (splitmix64), exactly as
+/// scripts/make_fixtures.py computes them.
+pub fn uniform(name: &str, n: usize) -> Vec<f64> {
+    let mut rng = nnc::weights::init::Rng::new(fnv1a(name));
+    (0..n).map(|_| rng.uniform()).collect()
+}
+
+/// The value the fixtures give a tensor called `name` (see
+/// `fixture_tensor` in scripts/make_fixtures.py).
+pub fn fixture_tensor(name: &str, shape: &[usize]) -> ArrayD<f32> {
+    let n: usize = shape.iter().product();
+    let u = uniform(name, n);
+    let v: Vec<f32> = u
+        .into_iter()
+        .map(|u| {
+            (if name.ends_with("running_var") {
+                0.5 + u
+            } else if name.ends_with("running_mean") {
+                0.2 * (2.0 * u - 1.0)
+            } else if shape.len() >= 2 {
+                (2.0 * u - 1.0) / ((n / shape[0]) as f64).sqrt()
+            } else if name.ends_with("weight") {
+                0.5 + u
+            } else {
+                0.1 * (2.0 * u - 1.0)
+            }) as f32
+        })
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+}
+
+/// Fixture values for every parameter and buffer input of a graph.
+pub fn fixture_weights(g: &Graph) -> HashMap<String, ArrayD<f32>> {
+    let mut out = HashMap::new();
+    for role in [Role::Parameter, Role::Buffer] {
+        for (id, name) in g.inputs(role) {
+            out.insert(name.to_string(), fixture_tensor(name, g.shape(id)));
+        }
+    }
+    out
+}
+
+pub fn load(model: &str, network: Option<&str>, input: &[usize]) -> LoadedModel {
+    let mut prog = Program::new();
+    let options = BuildOptions {
+        input_shape: Some(input.iter().map(|&d| d as i64).collect()),
+        params: Vec::new(),
+    };
+    match nnc::driver::load_model(&mut prog, model, network, &options) {
+        Ok(l) => l,
+        Err(d) => panic!(
+            "{model}: {:?}",
+            d.iter().map(|d| &d.message).collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// `max |a - b| / max |b|`: the error relative to the largest expected
+/// value. Tensors that are zero in exact arithmetic (the gradient of a bias
+/// followed by batch norm: PyTorch computes rounding noise of 1e-9) are
+/// compared against a floor of 1e-5 instead.
+pub fn relative_error(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    let scale = b
+        .iter()
+        .fold(0f64, |m, &x| m.max((x as f64).abs()))
+        .max(1e-5);
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    diff / scale
+}
+
+pub fn read_fixture(name: &str) -> nnc::weights::WeightSet {
+    let path = std::path::Path::new("tests/fixtures").join(name);
+    nnc::weights::safetensors::read(&path).unwrap_or_else(|e| panic!("{e}"))
+}
