@@ -1,6 +1,7 @@
 //! The `nnc` command line: one small function per subcommand.
 
 use clap::{Parser, Subcommand};
+
 use nnc::check::value::Value;
 use nnc::check::BuildOptions;
 use nnc::diag::{self, Diagnostic};
@@ -149,7 +150,16 @@ fn main() -> ExitCode {
         eprintln!("error: internal compiler error: {info}");
         eprintln!("note: this is a bug in nnc; please report it with the input that caused it");
     }));
-    let cli = Cli::parse();
+    // Usage errors are user errors (exit 1), not clap's default 2, which
+    // the contract keeps for internal errors.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { USER_ERROR } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(code) => code,
         Err(_) => ExitCode::from(INTERNAL_ERROR),

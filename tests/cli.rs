@@ -67,7 +67,10 @@ fn missing_file_is_a_user_error() {
 #[test]
 fn bad_flags_are_user_errors() {
     let o = nnc(&["summary"]);
-    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(o.status.code(), Some(1));
+    let o = nnc(&["compile", "std::lenet", "--target", "verilog"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("possible values"), "{}", stderr(&o));
     let o = nnc(&["summary", "std::resnet18", "--input-shape", "1,3,0,224"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("at least 1"));
@@ -144,5 +147,117 @@ fn help_explains_each_command() {
         let o = nnc(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         assert!(stdout(&o).len() > 200, "{cmd} --help is too short");
+    }
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("nnc-cli-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn compile_writes_ir_that_parses_and_dot() {
+    let o = nnc(&[
+        "compile",
+        "examples/lenet.nn",
+        "--target",
+        "ir",
+        "--mode",
+        "train",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let g = nnc::ir::text::parse(&stdout(&o)).expect("the printed IR parses");
+    assert!(g.find_output("loss").is_some() && g.find_output("grad:15.weight").is_some());
+    let out = temp("resnet50.dot");
+    let o = nnc(&[
+        "compile",
+        "std::resnet50",
+        "--target",
+        "dot",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let dot = std::fs::read_to_string(&out).unwrap();
+    assert!(dot.starts_with("digraph") && dot.contains("cluster"));
+    let _ = std::fs::remove_file(out);
+}
+
+#[test]
+fn infer_runs_a_model_on_an_npy_batch() {
+    use nnc::check::BuildOptions;
+    let mut prog = nnc::check::program::Program::new();
+    let options = BuildOptions {
+        input_shape: Some(vec![3, 1, 28, 28]),
+        params: vec![],
+    };
+    let loaded = nnc::driver::load_model(&mut prog, "examples/mlp.nn", None, &options)
+        .unwrap_or_else(|_| panic!("mlp builds"));
+    let weights = nnc::weights::init::initialize(&loaded.model, 3);
+    let w = temp("mlp.safetensors");
+    nnc::weights::safetensors::save(&w, &weights).unwrap();
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 1, 28, 28]), |i| {
+        (i[2] as f32 - i[3] as f32) / 28.0
+    });
+    let xp = temp("x.npy");
+    nnc::weights::npy::write(&xp, &x).unwrap();
+    let yp = temp("y.npy");
+    let o = nnc(&[
+        "infer",
+        "examples/mlp.nn",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        xp.to_str().unwrap(),
+        "--output",
+        yp.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let y = nnc::weights::npy::read(&yp).unwrap();
+    assert_eq!(y.shape(), &[3, 10]);
+    // The same as running the graph in-process.
+    let g = loaded.lower(nnc::ir::Mode::Infer).unwrap();
+    let mut inputs: std::collections::HashMap<String, _> = weights.into_iter().collect();
+    inputs.insert("x".into(), x);
+    let expected = nnc::backend::reference::run::<f32>(&g, &inputs, 0)
+        .unwrap()
+        .remove("logits")
+        .unwrap();
+    assert_eq!(y, expected);
+
+    // Weights of another model: every problem listed, exit 1.
+    let o = nnc(&[
+        "infer",
+        "examples/lenet.nn",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        xp.to_str().unwrap(),
+        "--output",
+        yp.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("missing `0.weight`")
+            && err.contains("`1.bias` has shape [256], but the model needs [6]"),
+        "{err}"
+    );
+    // An input of the wrong shape is a located shape error.
+    let bad = temp("bad.npy");
+    nnc::weights::npy::write(&bad, &ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 5]))).unwrap();
+    let o = nnc(&[
+        "infer",
+        "examples/mlp.nn",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+        "--output",
+        yp.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("axes"), "{}", stderr(&o));
+    for p in [w, xp, yp, bad] {
+        let _ = std::fs::remove_file(p);
     }
 }

@@ -54,7 +54,7 @@ fn check_graph(what: &str, mut g: Graph, loss: NodeId, inputs: Inputs) {
         let mut numeric = ArrayD::<f64>::zeros(analytic.raw_dim());
         let eps = 1e-6;
         for i in 0..numeric.len() {
-            let mut at = |delta: f64| {
+            let at = |delta: f64| {
                 let mut perturbed = inputs.clone();
                 let t = perturbed.get_mut(&p).unwrap();
                 let slot = t.iter_mut().nth(i).unwrap();
