@@ -61,6 +61,8 @@ pub fn lower(model: &Model, mode: Mode, loss: Option<&LossSpec>) -> Result<Graph
                     .ok_or_else(|| format!("layer `{}` uses a value computed later", layer.path))
             })
             .collect::<Result<_, _>>()?;
+        // The scope names the layer and its kind: `layer1.0.bn1:batch_norm`.
+        let scope = format!("{}:{}", layer.path, layer.op.name());
         let mut params = Vec::new();
         for p in layer
             .params
@@ -72,11 +74,11 @@ pub fn lower(model: &Model, mode: Mode, loss: Option<&LossSpec>) -> Result<Graph
                 TensorKind::Parameter => Role::Parameter,
                 TensorKind::Buffer => Role::Buffer,
             };
-            params.push(g.input(&p.name, role, shape, &layer.path));
+            params.push(g.input(&p.name, role, shape, &scope));
         }
         let mut b = Builder {
             g: &mut g,
-            scope: &layer.path,
+            scope: &scope,
         };
         let out = b.layer(&layer.op, &args, &params, &layer.path, mode, index as u64)?;
         let expected = concrete(layer.output)?;

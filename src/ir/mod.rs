@@ -85,8 +85,9 @@ pub struct Node {
     pub op: Op,
     pub args: Vec<NodeId>,
     pub ty: TensorType,
-    /// The layer this node belongs to (`layer1.0.conv1`), for dot clusters
-    /// and messages; empty for graph-level nodes such as the loss.
+    /// The layer this node belongs to and its kind
+    /// (`layer1.0.conv1:conv2d`), for dot clusters and messages; `loss` for
+    /// the loss, empty for graph-level nodes.
     pub scope: String,
 }
 
@@ -129,6 +130,18 @@ impl fmt::Display for TypeError {
 }
 
 impl std::error::Error for TypeError {}
+
+impl Node {
+    /// The layer path of the scope (`layer1.0.conv1`).
+    pub fn layer_path(&self) -> &str {
+        self.scope.split_once(':').map_or(&self.scope, |(p, _)| p)
+    }
+
+    /// The layer kind of the scope (`conv2d`), if lowering recorded one.
+    pub fn layer_kind(&self) -> Option<&str> {
+        self.scope.split_once(':').map(|(_, k)| k)
+    }
+}
 
 impl Graph {
     pub fn new(name: &str, mode: Mode) -> Graph {
