@@ -165,6 +165,99 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+# Optimizer configurations: the .nn spelling (read by tests/optim.rs) and
+# the torch.optim constructor.
+OPTIMIZERS = [
+    ("sgd", "sgd(lr=0.1)", lambda ps: torch.optim.SGD(ps, lr=0.1)),
+    ("sgd_momentum", "sgd(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)",
+     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("sgd_nesterov", "sgd(lr=0.1, momentum=0.9, nesterov=true, weight_decay=0.01)",
+     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("adam", "adam(lr=0.01, betas=[0.9, 0.99], weight_decay=0.01)",
+     lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.9, 0.99), weight_decay=0.01)),
+    ("adamw", "adamw(lr=0.01, weight_decay=0.1)", lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1)),
+    ("radam", "radam(lr=0.01, weight_decay=0.01)", lambda ps: torch.optim.RAdam(ps, lr=0.01, weight_decay=0.01)),
+]
+OPT_SHAPES = [[4, 3], [5], [2, 2, 3]]
+OPT_STEPS = 8
+
+
+def optimizer_fixture(path):
+    """Several steps of every optimizer from the same start and the same
+    gradients; lookahead (not in torch.optim) by the paper's algorithm."""
+    out = {}
+    for name, _, make in OPTIMIZERS + [("lookahead", None, None)]:
+        params = [torch.tensor(fixture_tensor(f"opt/p{i}", s), dtype=torch.float64, requires_grad=True)
+                  for i, s in enumerate(OPT_SHAPES)]
+        if name == "lookahead":
+            opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+            slow = [p.detach().clone() for p in params]
+        else:
+            opt = make(params)
+        for t in range(1, OPT_STEPS + 1):
+            for i, p in enumerate(params):
+                p.grad = torch.tensor(fixture_tensor(f"opt/g{i}/{t}", OPT_SHAPES[i]), dtype=torch.float64)
+            opt.step()
+            if name == "lookahead" and t % 3 == 0:
+                with torch.no_grad():
+                    for p, sw in zip(params, slow):
+                        sw += 0.5 * (p - sw)
+                        p.copy_(sw)
+        for i, p in enumerate(params):
+            out[f"{name}/p{i}"] = p.detach().numpy().astype(np.float32)
+    save_file(out, path)
+    print(f"{path}: {len(out)} tensors")
+
+
+def schedule_fixture(path):
+    """Learning rates of torch's schedulers: per epoch for epoch schedules
+    (10 epochs), per batch for per-batch ones (3 batches an epoch)."""
+    import json
+
+    epochs, spe = 10, 3
+
+    def run(make, per_batch=False, metrics=None):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.1)
+        sched = make(opt)
+        lrs = []
+        for e in range(epochs):
+            for _ in range(spe):
+                if per_batch:
+                    lrs.append(opt.param_groups[0]["lr"])
+                opt.step()
+                if per_batch:
+                    sched.step()
+            if not per_batch:
+                lrs.append(opt.param_groups[0]["lr"])
+                sched.step(metrics[e]) if metrics else sched.step()
+        return lrs
+
+    S = torch.optim.lr_scheduler
+    plateau_metrics = [1.0, 0.9, 0.95, 0.96, 0.97, 0.5, 0.6, 0.6, 0.6, 0.6]
+    fixture = {
+        "epochs": epochs,
+        "steps_per_epoch": spe,
+        "plateau_metrics": plateau_metrics,
+        "schedules": {
+            "step(step_size=3, gamma=0.5)": run(lambda o: S.StepLR(o, 3, 0.5)),
+            "multistep(milestones=[2, 5, 8], gamma=0.1)": run(lambda o: S.MultiStepLR(o, [2, 5, 8], 0.1)),
+            "exponential(gamma=0.9)": run(lambda o: S.ExponentialLR(o, 0.9)),
+            "cosine(eta_min=0.001)": run(lambda o: S.CosineAnnealingLR(o, T_max=epochs, eta_min=0.001)),
+            "one_cycle(max_lr=0.5, pct_start=0.3)": run(
+                lambda o: S.OneCycleLR(o, max_lr=0.5, total_steps=epochs * spe, pct_start=0.3, anneal_strategy="cos",
+                                       cycle_momentum=False), per_batch=True),
+            "warmup(epochs=2, start_factor=0.1)": run(lambda o: S.LinearLR(o, start_factor=0.1, total_iters=2 * spe),
+                                                      per_batch=True),
+            "reduce_on_plateau(monitor=val_loss, mode=min, factor=0.5, patience=1)": run(
+                lambda o: S.ReduceLROnPlateau(o, mode="min", factor=0.5, patience=1), metrics=plateau_metrics),
+        },
+    }
+    with open(path, "w") as f:
+        json.dump(fixture, f, indent=1)
+    print(f"{path}: {len(fixture['schedules'])} schedules")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
@@ -203,6 +296,9 @@ def main():
     x = fixture_tensor("input", [4, 3, 16, 16])
     y = labels("labels", 4, 10)
     training_fixture(SmallResNet(), x, y, 10, 0.1, os.path.join(args.out, "small_resnet_train.safetensors"))
+
+    optimizer_fixture(os.path.join(args.out, "optimizers.safetensors"))
+    schedule_fixture(os.path.join(args.out, "schedules.json"))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ pub mod ir;
 pub mod stdlib;
 pub mod summary;
 pub mod syntax;
+pub mod train;
 pub mod weights;
 
 /// Runs `f` on a thread with a large stack. Checking recurses over the

@@ -1,0 +1,8 @@
+//! Training: the runtime around the compiled training step. Data loading
+//! and augmentation on worker threads, optimizers as IR update rules,
+//! learning-rate schedules, the loop with metrics, early stopping and
+//! checkpoints.
+
+pub mod data;
+pub mod optim;
+pub mod schedule;
