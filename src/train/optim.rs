@@ -388,7 +388,7 @@ impl Stepper {
         let out = run::<f32>(&self.update, &inputs, 0).map_err(|e| e.to_string())?;
         self.absorb(params, out);
         if let Some((sync, k)) = &self.sync {
-            if self.step % (*k as u64) == 0 {
+            if self.step.is_multiple_of(*k as u64) {
                 let mut inputs: HashMap<String, ndarray::ArrayD<f32>> = HashMap::new();
                 for (name, p) in params.iter() {
                     inputs.insert(format!("p:{name}"), p.clone());

@@ -19,7 +19,7 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(spec: Spec, base_lr: f64, epochs: u64, steps_per_epoch: u64) -> Schedule {
-        let plateau = matches!(plateau_spec(&spec), Some(_)).then_some((base_lr, f64::NAN, 0));
+        let plateau = plateau_spec(&spec).is_some().then_some((base_lr, f64::NAN, 0));
         Schedule {
             spec,
             base_lr,
