@@ -91,7 +91,7 @@ impl LoadedModel {
     /// (cross-entropy without one) and the gradients of every parameter that
     /// is not frozen.
     pub fn lower(&self, mode: crate::ir::Mode) -> Result<crate::ir::Graph, Diagnostic> {
-        use crate::ir::lower::{lower, LossSpec};
+        use crate::ir::lower::LossSpec;
         let loss = match &self.train {
             Some(t) => LossSpec::from(&t.loss),
             None => LossSpec::CrossEntropy {
@@ -99,18 +99,20 @@ impl LoadedModel {
             },
         };
         let lowering_error = |e: String| Diagnostic::error(codes::LOWERING, e);
-        let mut g = lower(&self.model, mode, Some(&loss)).map_err(lowering_error)?;
+        let freeze = &self.freeze;
+        let frozen = |name: &str| {
+            freeze
+                .iter()
+                .any(|p| crate::check::train::pattern_matches(p, name))
+        };
+        let mut g = crate::ir::lower::lower_with(&self.model, mode, Some(&loss), &frozen)
+            .map_err(lowering_error)?;
         if mode == crate::ir::Mode::Train {
             let l = g
                 .find_output("loss")
                 .ok_or_else(|| lowering_error("the training graph has no loss".into()))?;
-            let freeze = &self.freeze;
-            let trainable = |name: &str| {
-                !freeze
-                    .iter()
-                    .any(|p| crate::check::train::pattern_matches(p, name))
-            };
-            crate::autodiff::differentiate(&mut g, l, &trainable).map_err(lowering_error)?;
+            crate::autodiff::differentiate(&mut g, l, &|name: &str| !frozen(name))
+                .map_err(lowering_error)?;
         }
         Ok(g)
     }

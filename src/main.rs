@@ -94,6 +94,14 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         network: Option<String>,
     },
+    /// Train a network as its file's training section says.
+    ///
+    /// Reads the data, trains with the optimizer, schedule, augmentation and
+    /// early stopping of the training section, evaluates on the validation
+    /// split every epoch and on the test set at the end, and writes
+    /// metrics and checkpoints (last.safetensors and best.safetensors, each
+    /// written atomically). Flags override the file.
+    Run(RunArgs),
     /// Run a model on a batch of inputs, in evaluation mode.
     ///
     /// The input is a float32 .npy array whose shape is the model's input
@@ -123,6 +131,40 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         network: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The .nn file with a network and its training section.
+    file: String,
+    /// Where the data set is (a folder; overrides the file's `path`).
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Number of epochs (overrides the file's `epochs`).
+    #[arg(long, value_name = "N")]
+    epochs: Option<u64>,
+    /// Which backend trains (the fastest available by default).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Where to write metrics, one JSON object per line (default: in the
+    /// checkpoint directory).
+    #[arg(long, value_name = "FILE.jsonl")]
+    metrics: Option<PathBuf>,
+    /// Where checkpoints go (default: runs/NETWORK).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Continue from DIR/last.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// Seed of every random choice (overrides the file's `seed`).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Which network of the file, when it has several.
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// Train on the first N training images only (a quick smoke run).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -196,6 +238,7 @@ fn run(cli: Cli) -> ExitCode {
             classes,
             network.as_deref(),
         ),
+        Command::Run(args) => run_training(&args),
         Command::Infer {
             model,
             weights,
@@ -212,6 +255,87 @@ fn run(cli: Cli) -> ExitCode {
             classes,
             network.as_deref(),
         ),
+    }
+}
+
+fn run_training(args: &RunArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let mut prog = nnc::check::program::Program::new();
+    // Check the whole file first: training starts only from a clean program.
+    let (check_prog, checked) = driver::check_paths(&[std::path::Path::new(&args.file)]);
+    if diag::has_errors(&checked.diags) {
+        return report(&check_prog, &checked.diags);
+    }
+    let probe = match driver::load_model(
+        &mut prog,
+        &args.file,
+        args.network.as_deref(),
+        &BuildOptions::default(),
+    ) {
+        Ok(l) => l,
+        Err(diags) => return report(&prog, &diags),
+    };
+    let Some(cfg) = probe.train.clone() else {
+        return fail(&format!(
+            "`{}` has no training section for `{}`",
+            args.file, probe.model.name
+        ));
+    };
+    let declared: Vec<i64> = probe
+        .model
+        .inputs
+        .first()
+        .map(|i| {
+            probe
+                .model
+                .shape(i.value)
+                .iter()
+                .map(|d| d.as_const().unwrap_or(1))
+                .collect()
+        })
+        .unwrap_or_default();
+    let network = probe.model.name.clone();
+    let build = |batch: usize| -> Result<driver::LoadedModel, String> {
+        let mut shape = declared.clone();
+        shape[0] = batch as i64;
+        let options = BuildOptions {
+            input_shape: Some(shape),
+            params: Vec::new(),
+        };
+        let mut p = nnc::check::program::Program::new();
+        driver::load_model(&mut p, &args.file, Some(&network), &options).map_err(|d| {
+            d.iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
+    let BackendArg::Reference = args.backend.unwrap_or(BackendArg::Reference);
+    let opts = nnc::train::run::RunOptions {
+        data: args.data.clone(),
+        epochs: args.epochs,
+        metrics: args.metrics.clone(),
+        checkpoint_dir: args
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&network)),
+        resume: args.resume,
+        seed: args.seed,
+        progress_bar: std::io::stderr().is_terminal(),
+        limit: args.limit,
+        quiet: false,
+    };
+    match nnc::train::run::run(&build, &cfg, &opts) {
+        Ok(report) => {
+            eprint!("{}", nnc::train::run::table(&report));
+            eprintln!(
+                "{:.1} s; checkpoints and metrics in {}",
+                report.seconds,
+                report.checkpoint_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

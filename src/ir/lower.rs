@@ -33,6 +33,18 @@ impl From<&Loss> for LossSpec {
 /// loss, the graph has the outputs `logits` and `loss` and, per batch norm,
 /// `update:NAME.running_mean` and `update:NAME.running_var`.
 pub fn lower(model: &Model, mode: Mode, loss: Option<&LossSpec>) -> Result<Graph, String> {
+    lower_with(model, mode, loss, &|_| false)
+}
+
+/// [`lower`], with the layers whose parameters are all `frozen` in
+/// evaluation mode when training: their batch norms use and keep their
+/// running statistics, as a frozen backbone should.
+pub fn lower_with(
+    model: &Model,
+    mode: Mode,
+    loss: Option<&LossSpec>,
+    frozen: &dyn Fn(&str) -> bool,
+) -> Result<Graph, String> {
     let mut g = Graph::new(&model.name, mode);
     let mut values: Vec<Option<NodeId>> = vec![None; model.values.len()];
     let concrete = |v: crate::check::model::ValueId| -> Result<Vec<usize>, String> {
@@ -76,11 +88,25 @@ pub fn lower(model: &Model, mode: Mode, loss: Option<&LossSpec>) -> Result<Graph
             };
             params.push(g.input(&p.name, role, shape, &scope));
         }
+        let layer_frozen = !layer.params.is_empty()
+            && layer
+                .params
+                .iter()
+                .filter(|p| p.kind == TensorKind::Parameter)
+                .all(|p| frozen(&p.name));
+        let layer_mode = if layer_frozen { Mode::Infer } else { mode };
         let mut b = Builder {
             g: &mut g,
             scope: &scope,
         };
-        let out = b.layer(&layer.op, &args, &params, &layer.path, mode, index as u64)?;
+        let out = b.layer(
+            &layer.op,
+            &args,
+            &params,
+            &layer.path,
+            layer_mode,
+            index as u64,
+        )?;
         let expected = concrete(layer.output)?;
         if g.shape(out) != expected.as_slice() {
             return Err(format!(

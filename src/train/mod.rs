@@ -3,6 +3,9 @@
 //! learning-rate schedules, the loop with metrics, early stopping and
 //! checkpoints.
 
+pub mod augment;
 pub mod data;
+pub mod loader;
 pub mod optim;
+pub mod run;
 pub mod schedule;

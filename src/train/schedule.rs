@@ -19,7 +19,9 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(spec: Spec, base_lr: f64, epochs: u64, steps_per_epoch: u64) -> Schedule {
-        let plateau = plateau_spec(&spec).is_some().then_some((base_lr, f64::NAN, 0));
+        let plateau = plateau_spec(&spec)
+            .is_some()
+            .then_some((base_lr, f64::NAN, 0));
         Schedule {
             spec,
             base_lr,
@@ -76,6 +78,17 @@ impl Schedule {
                 *lr = new;
             }
             *bad = 0;
+        }
+    }
+
+    /// reduce_on_plateau's state (rate, best, bad epochs), for checkpoints.
+    pub fn plateau_state(&self) -> Option<(f64, f64, i64)> {
+        self.plateau
+    }
+
+    pub fn restore_plateau(&mut self, lr: f64, best: f64, bad: i64) {
+        if self.plateau.is_some() {
+            self.plateau = Some((lr, best, bad));
         }
     }
 

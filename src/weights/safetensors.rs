@@ -178,3 +178,34 @@ pub fn save(path: &Path, weights: &WeightSet) -> Result<(), WeightsError> {
     let bytes = to_bytes(weights, None).map_err(|e| error(path, e))?;
     write_atomic(path, &bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
 }
+
+/// Reads tensors and the file's string metadata (checkpoints keep the
+/// epoch, step and seed there).
+pub fn read_with_metadata(
+    path: &Path,
+) -> Result<(WeightSet, BTreeMap<String, String>), WeightsError> {
+    let bytes = std::fs::read(path).map_err(|e| error(path, format!("cannot read it: {e}")))?;
+    let weights = parse(&bytes).map_err(|problems| WeightsError {
+        file: path.display().to_string(),
+        problems,
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| error(path, format!("not a valid safetensors file ({e})")))?;
+    let meta = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok((weights, meta))
+}
+
+/// Writes tensors with metadata, atomically.
+pub fn save_with_metadata(
+    path: &Path,
+    weights: &WeightSet,
+    metadata: BTreeMap<String, String>,
+) -> Result<(), WeightsError> {
+    let bytes = to_bytes(weights, Some(metadata)).map_err(|e| error(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
+}

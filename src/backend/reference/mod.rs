@@ -47,6 +47,12 @@ pub enum ExecError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    /// The first node whose value has a NaN or an infinity.
+    NonFinite {
+        node: usize,
+        op: &'static str,
+        scope: String,
+    },
 }
 
 impl fmt::Display for ExecError {
@@ -63,6 +69,14 @@ impl fmt::Display for ExecError {
                     "`{name}` has shape {found:?}, but the graph expects {expected:?}"
                 )
             }
+            ExecError::NonFinite { node, op, scope } => {
+                let place = scope.split(':').next().unwrap_or("");
+                if place.is_empty() {
+                    write!(f, "%{node} = {op} is not finite")
+                } else {
+                    write!(f, "%{node} = {op} in `{place}` is not finite")
+                }
+            }
         }
     }
 }
@@ -75,6 +89,25 @@ pub fn run<T: Elem>(
     g: &Graph,
     inputs: &HashMap<String, Tensor<T>>,
     seed: u64,
+) -> Result<HashMap<String, Tensor<T>>, ExecError> {
+    execute(g, inputs, seed, false)
+}
+
+/// [`run`], failing with [`ExecError::NonFinite`] at the first node whose
+/// value is not finite (slower: every value is scanned).
+pub fn run_checked<T: Elem>(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor<T>>,
+    seed: u64,
+) -> Result<HashMap<String, Tensor<T>>, ExecError> {
+    execute(g, inputs, seed, true)
+}
+
+fn execute<T: Elem>(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor<T>>,
+    seed: u64,
+    check: bool,
 ) -> Result<HashMap<String, Tensor<T>>, ExecError> {
     // The last node that reads each value, so values are freed early.
     let mut last_use: Vec<usize> = (0..g.nodes.len()).collect();
@@ -114,6 +147,13 @@ pub fn run<T: Elem>(
             op => eval(op, &args, &n.ty.shape, seed),
         };
         debug_assert_eq!(out.shape(), n.ty.shape.as_slice(), "%{i} = {}", n.op.name());
+        if check && out.iter().any(|v| !v.is_finite()) {
+            return Err(ExecError::NonFinite {
+                node: i,
+                op: n.op.name(),
+                scope: n.scope.clone(),
+            });
+        }
         values[i] = Some(out);
         for a in &n.args {
             if last_use[a.0 as usize] == i {
