@@ -121,6 +121,19 @@ fn training_learns_and_writes_metrics_and_checkpoints() {
     for f in ["last.safetensors", "best.safetensors"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // The curves, where a font for their text exists (Debian's fonts-dejavu-core).
+    if Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists() {
+        for f in ["metrics.png", "metrics.svg"] {
+            let bytes = std::fs::read(dir.join(f))
+                .unwrap_or_else(|_| panic!("{f} missing: {}", stderr(&o)));
+            assert!(bytes.len() > 1000, "{f} is too small");
+        }
+        assert!(std::fs::read_to_string(dir.join("metrics.svg"))
+            .unwrap()
+            .contains("accuracy"));
+    }
+    // The end-of-run table.
+    assert!(stderr(&o).contains("epoch  train loss"), "{}", stderr(&o));
     // best.safetensors is weights that `nnc infer` takes as they are.
     let best = nnc::weights::safetensors::read(&dir.join("best.safetensors")).unwrap();
     assert!(best.contains_key("0.weight") && best.contains_key("1.running_mean"));

@@ -369,10 +369,7 @@ pub fn load(kind: &Kind, path: Option<&Path>) -> Result<Splits, DataError> {
         Kind::FashionMnist | Kind::Mnist => read_mnist_folder(&dir),
         Kind::Cifar10 => read_cifar(&dir),
         Kind::Npy => read_npy_folder(&dir),
-        Kind::ImageFolder => Err(DataError(format!(
-            "`{}`: image folders are not supported yet; convert them to .npy pairs (images.npy, labels.npy) and use `npy(path=...)`",
-            dir.display()
-        ))),
+        Kind::ImageFolder => read_image_folder(&dir),
     }
 }
 
@@ -401,4 +398,109 @@ fn how_to_get(kind: &Kind, dir: &Path) -> String {
         kind_name(kind),
         dir.display()
     )
+}
+
+/// A folder of images per class (`root/cat/*.png`, `root/dog/*.jpg`), or
+/// `root/train/...` and `root/test/...`. Classes are the sorted folder
+/// names; every image must have the size of the first (resize them in
+/// `augment` after loading is not possible for mixed sizes).
+pub fn read_image_folder(root: &Path) -> Result<Splits, DataError> {
+    let train_dir = root.join("train");
+    if train_dir.is_dir() {
+        let train = read_class_folders(&train_dir, None)?;
+        let test_dir = root.join("test");
+        let test = if test_dir.is_dir() {
+            let names = class_names(&train_dir)?;
+            Some(read_class_folders(&test_dir, Some(&names))?)
+        } else {
+            None
+        };
+        return Ok(Splits { train, test });
+    }
+    Ok(Splits {
+        train: read_class_folders(root, None)?,
+        test: None,
+    })
+}
+
+fn class_names(dir: &Path) -> Result<Vec<String>, DataError> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, format!("cannot list it ({e})")))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(err(
+            dir,
+            "no class folders (expected one folder of images per class)",
+        ));
+    }
+    Ok(names)
+}
+
+fn read_class_folders(dir: &Path, classes: Option<&[String]>) -> Result<Dataset, DataError> {
+    let names = match classes {
+        Some(c) => c.to_vec(),
+        None => class_names(dir)?,
+    };
+    let mut files: Vec<(PathBuf, u32)> = Vec::new();
+    for (label, name) in names.iter().enumerate() {
+        let class_dir = dir.join(name);
+        let Ok(entries) = std::fs::read_dir(&class_dir) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                })
+            })
+            .collect();
+        paths.sort();
+        files.extend(paths.into_iter().map(|p| (p, label as u32)));
+    }
+    if files.is_empty() {
+        return Err(err(dir, "no PNG or JPEG images in its class folders"));
+    }
+    let decode = |p: &Path| image::open(p).map_err(|e| err(p, format!("cannot decode it ({e})")));
+    let first = decode(&files[0].0)?;
+    let gray = !first.color().has_color();
+    let (w, h) = (first.width(), first.height());
+    let channels = if gray { 1 } else { 3 };
+    let mut pixels = Vec::with_capacity(files.len() * (w * h) as usize * channels);
+    let mut labels = Vec::with_capacity(files.len());
+    for (p, label) in &files {
+        let img = decode(p)?;
+        if (img.width(), img.height()) != (w, h) {
+            return Err(err(
+                p,
+                format!(
+                    "is {}x{}, but `{}` is {w}x{h}; give every image one size",
+                    img.width(),
+                    img.height(),
+                    files[0].0.display()
+                ),
+            ));
+        }
+        // Channel-first bytes: [C, H, W].
+        if gray {
+            pixels.extend_from_slice(img.to_luma8().as_raw());
+        } else {
+            let rgb = img.to_rgb8();
+            for c in 0..3 {
+                pixels.extend(rgb.as_raw().iter().skip(c).step_by(3));
+            }
+        }
+        labels.push(*label);
+    }
+    Ok(Dataset {
+        pixels: Pixels::U8(pixels),
+        shape: [channels, h as usize, w as usize],
+        labels,
+        classes: names.len(),
+        source: dir.display().to_string(),
+    })
 }

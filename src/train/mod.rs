@@ -7,5 +7,6 @@ pub mod augment;
 pub mod data;
 pub mod loader;
 pub mod optim;
+pub mod plot;
 pub mod run;
 pub mod schedule;

@@ -456,6 +456,20 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         }
         None => None,
     };
+    if !records.is_empty() {
+        let stem = metrics_path.with_extension("");
+        match super::plot::write(
+            &records,
+            &format!("{} on {}", cfg.network, train_name(cfg)),
+            &stem,
+        ) {
+            Ok(paths) => {
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                say(format!("curves: {}", names.join(", ")));
+            }
+            Err(e) => say(format!("note: {e}")),
+        }
+    }
     Ok(Report {
         epochs: records,
         test: test_stats,
@@ -467,6 +481,17 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
 }
 
 const CHECKPOINT_FORMAT: &str = "nnc-checkpoint-1";
+
+fn train_name(cfg: &TrainConfig) -> &'static str {
+    use crate::check::train::Dataset as D;
+    match cfg.data.dataset {
+        D::FashionMnist => "Fashion-MNIST",
+        D::Mnist => "MNIST",
+        D::Cifar10 => "CIFAR-10",
+        D::ImageFolder => "an image folder",
+        D::Npy => ".npy data",
+    }
+}
 
 /// Parameters and buffers, under their `state_dict` names.
 fn model_tensors(weights: &WeightSet) -> WeightSet {
