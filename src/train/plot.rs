@@ -64,6 +64,9 @@ pub fn write(records: &[EpochRecord], title: &str, stem: &Path) -> Result<Vec<Pa
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A panel: its name, the training curve and the validation curve.
+type Panel = (&'static str, Vec<(f64, f64)>, Vec<(f64, f64)>);
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     records: &[EpochRecord],
@@ -84,7 +87,7 @@ where
             .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
             .collect()
     };
-    let panels_spec: [(&str, Vec<(f64, f64)>, Vec<(f64, f64)>); 2] = [
+    let panels_spec: [Panel; 2] = [
         (
             "loss",
             series(&|r| Some(r.train.loss)),
