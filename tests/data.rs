@@ -1,0 +1,117 @@
+//! Data readers on real files (when ../shared/data is present) and on
+//! small files written here; malformed files name themselves.
+
+use nnc::train::data;
+use std::path::{Path, PathBuf};
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("nnc-data-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+#[test]
+fn real_fashion_mnist_when_present() {
+    let dir = Path::new("../shared/data/fashion-mnist");
+    if !dir.exists() {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    }
+    let splits = data::read_mnist_folder(dir).unwrap();
+    assert_eq!(
+        (splits.train.len(), splits.train.shape),
+        (60_000, [1, 28, 28])
+    );
+    let test = splits.test.unwrap();
+    assert_eq!(test.len(), 10_000);
+    // Fashion-MNIST is balanced: 6,000 training images per class.
+    let mut counts = [0usize; 10];
+    for &l in &splits.train.labels {
+        counts[l as usize] += 1;
+    }
+    assert!(counts.iter().all(|&c| c == 6_000), "{counts:?}");
+}
+
+#[test]
+fn cifar10_batches_and_truncation() {
+    let file = Path::new("../shared/data/cifar10-foolbox-samples/test_batch_first20.bin");
+    let bytes = if file.exists() {
+        std::fs::read(file).unwrap()
+    } else {
+        // Two records of our own when the shared samples are absent.
+        let mut b = vec![3u8];
+        b.extend(vec![7u8; 3072]);
+        b.push(9);
+        b.extend(vec![1u8; 3072]);
+        b
+    };
+    let dir = temp("cifar");
+    let path = dir.join("data_batch_1.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let splits = data::read_cifar(&dir).unwrap();
+    assert_eq!(splits.train.shape, [3, 32, 32]);
+    assert_eq!(splits.train.len(), bytes.len() / 3073);
+    assert!(splits.train.labels.iter().all(|&l| l < 10));
+    std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+    let e = data::read_cifar(&dir).err().unwrap().0;
+    assert!(
+        e.contains("data_batch_1.bin") && e.contains("3073-byte"),
+        "{e}"
+    );
+}
+
+#[test]
+fn npy_pairs() {
+    let dir = temp("npy");
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[6, 1, 4, 4]), |i| i[0] as f32);
+    nnc::weights::npy::write(&dir.join("images.npy"), &x).unwrap();
+    // int64 labels, as NumPy saves them by default.
+    let mut labels = nnc::weights::npy::to_bytes(&ndarray::ArrayD::zeros(ndarray::IxDyn(&[6])));
+    let header_end = labels.len() - 6 * 4;
+    labels.truncate(header_end);
+    let text = String::from_utf8(labels[10..].to_vec())
+        .unwrap()
+        .replace("<f4", "<i8");
+    let mut bytes = labels[..10].to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    for l in [0i64, 1, 2, 0, 1, 2] {
+        bytes.extend_from_slice(&l.to_le_bytes());
+    }
+    std::fs::write(dir.join("labels.npy"), &bytes).unwrap();
+    let splits = data::read_npy_folder(&dir).unwrap();
+    assert_eq!(splits.train.len(), 6);
+    assert_eq!(splits.train.classes, 3);
+    assert_eq!(splits.train.labels, vec![0, 1, 2, 0, 1, 2]);
+    // Five images and six labels.
+    let x5 = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[5, 1, 4, 4]));
+    nnc::weights::npy::write(&dir.join("images.npy"), &x5).unwrap();
+    let e = data::read_npy_folder(&dir).err().unwrap().0;
+    assert!(e.contains("5 images") && e.contains("6 labels"), "{e}");
+}
+
+#[test]
+fn image_folders() {
+    let dir = temp("images");
+    for (class, value) in [("cat", 10u8), ("dog", 200u8)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..3 {
+            let img = image::RgbImage::from_pixel(5, 4, image::Rgb([value, i, 0]));
+            img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let splits = data::read_image_folder(&dir).unwrap();
+    let t = &splits.train;
+    assert_eq!((t.len(), t.classes, t.shape), (6, 2, [3, 4, 5]));
+    assert_eq!(t.labels, vec![0, 0, 0, 1, 1, 1]);
+    let mut first = vec![0f32; t.image_size()];
+    t.image(4, &mut first);
+    // Channel-first: the red plane of a dog is 200/255.
+    assert!((first[0] - 200.0 / 255.0).abs() < 1e-6);
+    // An image of another size is an error naming it.
+    image::RgbImage::new(3, 3)
+        .save(dir.join("dog").join("odd.png"))
+        .unwrap();
+    let e = data::read_image_folder(&dir).err().unwrap().0;
+    assert!(e.contains("odd.png") && e.contains("3x3"), "{e}");
+}
