@@ -118,6 +118,10 @@ pub const WEIGHTS: &str = "E0601";
 pub const ARRAY: &str = "E0602";
 /// A model that cannot be lowered or run.
 pub const LOWERING: &str = "E0603";
+/// A data set that cannot be read, or that does not fit the network.
+pub const DATA: &str = "E0604";
+/// A training run whose loss or gradients became NaN or infinite.
+pub const NON_FINITE: &str = "E0605";
 
 // ---- warnings ----
 /// A value that is computed and never used.

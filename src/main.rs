@@ -335,7 +335,16 @@ fn run_training(args: &RunArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e),
+        Err(e) => {
+            let mut d = Diagnostic::error(e.code, e.message);
+            if let Some(setting) = e.setting {
+                d = d.at(cfg.span_of(setting), format!("`{setting}` is set here"));
+            }
+            if let Some(help) = e.help {
+                d = d.with_help(help);
+            }
+            report(&prog, &[d])
+        }
     }
 }
 

@@ -288,13 +288,14 @@ fn a_diverging_run_stops_and_names_the_tensor() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("non-finite")
-            && err.contains("epoch 1")
-            && err.contains("lower learning rate"),
+        err.contains("[E0605]") && err.contains("non-finite") && err.contains("epoch 1"),
         "{err}"
     );
+    assert!(err.contains("try a lower learning rate"), "{err}");
     assert!(
-        err.contains("is not finite"),
-        "the first non-finite tensor is named: {err}"
+        err.contains("optimizer = sgd(lr=1e30"),
+        "the diagnostic points at the optimizer: {err}"
     );
+    // The first IR node whose value is not finite is named.
+    assert!(err.contains(" = ") && err.contains("not finite"), "{err}");
 }

@@ -154,6 +154,21 @@ pub struct TrainConfig {
     pub early_stopping: Option<EarlyStopping>,
     pub init: Option<Init>,
     pub freeze: Vec<String>,
+    /// The span of each setting as written, for problems found when the
+    /// training runs (a batch larger than the data set).
+    pub spans: Vec<(String, Span)>,
+    /// The `train` keyword.
+    pub span: Span,
+}
+
+impl TrainConfig {
+    /// Where a setting is written, or the section when it is defaulted.
+    pub fn span_of(&self, setting: &str) -> Span {
+        self.spans
+            .iter()
+            .find(|(k, _)| k == setting)
+            .map_or(self.span, |(_, s)| *s)
+    }
 }
 
 const SETTINGS: &[&str] = &[
@@ -802,6 +817,11 @@ fn check_inner(
         early_stopping: early_stopping?,
         init: init?,
         freeze: freeze?,
+        spans: entries
+            .iter()
+            .map(|(k, _, s, _)| (k.to_string(), *s))
+            .collect(),
+        span: keyword_span(t.span),
     })
     .filter(|_| ok)
 }

@@ -14,6 +14,7 @@ use super::loader::{self, mix};
 use super::optim::{Optimizer, Stepper};
 use super::schedule::Schedule;
 use crate::check::train::{pattern_matches, Loss, Mode as MonitorMode, TrainConfig};
+use crate::diag_codes as codes;
 use crate::driver::LoadedModel;
 use crate::ir::{Graph, Mode, Role};
 use crate::weights::init::name_hash;
@@ -89,12 +90,49 @@ impl Graphs<'_> {
     }
 }
 
-fn err(m: impl Into<String>) -> String {
-    m.into()
+/// A problem that stops a run: a message, the setting of the training
+/// section it concerns (for a located diagnostic), and a fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunError {
+    pub code: &'static str,
+    pub message: String,
+    pub setting: Option<&'static str>,
+    pub help: Option<String>,
+}
+
+impl From<String> for RunError {
+    fn from(message: String) -> RunError {
+        RunError {
+            code: codes::LOWERING,
+            message,
+            setting: None,
+            help: None,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn err(
+    code: &'static str,
+    message: impl Into<String>,
+    setting: Option<&'static str>,
+    help: Option<String>,
+) -> RunError {
+    RunError {
+        code,
+        message: message.into(),
+        setting,
+        help,
+    }
 }
 
 /// Trains as the training section says; flags in `opts` override it.
-pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<Report, String> {
+pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<Report, RunError> {
     let started = Instant::now();
     let say = |s: String| {
         if !opts.quiet {
@@ -109,7 +147,9 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         .data
         .clone()
         .or_else(|| cfg.data.path.as_ref().map(PathBuf::from));
-    let splits = data::load(&cfg.data.dataset, path.as_deref()).map_err(|e| e.0)?;
+    let from_file = opts.data.is_none().then_some("data");
+    let splits = data::load(&cfg.data.dataset, path.as_deref())
+        .map_err(|e| err(codes::DATA, e.0, from_file, None))?;
     let mut full = splits.train;
     if let Some(n) = opts.limit {
         let n = n.min(full.len());
@@ -122,10 +162,18 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     let train = Arc::new(full.subset(&order[n_val..], "training"));
     let test = splits.test.map(Arc::new);
     if batch_size > train.len() {
-        return Err(err(format!(
-            "the batch size {batch_size} is larger than the {} training images; lower `batch_size`",
-            train.len()
-        )));
+        return Err(err(
+            codes::INVALID_SETTING,
+            format!(
+                "the batch size {batch_size} is larger than the {} training images",
+                train.len()
+            ),
+            Some("batch_size"),
+            Some(format!(
+                "use `batch_size = {}` or less, or more data",
+                train.len()
+            )),
+        ));
     }
 
     // The model, checked against the data.
@@ -144,20 +192,39 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 .collect()
         })
         .unwrap_or_default();
-    let pipeline = Arc::new(Pipeline::new(cfg.augment.clone(), train.shape)?);
-    let image = pipeline.output_shape()?;
+    let augment_setting = if cfg.augment.is_empty() {
+        "data"
+    } else {
+        "augment"
+    };
+    let pipeline = Arc::new(
+        Pipeline::new(cfg.augment.clone(), train.shape)
+            .map_err(|e| err(codes::INVALID_SETTING, e, Some("augment"), None))?,
+    );
+    let image = pipeline
+        .output_shape()
+        .map_err(|e| err(codes::INVALID_SETTING, e, Some("augment"), None))?;
     if model_in.len() != 4 || model_in[1..] != image {
-        return Err(err(format!(
-            "the data gives images of {:?} (after `augment`), but `{}` takes {:?}; {}",
-            image,
-            cfg.network,
-            model_in.get(1..).unwrap_or(&[]),
-            if model_in.len() == 4 && model_in[1] == image[0] {
+        return Err(err(
+            codes::DATA,
+            format!(
+                "the data gives images of {:?}{}, but `{}` takes {:?}",
+                image,
+                if cfg.augment.is_empty() {
+                    ""
+                } else {
+                    " after `augment`"
+                },
+                cfg.network,
+                model_in.get(1..).unwrap_or(&[])
+            ),
+            Some(augment_setting),
+            Some(if model_in.len() == 4 && model_in[1] == image[0] {
                 format!("add `resize({})` to `augment`", model_in[2])
             } else {
-                "change the network's input or the data".to_string()
-            }
-        )));
+                "change the network's input, or train it on other data".to_string()
+            }),
+        ));
     }
     let classes = probe
         .model
@@ -165,13 +232,20 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         .map(|o| probe.model.shape(o).to_vec())
         .unwrap_or_default();
     if classes.len() != 2 || classes[1].as_const() != Some(train.classes as i64) {
-        return Err(err(format!(
-            "the data has {} classes, but `{}` outputs {}; set its class count to {}",
-            train.classes,
-            cfg.network,
-            crate::check::dim::shape_to_string(&classes),
-            train.classes
-        )));
+        return Err(err(
+            codes::DATA,
+            format!(
+                "the data has {} classes, but `{}` outputs {}",
+                train.classes,
+                cfg.network,
+                crate::check::dim::shape_to_string(&classes)
+            ),
+            Some("data"),
+            Some(format!(
+                "give the network's last layer {} outputs",
+                train.classes
+            )),
+        ));
     }
     let frozen = |name: &str| cfg.freeze.iter().any(|p| pattern_matches(p, name));
     let mut graphs = Graphs {
@@ -182,7 +256,8 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     // Parameters, buffers and optimizer state: fresh, loaded or resumed.
     let mut weights = crate::weights::init::initialize(&probe.model, seed);
     if let Some(init) = &cfg.init {
-        let report = load_init(&mut weights, init)?;
+        let report = load_init(&mut weights, init)
+            .map_err(|e| err(codes::WEIGHTS, e, Some("init"), None))?;
         say(report);
     }
     let is_param = |name: &str| {
@@ -197,7 +272,12 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         .cloned()
         .collect();
     if trainable_names.is_empty() {
-        return Err(err("every parameter is frozen: nothing would train"));
+        return Err(err(
+            codes::BAD_FREEZE,
+            "every parameter is frozen: nothing would train",
+            Some("freeze"),
+            None,
+        ));
     }
     let optimizer = Optimizer::new(cfg.optimizer.clone());
     let base_lr = optimizer.base_lr();
@@ -223,7 +303,8 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     let mut bad_epochs = 0u64;
     let mut start_epoch = 0u64;
     let dir = opts.checkpoint_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| RunError::from(format!("cannot create `{}`: {e}", dir.display())))?;
     let last_path = dir.join("last.safetensors");
     let best_path = dir.join("best.safetensors");
     let metrics_path = opts
@@ -235,7 +316,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         let (saved, meta) =
             st::read_with_metadata(&last_path).map_err(|e| format!("cannot resume: {e}"))?;
         if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            return Err(err(format!(
+            return Err(RunError::from(format!(
                 "`{}` is not an nnc checkpoint",
                 last_path.display()
             )));
@@ -244,15 +325,9 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             .get("seed")
             .and_then(|s| s.parse().ok())
             .unwrap_or(seed);
-        if opts.seed.is_some() && saved_seed != seed {
-            return Err(err(format!(
-                "the checkpoint was made with seed {saved_seed}, not {seed}"
-            )));
-        }
-        let seed_used = saved_seed;
-        if seed_used != seed {
-            return Err(err(format!(
-                "the checkpoint was made with seed {seed_used}; run with `--seed {seed_used}`"
+        if saved_seed != seed {
+            return Err(RunError::from(format!(
+                "the checkpoint was made with seed {saved_seed}, not {seed}; resume with `--seed {saved_seed}`"
             )));
         }
         for (k, v) in saved {
@@ -336,12 +411,19 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                         Ok(_) => "a gradient".to_string(),
                     };
                 finish(bar);
-                return Err(err(format!(
-                    "the loss or a gradient became non-finite in epoch {}, step {}: {first}; the last good checkpoint is `{}`. Try a lower learning rate (now {lr:e}).",
-                    epoch + 1,
-                    stepper.step + 1,
-                    last_path.display()
-                )));
+                return Err(err(
+                    codes::NON_FINITE,
+                    format!(
+                        "the loss or a gradient became non-finite in epoch {}, step {}: {first}",
+                        epoch + 1,
+                        stepper.step + 1
+                    ),
+                    Some("optimizer"),
+                    Some(format!(
+                        "try a lower learning rate (it was {lr:e}); the last good checkpoint is `{}`",
+                        last_path.display()
+                    )),
+                ));
             }
             sums.add(loss, &out["logits"], &batch.labels, cfg);
             for (k, v) in &out {
