@@ -299,3 +299,63 @@ fn a_diverging_run_stops_and_names_the_tensor() {
     // The first IR node whose value is not finite is named.
     assert!(err.contains(" = ") && err.contains("not finite"), "{err}");
 }
+
+#[test]
+fn transfer_learning_loads_and_freezes_the_backbone() {
+    let data = temp("transfer-data");
+    synthetic_mnist(&data, 160, 20);
+    let work = temp("transfer-work");
+    let file = std::fs::canonicalize("tests/fixtures/tiny_transfer.nn").unwrap();
+    let run = |network: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .current_dir(&work)
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--network",
+                network,
+                "--data",
+                data.to_str().unwrap(),
+                "--checkpoint-dir",
+                &format!("runs/{network}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = run("source");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run("target");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    // The report of what was loaded and what was not.
+    assert!(
+        err.contains("initialized 6 tensors from `runs/source/best.safetensors`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("keep their fresh initialization: fc.bias, fc.weight, head.bias, head.weight"),
+        "{err}"
+    );
+    let source =
+        nnc::weights::safetensors::read(&work.join("runs/source/best.safetensors")).unwrap();
+    let target =
+        nnc::weights::safetensors::read(&work.join("runs/target/last.safetensors")).unwrap();
+    for (name, value) in &source {
+        if name.starts_with("backbone.") {
+            // Frozen: unchanged, running statistics included (batch norm stays in evaluation mode).
+            assert!(
+                target[name] == *value,
+                "`{name}` changed although it is frozen"
+            );
+        }
+    }
+    assert!(
+        target.contains_key("fc.weight") && target.contains_key("optimizer/exp_avg:head.weight")
+    );
+    assert!(
+        !target
+            .keys()
+            .any(|k| k.starts_with("optimizer/") && k.contains("backbone.")),
+        "frozen parameters have no optimizer state"
+    );
+}
