@@ -283,17 +283,10 @@ fn run_training(args: &RunArgs) -> ExitCode {
     };
     let declared: Vec<i64> = probe
         .model
-        .inputs
-        .first()
-        .map(|i| {
-            probe
-                .model
-                .shape(i.value)
-                .iter()
-                .map(|d| d.as_const().unwrap_or(1))
-                .collect()
-        })
-        .unwrap_or_default();
+        .input_sizes()
+        .into_iter()
+        .map(|d| d.unwrap_or(1))
+        .collect();
     let network = probe.model.name.clone();
     let build = |batch: usize| -> Result<driver::LoadedModel, String> {
         let mut shape = declared.clone();

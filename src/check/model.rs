@@ -74,6 +74,14 @@ impl Model {
         &self.values[v.0 as usize].shape
     }
 
+    /// The sizes of the first input, `None` where symbolic.
+    pub fn input_sizes(&self) -> Vec<Option<i64>> {
+        self.inputs
+            .first()
+            .map(|i| self.shape(i.value).iter().map(|d| d.as_const()).collect())
+            .unwrap_or_default()
+    }
+
     pub fn add_value(&mut self, shape: Vec<Dim>, producer: Option<usize>) -> ValueId {
         self.values.push(ValueInfo { shape, producer });
         ValueId(self.values.len() as u32 - 1)

@@ -180,18 +180,11 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     let probe = build(batch_size)?;
     let model_in: Vec<usize> = probe
         .model
-        .inputs
-        .first()
-        .map(|i| {
-            probe
-                .model
-                .shape(i.value)
-                .iter()
-                .filter_map(|d| d.as_const())
-                .map(|d| d as usize)
-                .collect()
-        })
-        .unwrap_or_default();
+        .input_sizes()
+        .into_iter()
+        .flatten()
+        .map(|d| d as usize)
+        .collect();
     let augment_setting = if cfg.augment.is_empty() {
         "data"
     } else {

@@ -54,16 +54,7 @@ fn uniform(shape: &[i64], bound: f64, rng: &mut Rng) -> ArrayD<f32> {
 pub fn initialize(model: &Model, seed: u64) -> WeightSet {
     let mut out = WeightSet::new();
     for layer in &model.layers {
-        let fan_in = match &layer.op {
-            Op::Conv2d {
-                in_channels,
-                kernel,
-                groups,
-                ..
-            } => (in_channels / groups) * kernel[0] * kernel[1],
-            Op::Linear { in_features, .. } => *in_features,
-            _ => 1,
-        };
+        let fan_in = layer.op.fan_in().unwrap_or(1);
         for p in &layer.params {
             if super::is_ignored_key(&p.name) {
                 continue;

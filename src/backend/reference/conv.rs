@@ -49,9 +49,10 @@ fn source(
     (pos >= 0 && (pos as usize) < size).then_some(pos as usize)
 }
 
-/// `[cg * kh * kw, ho * wo]` patches of one image's channel group.
-fn im2col<T: Elem>(x: ArrayView3<'_, T>, d: &Dims, g: &ConvGeom) -> Array2<T> {
-    let mut cols = Array2::zeros((d.cg * d.kh * d.kw, d.ho * d.wo));
+/// Calls `f(row, column, channel, input_y, input_x)` for every (kernel
+/// tap, output position) pair that reads inside the input: row indexes
+/// the tap (`(c * kh + i) * kw + j`), column the output position.
+fn for_each_tap(d: &Dims, g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
     for c in 0..d.cg {
         for i in 0..d.kh {
             for j in 0..d.kw {
@@ -65,13 +66,21 @@ fn im2col<T: Elem>(x: ArrayView3<'_, T>, d: &Dims, g: &ConvGeom) -> Array2<T> {
                         if let Some(ix) =
                             source(ox, j, g.stride[1], g.dilation[1], g.padding[2], d.w)
                         {
-                            cols[[row, oy * d.wo + ox]] = x[[c, iy, ix]];
+                            f(row, oy * d.wo + ox, c, iy, ix);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// `[cg * kh * kw, ho * wo]` patches of one image's channel group.
+fn im2col<T: Elem>(x: ArrayView3<'_, T>, d: &Dims, g: &ConvGeom) -> Array2<T> {
+    let mut cols = Array2::zeros((d.cg * d.kh * d.kw, d.ho * d.wo));
+    for_each_tap(d, g, |row, col, c, iy, ix| {
+        cols[[row, col]] = x[[c, iy, ix]]
+    });
     cols
 }
 
@@ -83,26 +92,9 @@ fn col2im<T: Elem>(
     d: &Dims,
     g: &ConvGeom,
 ) {
-    for c in 0..d.cg {
-        for i in 0..d.kh {
-            for j in 0..d.kw {
-                let row = (c * d.kh + i) * d.kw + j;
-                for oy in 0..d.ho {
-                    let Some(iy) = source(oy, i, g.stride[0], g.dilation[0], g.padding[0], d.h)
-                    else {
-                        continue;
-                    };
-                    for ox in 0..d.wo {
-                        if let Some(ix) =
-                            source(ox, j, g.stride[1], g.dilation[1], g.padding[2], d.w)
-                        {
-                            dx[[c, iy, ix]] = dx[[c, iy, ix]] + cols[[row, oy * d.wo + ox]];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_tap(d, g, |row, col, c, iy, ix| {
+        dx[[c, iy, ix]] = dx[[c, iy, ix]] + cols[[row, col]]
+    });
 }
 
 fn as4<T: Elem>(a: &Tensor<T>) -> ndarray::ArrayView4<'_, T> {

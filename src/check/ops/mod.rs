@@ -208,18 +208,26 @@ impl Op {
         }
     }
 
-    /// Multiply-accumulates of convolution and fully connected layers
-    /// (torchvision's convention: other layers count zero).
-    pub fn macs(&self, output: &[Dim]) -> Option<Dim> {
-        let per_output = match self {
+    /// Inputs that feed one output of a convolution or fully connected
+    /// layer: its fan-in (for initialization) and its MACs per output.
+    pub fn fan_in(&self) -> Option<i64> {
+        match self {
             Op::Conv2d {
                 in_channels,
                 kernel,
                 groups,
                 ..
-            } => (in_channels / groups) * kernel[0] * kernel[1],
-            Op::Linear { in_features, .. } => *in_features,
-            _ => return Some(Dim::constant(0)),
+            } => Some((in_channels / groups) * kernel[0] * kernel[1]),
+            Op::Linear { in_features, .. } => Some(*in_features),
+            _ => None,
+        }
+    }
+
+    /// Multiply-accumulates of convolution and fully connected layers
+    /// (torchvision's convention: other layers count zero).
+    pub fn macs(&self, output: &[Dim]) -> Option<Dim> {
+        let Some(per_output) = self.fan_in() else {
+            return Some(Dim::constant(0));
         };
         let mut n = Dim::constant(per_output);
         for d in output {
