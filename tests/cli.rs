@@ -140,10 +140,14 @@ fn help_explains_each_command() {
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
     assert!(
-        out.contains("check") && out.contains("summary") && out.contains("std::NAME"),
+        out.contains("check")
+            && out.contains("summary")
+            && out.contains("run")
+            && out.contains("infer")
+            && out.contains("std::NAME"),
         "{out}"
     );
-    for cmd in ["check", "summary"] {
+    for cmd in ["check", "summary", "compile", "infer", "run"] {
         let o = nnc(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         assert!(stdout(&o).len() > 200, "{cmd} --help is too short");
