@@ -84,47 +84,71 @@ pub fn max_backward<T: Elem>(x: &Tensor<T>, dy: &Tensor<T>, g: &PoolGeom) -> Ten
     dx.into_dyn()
 }
 
-/// The window of output `o` on one axis: `(start, end, divisor_span)`,
-/// clipped to the input, with the span PyTorch divides by when padding
-/// counts (clipped to the padded input only).
-fn avg_window(o: usize, size: usize, g: &PoolGeom, axis: usize) -> (usize, usize, usize) {
-    let start = (o * g.stride[axis]) as isize - g.padding[axis] as isize;
-    let end = (start + g.kernel[axis] as isize).min((size + g.padding[axis]) as isize);
-    let span = (end - start) as usize;
-    (
-        start.max(0) as usize,
-        end.min(size as isize).max(0) as usize,
-        span,
-    )
+/// One output's window on one axis: `start..end` clipped to the input, and
+/// the span PyTorch divides by when padding counts.
+#[derive(Clone, Copy)]
+struct Window {
+    start: usize,
+    end: usize,
+    span: usize,
 }
 
-fn avg_divisor(
-    wy: (usize, usize, usize),
-    wx: (usize, usize, usize),
-    count_include_pad: bool,
-) -> f64 {
-    if count_include_pad {
-        (wy.2 * wx.2) as f64
+/// The windows of average pooling on one axis: clipped to the input, with
+/// the span clipped to the padded input only (PyTorch's divisor).
+fn pool_windows(size: usize, g: &PoolGeom, axis: usize) -> Vec<Window> {
+    (0..out_size(size, g, axis))
+        .map(|o| {
+            let start = (o * g.stride[axis]) as isize - g.padding[axis] as isize;
+            let end = (start + g.kernel[axis] as isize).min((size + g.padding[axis]) as isize);
+            Window {
+                start: start.max(0) as usize,
+                end: end.min(size as isize).max(0) as usize,
+                span: (end - start) as usize,
+            }
+        })
+        .collect()
+}
+
+/// Adaptive windows: `[floor(o*in/out), ceil((o+1)*in/out))`.
+fn adaptive_windows(size: usize, out: usize) -> Vec<Window> {
+    (0..out)
+        .map(|o| {
+            let (start, end) = (o * size / out, ((o + 1) * size).div_ceil(out));
+            Window {
+                start,
+                end,
+                span: end - start,
+            }
+        })
+        .collect()
+}
+
+fn divisor(wy: Window, wx: Window, count_padding: bool) -> f64 {
+    if count_padding {
+        (wy.span * wx.span) as f64
     } else {
-        ((wy.1 - wy.0) * (wx.1 - wx.0)) as f64
+        ((wy.end - wy.start) * (wx.end - wx.start)) as f64
     }
 }
 
-pub fn avg_forward<T: Elem>(x: &Tensor<T>, g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
+/// The mean of every window: average and adaptive average pooling.
+fn window_means<T: Elem>(
+    x: &Tensor<T>,
+    wys: &[Window],
+    wxs: &[Window],
+    count_padding: bool,
+) -> Tensor<T> {
     let x4 = as4(x);
-    let [n, c, h, w] = [x4.shape()[0], x4.shape()[1], x4.shape()[2], x4.shape()[3]];
-    let (ho, wo) = (out_size(h, g, 0), out_size(w, g, 1));
-    let mut y = Array4::zeros((n, c, ho, wo));
-    for oy in 0..ho {
-        let wy = avg_window(oy, h, g, 0);
-        for ox in 0..wo {
-            let wx = avg_window(ox, w, g, 1);
-            let div = T::of(avg_divisor(wy, wx, count_include_pad));
+    let [n, c] = [x4.shape()[0], x4.shape()[1]];
+    let mut y = Array4::zeros((n, c, wys.len(), wxs.len()));
+    for (oy, &wy) in wys.iter().enumerate() {
+        for (ox, &wx) in wxs.iter().enumerate() {
+            let div = T::of(divisor(wy, wx, count_padding));
             for b in 0..n {
                 for ch in 0..c {
                     let mut s = T::zero();
-                    for iy in wy.0..wy.1 {
-                        for ix in wx.0..wx.1 {
+                    for iy in wy.start..wy.end {
+                        for ix in wx.start..wx.end {
                             s = s + x4[[b, ch, iy, ix]];
                         }
                     }
@@ -134,6 +158,46 @@ pub fn avg_forward<T: Elem>(x: &Tensor<T>, g: &PoolGeom, count_include_pad: bool
         }
     }
     y.into_dyn()
+}
+
+/// The transpose of [`window_means`]: each output's gradient is shared
+/// evenly by its window.
+fn window_means_backward<T: Elem>(
+    dy: &Tensor<T>,
+    shape: &[usize],
+    wys: &[Window],
+    wxs: &[Window],
+    count_padding: bool,
+) -> Tensor<T> {
+    let dy4 = as4(dy);
+    let [n, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
+    let mut dx = Array4::zeros((n, c, h, w));
+    for (oy, &wy) in wys.iter().enumerate() {
+        for (ox, &wx) in wxs.iter().enumerate() {
+            let div = T::of(divisor(wy, wx, count_padding));
+            for b in 0..n {
+                for ch in 0..c {
+                    let share = dy4[[b, ch, oy, ox]] / div;
+                    for iy in wy.start..wy.end {
+                        for ix in wx.start..wx.end {
+                            dx[[b, ch, iy, ix]] = dx[[b, ch, iy, ix]] + share;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx.into_dyn()
+}
+
+pub fn avg_forward<T: Elem>(x: &Tensor<T>, g: &PoolGeom, count_include_pad: bool) -> Tensor<T> {
+    let s = x.shape();
+    window_means(
+        x,
+        &pool_windows(s[2], g, 0),
+        &pool_windows(s[3], g, 1),
+        count_include_pad,
+    )
 }
 
 pub fn avg_backward<T: Elem>(
@@ -142,97 +206,47 @@ pub fn avg_backward<T: Elem>(
     count_include_pad: bool,
     shape: &[usize],
 ) -> Tensor<T> {
-    let dy4 = as4(dy);
-    let [n, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
-    let (ho, wo) = (dy4.shape()[2], dy4.shape()[3]);
-    let mut dx = Array4::zeros((n, c, h, w));
-    for oy in 0..ho {
-        let wy = avg_window(oy, h, g, 0);
-        for ox in 0..wo {
-            let wx = avg_window(ox, w, g, 1);
-            let div = T::of(avg_divisor(wy, wx, count_include_pad));
-            for b in 0..n {
-                for ch in 0..c {
-                    let share = dy4[[b, ch, oy, ox]] / div;
-                    for iy in wy.0..wy.1 {
-                        for ix in wx.0..wx.1 {
-                            dx[[b, ch, iy, ix]] = dx[[b, ch, iy, ix]] + share;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    dx.into_dyn()
-}
-
-/// The input range of adaptive output `o`: `[floor(o*in/out), ceil((o+1)*in/out))`.
-fn adaptive_range(o: usize, input: usize, output: usize) -> (usize, usize) {
-    (o * input / output, ((o + 1) * input).div_ceil(output))
+    window_means_backward(
+        dy,
+        shape,
+        &pool_windows(shape[2], g, 0),
+        &pool_windows(shape[3], g, 1),
+        count_include_pad,
+    )
 }
 
 pub fn adaptive_avg_forward<T: Elem>(x: &Tensor<T>, size: [usize; 2]) -> Tensor<T> {
-    let x4 = as4(x);
-    let [n, c, h, w] = [x4.shape()[0], x4.shape()[1], x4.shape()[2], x4.shape()[3]];
-    let mut y = Array4::zeros((n, c, size[0], size[1]));
-    for oy in 0..size[0] {
-        let (y0, y1) = adaptive_range(oy, h, size[0]);
-        for ox in 0..size[1] {
-            let (x0, x1) = adaptive_range(ox, w, size[1]);
-            let div = T::of(((y1 - y0) * (x1 - x0)) as f64);
-            for b in 0..n {
-                for ch in 0..c {
-                    let mut s = T::zero();
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            s = s + x4[[b, ch, iy, ix]];
-                        }
-                    }
-                    y[[b, ch, oy, ox]] = s / div;
-                }
-            }
-        }
-    }
-    y.into_dyn()
+    let s = x.shape();
+    window_means(
+        x,
+        &adaptive_windows(s[2], size[0]),
+        &adaptive_windows(s[3], size[1]),
+        true,
+    )
 }
 
 pub fn adaptive_avg_backward<T: Elem>(dy: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
-    let dy4 = as4(dy);
-    let [n, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
-    let (ho, wo) = (dy4.shape()[2], dy4.shape()[3]);
-    let mut dx = Array4::zeros((n, c, h, w));
-    for oy in 0..ho {
-        let (y0, y1) = adaptive_range(oy, h, ho);
-        for ox in 0..wo {
-            let (x0, x1) = adaptive_range(ox, w, wo);
-            let div = T::of(((y1 - y0) * (x1 - x0)) as f64);
-            for b in 0..n {
-                for ch in 0..c {
-                    let share = dy4[[b, ch, oy, ox]] / div;
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            dx[[b, ch, iy, ix]] = dx[[b, ch, iy, ix]] + share;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    dx.into_dyn()
+    let (ho, wo) = (dy.shape()[2], dy.shape()[3]);
+    window_means_backward(
+        dy,
+        shape,
+        &adaptive_windows(shape[2], ho),
+        &adaptive_windows(shape[3], wo),
+        true,
+    )
 }
 
 fn adaptive_argmax<T: Elem>(x: &ArrayView4<'_, T>, size: [usize; 2]) -> Array4<(usize, usize)> {
     let [n, c, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+    let (wys, wxs) = (adaptive_windows(h, size[0]), adaptive_windows(w, size[1]));
     let mut idx = Array4::from_elem((n, c, size[0], size[1]), (0, 0));
     for b in 0..n {
         for ch in 0..c {
-            for oy in 0..size[0] {
-                let (y0, y1) = adaptive_range(oy, h, size[0]);
-                for ox in 0..size[1] {
-                    let (x0, x1) = adaptive_range(ox, w, size[1]);
-                    let mut best = (y0, x0);
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
+            for (oy, wy) in wys.iter().enumerate() {
+                for (ox, wx) in wxs.iter().enumerate() {
+                    let mut best = (wy.start, wx.start);
+                    for iy in wy.start..wy.end {
+                        for ix in wx.start..wx.end {
                             let v = x[[b, ch, iy, ix]];
                             if v > x[[b, ch, best.0, best.1]] || v.is_nan() {
                                 best = (iy, ix);
