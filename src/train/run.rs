@@ -66,6 +66,8 @@ pub struct Report {
     pub test: Option<Stats>,
     pub stopped_early_at: Option<u64>,
     pub seconds: f64,
+    /// Parameters and buffers at the end (the best epoch's when early
+    /// stopping restores it), under their `state_dict` names.
     pub parameters: WeightSet,
     pub checkpoint_dir: PathBuf,
 }
@@ -355,7 +357,6 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     }
     rewrite_metrics(&metrics_path, &records)?;
 
-    let total_images = train.len() as u64 * epochs.saturating_sub(start_epoch);
     say(format!(
         "training `{}` on {} images ({} for validation), {} epochs of {} steps, batch {batch_size}, reference backend",
         cfg.network,
@@ -364,7 +365,6 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         epochs,
         steps_per_epoch
     ));
-    let _ = total_images;
     let mut stopped_early_at = None;
     for epoch in start_epoch..epochs {
         let t0 = Instant::now();
@@ -481,7 +481,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         if improved {
             best = Some((value, epoch + 1));
             bad_epochs = 0;
-            st::save(&best_path, &model_tensors(&weights)).map_err(|e| e.to_string())?;
+            st::save(&best_path, &weights).map_err(|e| e.to_string())?;
         } else {
             bad_epochs += 1;
         }
@@ -550,7 +550,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         test: test_stats,
         stopped_early_at,
         seconds: started.elapsed().as_secs_f64(),
-        parameters: model_tensors(&weights),
+        parameters: weights,
         checkpoint_dir: dir,
     })
 }
@@ -566,11 +566,6 @@ fn train_name(cfg: &TrainConfig) -> &'static str {
         D::ImageFolder => "an image folder",
         D::Npy => ".npy data",
     }
-}
-
-/// Parameters and buffers, under their `state_dict` names.
-fn model_tensors(weights: &WeightSet) -> WeightSet {
-    weights.clone()
 }
 
 #[allow(clippy::too_many_arguments)]
