@@ -91,6 +91,20 @@ impl LoadedModel {
     /// (cross-entropy without one) and the gradients of every parameter that
     /// is not frozen.
     pub fn lower(&self, mode: crate::ir::Mode) -> Result<crate::ir::Graph, Diagnostic> {
+        self.lower_graph(mode, mode == crate::ir::Mode::Train)
+    }
+
+    /// The evaluation graph with the training section's loss: it takes
+    /// `target` and outputs `loss` beside `logits`.
+    pub fn lower_evaluation(&self) -> Result<crate::ir::Graph, Diagnostic> {
+        self.lower_graph(crate::ir::Mode::Infer, true)
+    }
+
+    fn lower_graph(
+        &self,
+        mode: crate::ir::Mode,
+        with_loss: bool,
+    ) -> Result<crate::ir::Graph, Diagnostic> {
         use crate::ir::lower::LossSpec;
         let loss = match &self.train {
             Some(t) => LossSpec::from(&t.loss),
@@ -105,8 +119,9 @@ impl LoadedModel {
                 .iter()
                 .any(|p| crate::check::train::pattern_matches(p, name))
         };
-        let mut g = crate::ir::lower::lower_with(&self.model, mode, Some(&loss), &frozen)
-            .map_err(lowering_error)?;
+        let mut g =
+            crate::ir::lower::lower_with(&self.model, mode, with_loss.then_some(&loss), &frozen)
+                .map_err(lowering_error)?;
         if mode == crate::ir::Mode::Train {
             let l = g
                 .find_output("loss")

@@ -29,9 +29,10 @@ impl From<&Loss> for LossSpec {
     }
 }
 
-/// Lowers a model whose shapes are all concrete. In `Mode::Train` with a
-/// loss, the graph has the outputs `logits` and `loss` and, per batch norm,
-/// `update:NAME.running_mean` and `update:NAME.running_var`.
+/// Lowers a model whose shapes are all concrete. With a loss, the graph
+/// also takes `target` and has the output `loss` (in either mode, so that
+/// evaluation reports the loss training minimizes); in `Mode::Train`, per
+/// batch norm, `update:NAME.running_mean` and `update:NAME.running_var`.
 pub fn lower(model: &Model, mode: Mode, loss: Option<&LossSpec>) -> Result<Graph, String> {
     lower_with(model, mode, loss, &|_| false)
 }
@@ -122,7 +123,7 @@ pub fn lower_with(
         .and_then(|v| values[v.0 as usize])
         .ok_or("the model has no output")?;
     g.output("logits", output);
-    if let (Mode::Train, Some(loss)) = (mode, loss) {
+    if let Some(loss) = loss {
         let l = add_loss(&mut g, output, loss);
         g.output("loss", l);
     }

@@ -13,7 +13,7 @@ use super::data::{self, Dataset};
 use super::loader::{self, mix};
 use super::optim::{Optimizer, Stepper};
 use super::schedule::Schedule;
-use crate::check::train::{pattern_matches, Loss, Mode as MonitorMode, TrainConfig};
+use crate::check::train::{pattern_matches, Mode as MonitorMode, TrainConfig};
 use crate::diag_codes as codes;
 use crate::driver::LoadedModel;
 use crate::ir::{Graph, Mode, Role};
@@ -84,8 +84,12 @@ impl Graphs<'_> {
     fn get(&mut self, batch: usize, train: bool) -> Result<&Graph, String> {
         if !self.cache.contains_key(&(batch, train)) {
             let loaded = (self.build)(batch)?;
-            let mode = if train { Mode::Train } else { Mode::Infer };
-            let g = loaded.lower(mode).map_err(|d| d.message)?;
+            let g = if train {
+                loaded.lower(Mode::Train)
+            } else {
+                loaded.lower_evaluation()
+            };
+            let g = g.map_err(|d| d.message)?;
             self.cache.insert((batch, train), g);
         }
         Ok(&self.cache[&(batch, train)])
@@ -672,35 +676,6 @@ impl Sums {
     }
 }
 
-/// The loss of a batch from its logits, as the training graph computes it.
-fn host_loss(logits: &ArrayD<f32>, target: &ArrayD<f32>, loss: &Loss) -> f64 {
-    let k = logits.shape()[1];
-    let l = logits.as_standard_layout();
-    let t = target.as_standard_layout();
-    let (ls, ts) = (l.as_slice().unwrap_or(&[]), t.as_slice().unwrap_or(&[]));
-    let rows = ls.len() / k.max(1);
-    let mut total = 0.0;
-    match loss {
-        Loss::CrossEntropy { label_smoothing } => {
-            for (row, trow) in ls.chunks(k).zip(ts.chunks(k)) {
-                let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
-                let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-                for (v, tv) in row.iter().zip(trow) {
-                    let t = *tv as f64 * (1.0 - label_smoothing) + label_smoothing / k as f64;
-                    total -= t * (*v as f64 - lse);
-                }
-            }
-            total / rows.max(1) as f64
-        }
-        Loss::Mse => {
-            for (v, tv) in ls.iter().zip(ts) {
-                total += (*v as f64 - *tv as f64).powi(2);
-            }
-            total / ls.len().max(1) as f64
-        }
-    }
-}
-
 fn evaluate(
     graphs: &mut Graphs<'_>,
     weights: &WeightSet,
@@ -719,12 +694,12 @@ fn evaluate(
     let mut sums = Sums::default();
     for batch in rx {
         let g = graphs.get(batch.labels.len(), false)?;
-        let inputs = inputs_for(g, weights, batch.x, None);
+        // The evaluation graph computes the training section's loss too.
+        let inputs = inputs_for(g, weights, batch.x, Some(batch.target));
         let out =
             crate::backend::reference::run::<f32>(g, &inputs, 0).map_err(|e| e.to_string())?;
-        let logits = &out["logits"];
-        let loss = host_loss(logits, &batch.target, &cfg.loss);
-        sums.add(loss, logits, &batch.labels, cfg);
+        let loss = out["loss"].iter().next().copied().unwrap_or(f32::NAN) as f64;
+        sums.add(loss, &out["logits"], &batch.labels, cfg);
     }
     Ok(sums.stats())
 }
