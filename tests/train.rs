@@ -198,26 +198,27 @@ fn resume_after_sigkill_is_bit_identical() {
     );
 }
 
+/// Runs nnc, expecting a user error (exit 1) whose text holds every needle.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let o = nnc(args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for n in needles {
+        assert!(err.contains(n), "no `{n}` in:\n{err}");
+    }
+}
+
 #[test]
 fn data_problems_name_the_file() {
     let data = temp("bad-data");
     synthetic_mnist(&data, 32, 8);
-    // Truncate the training images.
+    let (d, dir) = (data.to_str().unwrap(), temp("bad-run"));
+    let dir = dir.to_str().unwrap();
+    // Truncated training images.
     let images = data.join("train-images-idx3-ubyte.gz");
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
-    let dir = temp("bad-run");
-    let o = nnc(&run_args(
-        data.to_str().unwrap(),
-        dir.to_str().unwrap(),
-        &[],
-    ));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("train-images-idx3-ubyte.gz"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&run_args(d, dir, &[]), &["train-images-idx3-ubyte.gz"]);
 
     // A count mismatch between images and labels.
     synthetic_mnist(&data, 32, 8);
@@ -227,26 +228,10 @@ fn data_problems_name_the_file() {
         &[0; 31],
         true,
     );
-    let o = nnc(&run_args(
-        data.to_str().unwrap(),
-        dir.to_str().unwrap(),
-        &[],
-    ));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("32 images") && stderr(&o).contains("31 labels"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&run_args(d, dir, &[]), &["32 images", "31 labels"]);
 
     // No data at all: say how to get it.
-    let o = nnc(&run_args(
-        "/nonexistent/fashion",
-        dir.to_str().unwrap(),
-        &[],
-    ));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    fails_with(&run_args("/nonexistent/fashion", dir, &[]), &["not found"]);
 
     // A bad magic number.
     let junk = temp("junk");
@@ -258,13 +243,7 @@ fn data_problems_name_the_file() {
     ] {
         std::fs::write(junk.join(f), b"\x01\x02\x03\x04 not idx").unwrap();
     }
-    let o = nnc(&run_args(
-        junk.to_str().unwrap(),
-        dir.to_str().unwrap(),
-        &[],
-    ));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("bad magic"), "{}", stderr(&o));
+    fails_with(&run_args(junk.to_str().unwrap(), dir, &[]), &["bad magic"]);
 }
 
 #[test]
