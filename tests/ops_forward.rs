@@ -370,3 +370,90 @@ fn layers_in_inference_mode() {
     );
     close(&y, &[6.0]);
 }
+
+/// Closed forms for the unary functions that the layer tests do not reach
+/// independently; each value is computed here from its textbook definition.
+#[test]
+fn unary_functions_against_closed_forms() {
+    let xs = [-2.5, -0.5, 0.25, 1.5, 7.0];
+    let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let cases: Vec<(UnaryFn, Box<dyn Fn(f64) -> f64>)> = vec![
+        (UnaryFn::Neg, Box::new(|v| -v)),
+        (UnaryFn::Exp, Box::new(f64::exp)),
+        (UnaryFn::Square, Box::new(|v| v * v)),
+        (UnaryFn::Tanh, Box::new(f64::tanh)),
+        (UnaryFn::Silu, Box::new(move |v| v * sigmoid(v))),
+        (UnaryFn::Relu6, Box::new(|v| v.clamp(0.0, 6.0))),
+        (
+            UnaryFn::Gelu { tanh: true },
+            Box::new(|v| {
+                let inner = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3));
+                0.5 * v * (1.0 + inner.tanh())
+            }),
+        ),
+        (UnaryFn::Pow { exponent: 3.0 }, Box::new(|v| v * v * v)),
+    ];
+    for (f, expected) in &cases {
+        let y = apply(Op::Unary(*f), &[t(&[xs.len()], &xs)]);
+        let want: Vec<f64> = xs.iter().map(|&v| expected(v)).collect();
+        close(&y, &want);
+    }
+    // Functions defined on positive numbers only.
+    let pos = [0.25, 1.0, 4.0, 9.0];
+    let positive: Vec<(UnaryFn, Box<dyn Fn(f64) -> f64>)> = vec![
+        (UnaryFn::Log, Box::new(f64::ln)),
+        (UnaryFn::Sqrt, Box::new(f64::sqrt)),
+        (UnaryFn::Rsqrt, Box::new(|v| 1.0 / v.sqrt())),
+        (UnaryFn::Pow { exponent: 0.5 }, Box::new(f64::sqrt)),
+    ];
+    for (f, expected) in &positive {
+        let y = apply(Op::Unary(*f), &[t(&[pos.len()], &pos)]);
+        let want: Vec<f64> = pos.iter().map(|&v| expected(v)).collect();
+        close(&y, &want);
+    }
+    // Spot values worked out by hand.
+    close(&apply(Op::Unary(UnaryFn::Log), &[t(&[1], &[1.0])]), &[0.0]);
+    close(&apply(Op::Unary(UnaryFn::Rsqrt), &[t(&[1], &[4.0])]), &[0.5]);
+    close(
+        &apply(Op::Unary(UnaryFn::Relu6), &[t(&[3], &[-1.0, 3.0, 8.0])]),
+        &[0.0, 3.0, 6.0],
+    );
+}
+
+/// A NaN anywhere stays a NaN, as in PyTorch: an op that swallowed it would
+/// hide a diverging run from the non-finite guard.
+#[test]
+fn nan_propagates_through_every_op() {
+    let nan = f64::NAN;
+    for f in UnaryFn::ALL {
+        let y = apply(Op::Unary(f), &[t(&[2], &[nan, 1.0])]);
+        assert!(y[[0]].is_nan(), "{} turned NaN into {}", f.name(), y[[0]]);
+    }
+    let with_nan = t(&[2], &[nan, 1.0]);
+    let plain = t(&[2], &[0.5, 0.5]);
+    for f in [
+        BinaryFn::Add,
+        BinaryFn::Sub,
+        BinaryFn::Mul,
+        BinaryFn::Div,
+        BinaryFn::Max,
+    ] {
+        for args in [
+            [with_nan.clone(), plain.clone()],
+            [plain.clone(), with_nan.clone()],
+        ] {
+            let y = apply(Op::Binary(f), &args);
+            assert!(y[[0]].is_nan(), "{f:?} dropped a NaN operand: {y}");
+            assert!(!y[[1]].is_nan(), "{f:?} made a NaN from numbers: {y}");
+        }
+    }
+    let y = apply(
+        Op::ReduceMax { axes: vec![0] },
+        &[t(&[3], &[1.0, nan, 2.0])],
+    );
+    assert!(y[[0]].is_nan(), "reduce_max dropped a NaN: {y}");
+    let mut img = seq(&[1, 1, 2, 2]);
+    img[[0, 0, 1, 0]] = nan;
+    let y = apply(Op::MaxPool2d(pool(2, 2, 0, false)), &[img]);
+    assert!(y[[0, 0, 0, 0]].is_nan(), "max pooling dropped a NaN: {y}");
+}

@@ -22,6 +22,9 @@ pub fn unary<T: Elem>(f: UnaryFn, x: T) -> T {
         UnaryFn::Sqrt => v.sqrt(),
         UnaryFn::Rsqrt => 1.0 / v.sqrt(),
         UnaryFn::Square => v * v,
+        // `f64::max` drops a NaN operand; PyTorch's relu propagates it, and
+        // so must we, or the non-finite guard never sees the divergence.
+        UnaryFn::Relu if v.is_nan() => v,
         UnaryFn::Relu => v.max(0.0),
         UnaryFn::Relu6 => v.clamp(0.0, 6.0),
         UnaryFn::Sigmoid => sigmoid(v),
@@ -50,7 +53,11 @@ pub fn unary<T: Elem>(f: UnaryFn, x: T) -> T {
 }
 
 /// `f'(x)`, with PyTorch's choices at the kinks (relu'(0) = 0).
+/// A NaN input gives a NaN derivative, so that the gradient carries it on.
 pub fn derivative(f: UnaryFn, v: f64) -> f64 {
+    if v.is_nan() {
+        return v;
+    }
     match f {
         UnaryFn::Neg => -1.0,
         UnaryFn::Exp => v.exp(),
@@ -116,8 +123,9 @@ pub fn binary<T: Elem>(f: BinaryFn, a: &Tensor<T>, b: &Tensor<T>, shape: &[usize
             BinaryFn::Sub => x - y,
             BinaryFn::Mul => x * y,
             BinaryFn::Div => x / y,
+            // NaN on either side wins, as in `torch.maximum`.
             BinaryFn::Max => {
-                if x >= y || y.is_nan() {
+                if x >= y || x.is_nan() {
                     x
                 } else {
                     y
