@@ -413,7 +413,10 @@ fn unary_functions_against_closed_forms() {
     }
     // Spot values worked out by hand.
     close(&apply(Op::Unary(UnaryFn::Log), &[t(&[1], &[1.0])]), &[0.0]);
-    close(&apply(Op::Unary(UnaryFn::Rsqrt), &[t(&[1], &[4.0])]), &[0.5]);
+    close(
+        &apply(Op::Unary(UnaryFn::Rsqrt), &[t(&[1], &[4.0])]),
+        &[0.5],
+    );
     close(
         &apply(Op::Unary(UnaryFn::Relu6), &[t(&[3], &[-1.0, 3.0, 8.0])]),
         &[0.0, 3.0, 6.0],

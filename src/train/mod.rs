@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod data;
 pub mod loader;
+pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod run;

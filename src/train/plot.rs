@@ -6,7 +6,7 @@
 //! `fonts-dejavu-core` and `fonts-liberation2` packages). Without one the
 //! plots are skipped with a note; the metrics file is unaffected.
 
-use super::run::EpochRecord;
+use super::metrics::EpochRecord;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

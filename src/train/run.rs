@@ -11,6 +11,7 @@
 use super::augment::Pipeline;
 use super::data::{self, Dataset};
 use super::loader::{self, mix};
+use super::metrics::{self, metric_value, EpochRecord, Stats, Tally};
 use super::optim::{Optimizer, Stepper};
 use super::schedule::Schedule;
 use crate::check::train::{pattern_matches, Mode as MonitorMode, TrainConfig};
@@ -21,7 +22,6 @@ use crate::weights::init::name_hash;
 use crate::weights::{safetensors as st, WeightSet};
 use ndarray::ArrayD;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,25 +39,6 @@ pub struct RunOptions {
     pub limit: Option<usize>,
     /// Print nothing (tests).
     pub quiet: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Stats {
-    pub loss: f64,
-    pub accuracy: f64,
-    pub top5: Option<f64>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochRecord {
-    /// 1-based.
-    pub epoch: u64,
-    pub train: Stats,
-    pub val: Option<Stats>,
-    pub lr: f64,
-    pub seconds: f64,
-    /// Seconds the step waited for the loader.
-    pub data_wait: f64,
 }
 
 #[derive(Debug)]
@@ -353,13 +334,13 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 get("plateau_bad").unwrap_or(0.0) as i64,
             );
         }
-        records = read_records(&metrics_path, start_epoch);
+        records = metrics::read_records(&metrics_path, start_epoch);
         say(format!(
             "resuming `{}` after epoch {start_epoch} (step {})",
             cfg.network, stepper.step
         ));
     }
-    rewrite_metrics(&metrics_path, &records)?;
+    metrics::rewrite(&metrics_path, &records)?;
 
     say(format!(
         "training `{}` on {} images ({} for validation), {} epochs of {} steps, batch {batch_size}, reference backend",
@@ -381,7 +362,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             Some((seed, epoch)),
         );
         let bar = progress(opts, epoch, epochs, train.len() as u64);
-        let mut sums = Sums::default();
+        let mut sums = Tally::new(want_top5(cfg));
         let mut wait = 0.0;
         let mut lr = schedule.lr(epoch, stepper.step);
         loop {
@@ -422,7 +403,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                     )),
                 ));
             }
-            sums.add(loss, &out["logits"], &batch.labels, cfg);
+            sums.add(loss, &out["logits"], &batch.labels);
             for (k, v) in &out {
                 if let Some(name) = k.strip_prefix("update:") {
                     weights.insert(name.to_string(), v.clone());
@@ -466,7 +447,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             data_wait: wait,
         };
         say(epoch_line(&record, epochs, train.len()));
-        append_metrics(&metrics_path, &record)?;
+        metrics::append_record(&metrics_path, &record)?;
         let value = metric_value(&record, &monitor.0)
             .ok_or_else(|| format!("nothing computes `{}`", monitor.0))?;
         if let Some(m) = schedule.monitor().map(str::to_string) {
@@ -529,8 +510,13 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     let test_stats = match &test {
         Some(t) => {
             let s = evaluate(&mut graphs, &weights, t, batch_size, &pipeline, cfg)?;
-            let row = serde_json::json!({"epoch": records.last().map_or(0, |r| r.epoch), "split": "test", "loss": s.loss, "accuracy": s.accuracy, "lr": records.last().map_or(0.0, |r| r.lr), "seconds": started.elapsed().as_secs_f64()});
-            append_line(&metrics_path, &row)?;
+            let row = metrics::test_row(
+                records.last().map_or(0, |r| r.epoch),
+                &s,
+                records.last().map_or(0.0, |r| r.lr),
+                started.elapsed().as_secs_f64(),
+            );
+            metrics::append_line(&metrics_path, &row)?;
             Some(s)
         }
         None => None,
@@ -631,49 +617,8 @@ fn inputs_for(
     inputs
 }
 
-#[derive(Default)]
-struct Sums {
-    loss: f64,
-    correct: usize,
-    top5: usize,
-    count: usize,
-    want_top5: bool,
-}
-
-impl Sums {
-    /// Adds a batch: `loss` is the batch mean.
-    fn add(&mut self, loss: f64, logits: &ArrayD<f32>, labels: &[u32], cfg: &TrainConfig) {
-        self.want_top5 = cfg.metrics.iter().any(|m| m == "top5");
-        let b = labels.len();
-        self.loss += loss * b as f64;
-        self.count += b;
-        let k = logits.shape()[1];
-        for (row, &label) in logits
-            .as_standard_layout()
-            .as_slice()
-            .unwrap_or(&[])
-            .chunks(k)
-            .zip(labels)
-        {
-            let target = row[label as usize];
-            let better = row.iter().filter(|&&v| v > target).count();
-            if better == 0 {
-                self.correct += 1;
-            }
-            if better < 5 {
-                self.top5 += 1;
-            }
-        }
-    }
-
-    fn stats(&self) -> Stats {
-        let n = self.count.max(1) as f64;
-        Stats {
-            loss: self.loss / n,
-            accuracy: self.correct as f64 / n,
-            top5: self.want_top5.then(|| self.top5 as f64 / n),
-        }
-    }
+fn want_top5(cfg: &TrainConfig) -> bool {
+    cfg.metrics.iter().any(|m| m == "top5")
 }
 
 fn evaluate(
@@ -691,7 +636,7 @@ fn evaluate(
         pipeline.clone(),
         None,
     );
-    let mut sums = Sums::default();
+    let mut sums = Tally::new(want_top5(cfg));
     for batch in rx {
         let g = graphs.get(batch.labels.len(), false)?;
         // The evaluation graph computes the training section's loss too.
@@ -699,24 +644,9 @@ fn evaluate(
         let out =
             crate::backend::reference::run::<f32>(g, &inputs, 0).map_err(|e| e.to_string())?;
         let loss = out["loss"].iter().next().copied().unwrap_or(f32::NAN) as f64;
-        sums.add(loss, &out["logits"], &batch.labels, cfg);
+        sums.add(loss, &out["logits"], &batch.labels);
     }
     Ok(sums.stats())
-}
-
-fn metric_value(r: &EpochRecord, name: &str) -> Option<f64> {
-    let (split, metric) = name.split_once('_')?;
-    let s = match split {
-        "train" => &r.train,
-        "val" => r.val.as_ref()?,
-        _ => return None,
-    };
-    match metric {
-        "loss" => Some(s.loss),
-        "accuracy" => Some(s.accuracy),
-        "top5" => s.top5,
-        _ => None,
-    }
 }
 
 fn epoch_line(r: &EpochRecord, epochs: u64, images: usize) -> String {
@@ -735,82 +665,6 @@ fn epoch_line(r: &EpochRecord, epochs: u64, images: usize) -> String {
         r.data_wait
     ));
     line
-}
-
-fn rows_of(r: &EpochRecord) -> Vec<serde_json::Value> {
-    let row = |split: &str, s: &Stats| {
-        let mut v = serde_json::json!({"epoch": r.epoch, "split": split, "loss": s.loss, "accuracy": s.accuracy, "lr": r.lr, "seconds": r.seconds});
-        if let Some(t5) = s.top5 {
-            v["top5"] = serde_json::json!(t5);
-        }
-        v
-    };
-    let mut rows = vec![row("train", &r.train)];
-    if let Some(v) = &r.val {
-        rows.push(row("val", v));
-    }
-    rows
-}
-
-fn append_line(path: &Path, row: &serde_json::Value) -> Result<(), String> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-    writeln!(f, "{row}").map_err(|e| format!("cannot write `{}`: {e}", path.display()))
-}
-
-fn append_metrics(path: &Path, r: &EpochRecord) -> Result<(), String> {
-    for row in rows_of(r) {
-        append_line(path, &row)?;
-    }
-    Ok(())
-}
-
-fn rewrite_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), String> {
-    let mut text = String::new();
-    for r in records {
-        for row in rows_of(r) {
-            text.push_str(&row.to_string());
-            text.push('\n');
-        }
-    }
-    std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
-}
-
-/// The records of the epochs up to `upto` from a metrics file, for resume.
-fn read_records(path: &Path, upto: u64) -> Vec<EpochRecord> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut records: BTreeMap<u64, EpochRecord> = BTreeMap::new();
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let epoch = v["epoch"].as_u64().unwrap_or(0);
-        if epoch == 0 || epoch > upto {
-            continue;
-        }
-        let stats = Stats {
-            loss: v["loss"].as_f64().unwrap_or(f64::NAN),
-            accuracy: v["accuracy"].as_f64().unwrap_or(f64::NAN),
-            top5: v["top5"].as_f64(),
-        };
-        let r = records.entry(epoch).or_insert_with(|| EpochRecord {
-            epoch,
-            train: stats.clone(),
-            val: None,
-            lr: v["lr"].as_f64().unwrap_or(0.0),
-            seconds: v["seconds"].as_f64().unwrap_or(0.0),
-            data_wait: 0.0,
-        });
-        match v["split"].as_str() {
-            Some("train") => r.train = stats,
-            Some("val") => r.val = Some(stats),
-            _ => {}
-        }
-    }
-    records.into_values().collect()
 }
 
 fn load_init(weights: &mut WeightSet, init: &crate::check::train::Init) -> Result<String, String> {
