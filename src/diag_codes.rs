@@ -122,6 +122,11 @@ pub const LOWERING: &str = "E0603";
 pub const DATA: &str = "E0604";
 /// A training run whose loss or gradients became NaN or infinite.
 pub const NON_FINITE: &str = "E0605";
+/// A file or folder that cannot be created, read or written (a checkpoint,
+/// the metrics file, an output array): the path and the OS error say why.
+pub const IO: &str = "E0606";
+/// A bug in nnc: an invariant that does not hold. Exit code 2.
+pub const INTERNAL: &str = "E0699";
 
 // ---- warnings ----
 /// A value that is computed and never used.

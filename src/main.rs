@@ -6,8 +6,17 @@ use nnc::check::value::Value;
 use nnc::check::BuildOptions;
 use nnc::diag::{self, Diagnostic};
 use nnc::driver;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Writes to standard error. A failure to write there has nowhere to be
+/// reported, so it is ignored: it must never become a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Exit codes of the command-line contract.
 const USER_ERROR: u8 = 1;
@@ -188,9 +197,12 @@ enum BackendArg {
 }
 
 fn main() -> ExitCode {
+    // The hook itself must not panic (stderr may be closed or full).
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal compiler error: {info}");
-        eprintln!("note: this is a bug in nnc; please report it with the input that caused it");
+        say!(
+            "error: internal compiler error: {info}\n\
+             note: this is a bug in nnc; please report it with the input that caused it"
+        );
     }));
     // Usage errors are user errors (exit 1), not clap's default 2, which
     // the contract keeps for internal errors.
@@ -320,8 +332,8 @@ fn run_training(args: &RunArgs) -> ExitCode {
     };
     match nnc::train::run::run(&build, &cfg, &opts) {
         Ok(report) => {
-            eprint!("{}", nnc::train::run::table(&report));
-            eprintln!(
+            say!("{}", nnc::train::run::table(&report).trim_end());
+            say!(
                 "{:.1} s; checkpoints and metrics in {}",
                 report.seconds,
                 report.checkpoint_dir.display()
@@ -329,6 +341,7 @@ fn run_training(args: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            let internal = e.is_internal();
             let mut d = Diagnostic::error(e.code, e.message);
             if let Some(setting) = e.setting {
                 d = d.at(cfg.span_of(setting), format!("`{setting}` is set here"));
@@ -336,7 +349,12 @@ fn run_training(args: &RunArgs) -> ExitCode {
             if let Some(help) = e.help {
                 d = d.with_help(help);
             }
-            report(&prog, &[d])
+            let code = report(&prog, &[d]);
+            if internal {
+                ExitCode::from(INTERNAL_ERROR)
+            } else {
+                code
+            }
         }
     }
 }
@@ -360,9 +378,27 @@ fn build_options(
     })
 }
 
+/// Writes a command's result to standard output. A closed pipe
+/// (`nnc compile ... | head -1`) ends the program quietly, as other
+/// command-line tools do; any other failure is an I/O error.
+fn emit(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => io_fail(&format!("cannot write to standard output: {e}")),
+    }
+}
+
+/// An I/O failure: a file or stream that cannot be written or read.
+fn io_fail(message: &str) -> ExitCode {
+    say!("error[{}]: {message}", nnc::diag_codes::IO);
+    ExitCode::from(USER_ERROR)
+}
+
 /// Prints a problem that has no place in a source file.
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    say!("error: {message}");
     ExitCode::from(USER_ERROR)
 }
 
@@ -398,13 +434,10 @@ fn compile(
         Target::Dot => nnc::ir::dot::print(&graph),
     };
     match output {
-        None => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Some(path) => match std::fs::write(path, text) {
+        None => emit(&text),
+        Some(path) => match nnc::weights::atomic::write(path, text.as_bytes()) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&format!("cannot write `{}`: {e}", path.display())),
+            Err(e) => io_fail(&format!("cannot write `{}`: {e}", path.display())),
         },
     }
 }
@@ -438,12 +471,13 @@ fn infer(
     let mut tensors = match nnc::weights::safetensors::load_for(weights, &graph) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!(
+            say!(
                 "error: the weights in `{}` do not fit `{}`:",
-                e.file, loaded.model.name
+                e.file,
+                loaded.model.name
             );
             for p in &e.problems {
-                eprintln!("  - {p}");
+                say!("  - {p}");
             }
             return ExitCode::from(USER_ERROR);
         }
@@ -464,7 +498,7 @@ fn infer(
     };
     match nnc::weights::npy::write(output, y) {
         Ok(()) => {
-            eprintln!(
+            say!(
                 "wrote {} {:?} to {}",
                 loaded.model.name,
                 y.shape(),
@@ -472,7 +506,7 @@ fn infer(
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e),
+        Err(e) => io_fail(&e),
     }
 }
 
@@ -480,16 +514,14 @@ fn check(files: &[PathBuf], deny_warnings: bool) -> ExitCode {
     let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
     let (prog, checked) = driver::check_paths(&paths);
     let options = driver::terminal_render_options();
-    eprint!(
-        "{}",
-        diag::render_all(&checked.diags, &prog.sources, options)
-    );
+    let _ = std::io::stderr()
+        .write_all(diag::render_all(&checked.diags, &prog.sources, options).as_bytes());
     let failed = diag::has_errors(&checked.diags) || (deny_warnings && !checked.diags.is_empty());
     if failed {
         ExitCode::from(USER_ERROR)
     } else {
         let n = files.len();
-        eprintln!(
+        say!(
             "checked {n} file{}: no errors",
             if n == 1 { "" } else { "s" }
         );
@@ -513,14 +545,13 @@ fn summary(
         Ok(loaded) => {
             let s = nnc::summary::summarize(&loaded.model, &loaded.freeze);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&nnc::summary::to_json(&s)).unwrap_or_default()
-                );
+                let mut text =
+                    serde_json::to_string_pretty(&nnc::summary::to_json(&s)).unwrap_or_default();
+                text.push('\n');
+                emit(&text)
             } else {
-                print!("{}", nnc::summary::to_text(&s));
+                emit(&nnc::summary::to_text(&s))
             }
-            ExitCode::SUCCESS
         }
         Err(diags) => report(&prog, &diags),
     }
@@ -528,6 +559,6 @@ fn summary(
 
 fn report(prog: &nnc::check::program::Program, diags: &[Diagnostic]) -> ExitCode {
     let options = driver::terminal_render_options();
-    eprint!("{}", diag::render_all(diags, &prog.sources, options));
+    let _ = std::io::stderr().write_all(diag::render_all(diags, &prog.sources, options).as_bytes());
     ExitCode::from(USER_ERROR)
 }

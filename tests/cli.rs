@@ -265,3 +265,152 @@ fn infer_runs_a_model_on_an_npy_batch() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["compile", "std::resnet50", "--target", "ir"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped here: the pipe is closed, as `| head -1` does.
+    assert!(first.starts_with("graph resnet50"), "{first}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+/// Opens `/dev/full` for writing, where the system has it.
+fn dev_full() -> Option<std::fs::File> {
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    if f.is_err() {
+        println!("skipped: no /dev/full on this system");
+    }
+    f.ok()
+}
+
+#[test]
+fn a_full_output_is_an_io_error_and_a_full_stderr_no_crash() {
+    let Some(full) = dev_full() else { return };
+    let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["summary", "std::lenet"])
+        .stdout(full.try_clone().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("E0606") && err.contains("standard output") && !err.contains("internal"),
+        "{err}"
+    );
+    // Diagnostics into a full stderr: the exit code still says what the check found.
+    let bad = temp("bad.nn");
+    std::fs::write(
+        &bad,
+        "network x {\n  input [N, 1, 8, 8]\n  y = conv(3, 4)\n  return z\n}\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(["check", bad.to_str().unwrap()])
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let _ = std::fs::remove_file(bad);
+}
+
+/// Writes a small model's weights and an input batch for `infer`.
+fn mlp_inputs(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    use nnc::check::BuildOptions;
+    let mut prog = nnc::check::program::Program::new();
+    let options = BuildOptions {
+        input_shape: Some(vec![2, 1, 28, 28]),
+        params: vec![],
+    };
+    let loaded = nnc::driver::load_model(&mut prog, "examples/mlp.nn", None, &options)
+        .unwrap_or_else(|_| panic!("mlp builds"));
+    let w = temp(&format!("{tag}-w.safetensors"));
+    nnc::weights::safetensors::save(&w, &nnc::weights::init::initialize(&loaded.model, 3)).unwrap();
+    let x = temp(&format!("{tag}-x.npy"));
+    nnc::weights::npy::write(&x, &ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 1, 28, 28]))).unwrap();
+    (w, x)
+}
+
+fn infer_to(w: &std::path::Path, x: &std::path::Path, out: &str) -> Output {
+    nnc(&[
+        "infer",
+        "examples/mlp.nn",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        out,
+    ])
+}
+
+#[test]
+fn infer_never_replaces_a_device_and_follows_a_link() {
+    let (w, x) = mlp_inputs("dev");
+    let o = infer_to(&w, &x, "/dev/null");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    let meta = std::fs::metadata("/dev/null").unwrap();
+    assert!(!meta.is_file(), "/dev/null is still a device");
+    #[cfg(unix)]
+    {
+        let dir = temp("link-dir");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("real.npy"), b"old").unwrap();
+        std::os::unix::fs::symlink("real.npy", dir.join("y.npy")).unwrap();
+        let o = infer_to(&w, &x, dir.join("y.npy").to_str().unwrap());
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let link = std::fs::symlink_metadata(dir.join("y.npy")).unwrap();
+        assert!(link.file_type().is_symlink(), "the link stays a link");
+        let y = nnc::weights::npy::read(&dir.join("real.npy")).unwrap();
+        assert_eq!(y.shape(), &[2, 10]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(w);
+    let _ = std::fs::remove_file(x);
+}
+
+/// A disk that fills up while the output is written: simulated with a file
+/// size limit (`ulimit -f`), under which a write fails with EFBIG.
+#[cfg(unix)]
+#[test]
+fn a_failed_write_leaves_no_temporary_file() {
+    let (w, x) = mlp_inputs("full");
+    let dir = temp("full-dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A file that was there before stays, and nothing joins it.
+    std::fs::write(dir.join("keep.txt"), b"kept").unwrap();
+    let out = dir.join("y.npy");
+    // The weights are read before the limit matters; only writing is limited.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 0; exec '{}' infer examples/mlp.nn --weights '{}' --input '{}' --output '{}'",
+        env!("CARGO_BIN_EXE_nnc"),
+        w.display(),
+        x.display(),
+        out.display()
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("E0606"), "{}", stderr(&o));
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["keep.txt".to_string()], "nothing left behind");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(w);
+    let _ = std::fs::remove_file(x);
+}

@@ -371,13 +371,16 @@ fn layers_in_inference_mode() {
     close(&y, &[6.0]);
 }
 
+/// A unary function and its closed form.
+type Case = (UnaryFn, Box<dyn Fn(f64) -> f64>);
+
 /// Closed forms for the unary functions that the layer tests do not reach
 /// independently; each value is computed here from its textbook definition.
 #[test]
 fn unary_functions_against_closed_forms() {
     let xs = [-2.5, -0.5, 0.25, 1.5, 7.0];
     let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
-    let cases: Vec<(UnaryFn, Box<dyn Fn(f64) -> f64>)> = vec![
+    let cases: Vec<Case> = vec![
         (UnaryFn::Neg, Box::new(|v| -v)),
         (UnaryFn::Exp, Box::new(f64::exp)),
         (UnaryFn::Square, Box::new(|v| v * v)),
@@ -400,7 +403,7 @@ fn unary_functions_against_closed_forms() {
     }
     // Functions defined on positive numbers only.
     let pos = [0.25, 1.0, 4.0, 9.0];
-    let positive: Vec<(UnaryFn, Box<dyn Fn(f64) -> f64>)> = vec![
+    let positive: Vec<Case> = vec![
         (UnaryFn::Log, Box::new(f64::ln)),
         (UnaryFn::Sqrt, Box::new(f64::sqrt)),
         (UnaryFn::Rsqrt, Box::new(|v| 1.0 / v.sqrt())),

@@ -22,6 +22,7 @@ use crate::weights::init::name_hash;
 use crate::weights::{safetensors as st, WeightSet};
 use ndarray::ArrayD;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,6 +99,25 @@ impl From<String> for RunError {
     }
 }
 
+impl RunError {
+    /// A bug in nnc rather than a problem with the input (exit code 2).
+    pub fn is_internal(&self) -> bool {
+        self.code == codes::INTERNAL
+    }
+}
+
+fn load_error(e: loader::LoadError) -> RunError {
+    match e {
+        loader::LoadError::Data(m) => err(codes::DATA, m, Some("data"), None),
+        loader::LoadError::Bug(m) => err(
+            codes::INTERNAL,
+            format!("the data loader failed: {m}"),
+            None,
+            Some("this is a bug in nnc; please report it with the command and the data".into()),
+        ),
+    }
+}
+
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -123,7 +143,8 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     let started = Instant::now();
     let say = |s: String| {
         if !opts.quiet {
-            eprintln!("{s}");
+            // Progress is best effort: a closed stderr must not stop training.
+            let _ = writeln!(std::io::stderr(), "{s}");
         }
     };
     let epochs = opts.epochs.unwrap_or(cfg.epochs as u64);
@@ -354,7 +375,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     for epoch in start_epoch..epochs {
         let t0 = Instant::now();
         let order = loader::epoch_order(train.len(), seed, epoch);
-        let rx = loader::start(
+        let mut batches = loader::start(
             train.clone(),
             order,
             batch_size,
@@ -367,7 +388,8 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         let mut lr = schedule.lr(epoch, stepper.step);
         loop {
             let tw = Instant::now();
-            let Ok(batch) = rx.recv() else { break };
+            let Some(batch) = batches.next() else { break };
+            let batch = batch.map_err(load_error)?;
             wait += tw.elapsed().as_secs_f64();
             let b = batch.labels.len();
             lr = schedule.lr(epoch, stepper.step);
@@ -628,8 +650,8 @@ fn evaluate(
     batch_size: usize,
     pipeline: &Arc<Pipeline>,
     cfg: &TrainConfig,
-) -> Result<Stats, String> {
-    let rx = loader::start(
+) -> Result<Stats, RunError> {
+    let batches = loader::start(
         data.clone(),
         (0..data.len()).collect(),
         batch_size,
@@ -637,7 +659,8 @@ fn evaluate(
         None,
     );
     let mut sums = Tally::new(want_top5(cfg));
-    for batch in rx {
+    for batch in batches {
+        let batch = batch.map_err(load_error)?;
         let g = graphs.get(batch.labels.len(), false)?;
         // The evaluation graph computes the training section's loss too.
         let inputs = inputs_for(g, weights, batch.x, Some(batch.target));

@@ -1,6 +1,7 @@
 //! Weights and arrays in and out: safetensors for parameters, `.npy` for
 //! data, and PyTorch's default initialization.
 
+pub mod atomic;
 pub mod init;
 pub mod npy;
 pub mod safetensors;

@@ -210,6 +210,6 @@ pub fn to_bytes(a: &ArrayD<f32>) -> Vec<u8> {
 }
 
 pub fn write(path: &Path, a: &ArrayD<f32>) -> Result<(), String> {
-    super::safetensors::write_atomic(path, &to_bytes(a))
+    super::atomic::write(path, &to_bytes(a))
         .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }

@@ -11,7 +11,6 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write as _;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,32 +150,9 @@ pub fn to_bytes(
     safetensors::tensor::serialize(views, meta).map_err(|e| e.to_string())
 }
 
-/// Writes a file atomically: a temporary sibling, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 pub fn save(path: &Path, weights: &WeightSet) -> Result<(), WeightsError> {
     let bytes = to_bytes(weights, None).map_err(|e| error(path, e))?;
-    write_atomic(path, &bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
+    super::atomic::write(path, &bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
 }
 
 /// Reads tensors and the file's string metadata (checkpoints keep the
@@ -207,5 +183,5 @@ pub fn save_with_metadata(
     metadata: BTreeMap<String, String>,
 ) -> Result<(), WeightsError> {
     let bytes = to_bytes(weights, Some(metadata)).map_err(|e| error(path, e))?;
-    write_atomic(path, &bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
+    super::atomic::write(path, &bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
 }
