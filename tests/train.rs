@@ -338,3 +338,23 @@ fn transfer_learning_loads_and_freezes_the_backbone() {
         "frozen parameters have no optimizer state"
     );
 }
+
+#[test]
+fn training_integers_are_not_rounded() {
+    let dir = temp("int-seed");
+    let file = dir.join("seed.nn");
+    let text = std::fs::read_to_string("tests/fixtures/tiny_train.nn")
+        .unwrap()
+        .replace("epochs = 4", "epochs = 4\n    seed = 9007199254740993");
+    std::fs::write(&file, text).unwrap();
+    let mut prog = nnc::check::program::Program::new();
+    let loaded = nnc::driver::load_model(
+        &mut prog,
+        file.to_str().unwrap(),
+        None,
+        &nnc::check::BuildOptions::default(),
+    )
+    .unwrap_or_else(|_| panic!("the file checks"));
+    // 2^53 + 1: a double would round it to 2^53.
+    assert_eq!(loaded.train.unwrap().seed, 9_007_199_254_740_993);
+}

@@ -193,7 +193,9 @@ type Call = (String, Span, Vec<(Option<String>, V, Span)>);
 /// this is a small literal language.
 #[derive(Clone, Debug)]
 enum V {
-    Num(f64, bool),
+    /// Integers stay integers: a seed above 2^53 must not be rounded.
+    Int(i64),
+    Float(f64),
     Str(String),
     Bool(bool),
     Word(String),
@@ -202,10 +204,19 @@ enum V {
 }
 
 impl V {
+    /// The value as a number, where a number is wanted (an int will do).
+    fn number(&self) -> Option<f64> {
+        match self {
+            V::Int(v) => Some(*v as f64),
+            V::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+
     fn describe(&self) -> &'static str {
         match self {
-            V::Num(_, true) => "an int",
-            V::Num(..) => "a number",
+            V::Int(_) => "an int",
+            V::Float(_) => "a number",
             V::Str(_) => "a string",
             V::Bool(_) => "a bool",
             V::Word(_) => "a name",
@@ -234,15 +245,29 @@ impl Ctx<'_> {
 
     fn lower(&mut self, e: &Expr) -> Option<V> {
         Some(match &e.kind {
-            ExprKind::Int(v) => V::Num(*v as f64, true),
-            ExprKind::Float(v) => V::Num(*v, false),
+            ExprKind::Int(v) => V::Int(*v),
+            ExprKind::Float(v) => V::Float(*v),
             ExprKind::Bool(b) => V::Bool(*b),
             ExprKind::Str(s) => V::Str(s.clone()),
             ExprKind::Paren(inner) => self.lower(inner)?,
             ExprKind::Invalid => return None,
             ExprKind::Unary { ops, operand } if ops.iter().all(|(o, _)| *o == UnOp::Neg) => {
+                let odd = ops.len() % 2 == 1;
                 match self.lower(operand)? {
-                    V::Num(v, int) => V::Num(if ops.len() % 2 == 1 { -v } else { v }, int),
+                    V::Int(v) if !odd => V::Int(v),
+                    V::Int(v) => match v.checked_neg() {
+                        Some(n) => V::Int(n),
+                        None => {
+                            self.err(
+                                codes::OVERFLOW,
+                                format!("-({v}) does not fit in 64 bits"),
+                                e.span,
+                                "overflows",
+                            );
+                            return None;
+                        }
+                    },
+                    V::Float(v) => V::Float(if odd { -v } else { v }),
                     _ => {
                         self.err(
                             codes::INVALID_SETTING,
@@ -368,8 +393,9 @@ impl Args {
     fn float(&self, ctx: &mut Ctx<'_>, name: &str, default: f64, lo: f64, hi: f64) -> Option<f64> {
         match self.get(name) {
             None => Some(default),
-            Some((V::Num(v, _), s)) => {
-                if *v < lo || *v > hi {
+            Some((n @ (V::Int(_) | V::Float(_)), s)) => {
+                let v = n.number().unwrap_or(f64::NAN);
+                if !(lo..=hi).contains(&v) {
                     let range = if hi.is_infinite() {
                         format!("at least {lo}")
                     } else {
@@ -383,7 +409,7 @@ impl Args {
                     );
                     return None;
                 }
-                Some(*v)
+                Some(v)
             }
             Some((v, s)) => {
                 ctx.err(
@@ -431,8 +457,8 @@ impl Args {
                     None
                 }
             },
-            Some((V::Num(v, true), s)) => {
-                let v = *v as i64;
+            Some((V::Int(v), s)) => {
+                let v = *v;
                 if v < min {
                     ctx.err(
                         codes::INVALID_SETTING,
@@ -545,17 +571,14 @@ impl Args {
     fn floats(&self, ctx: &mut Ctx<'_>, name: &str, default: &[f64]) -> Option<Vec<f64>> {
         match self.get(name) {
             None => Some(default.to_vec()),
-            Some((v, s)) => list_of(ctx, v, s, name, "numbers", |v| match v {
-                V::Num(x, _) => Some(*x),
-                _ => None,
-            }),
+            Some((v, s)) => list_of(ctx, v, s, name, "numbers", V::number),
         }
     }
 
     fn pair(&self, ctx: &mut Ctx<'_>, name: &str) -> Option<[i64; 2]> {
         let (v, s) = self.get(name)?;
         let as_int = |v: &V| match v {
-            V::Num(x, true) if *x >= 1.0 => Some(*x as i64),
+            V::Int(x) if *x >= 1 => Some(*x),
             _ => None,
         };
         let r = match v {
@@ -719,8 +742,8 @@ fn check_inner(
     let whole = |ctx: &mut Ctx<'_>, key: &str, default: i64, min: i64| -> Option<i64> {
         match get(key) {
             None => Some(default),
-            Some((V::Num(v, true), s, _)) => {
-                if (v as i64) < min {
+            Some((V::Int(v), s, _)) => {
+                if v < min {
                     ctx.err(
                         codes::INVALID_SETTING,
                         format!("`{key}` is {v}, but it must be at least {min}"),
@@ -729,7 +752,7 @@ fn check_inner(
                     );
                     None
                 } else {
-                    Some(v as i64)
+                    Some(v)
                 }
             }
             Some((v, s, _)) => {
@@ -1180,8 +1203,8 @@ fn read_schedule(
             let mut milestones = Vec::new();
             for (v, s) in items {
                 match v {
-                    V::Num(x, true) if *x >= 1.0 => {
-                        if milestones.last().is_some_and(|&l: &i64| l >= *x as i64) {
+                    V::Int(x) if *x >= 1 => {
+                        if milestones.last().is_some_and(|&l: &i64| l >= *x) {
                             ctx.err(
                                 codes::INVALID_SETTING,
                                 "milestones must increase",
@@ -1190,7 +1213,7 @@ fn read_schedule(
                             );
                             return None;
                         }
-                        milestones.push(*x as i64);
+                        milestones.push(*x);
                     }
                     _ => {
                         ctx.err(
