@@ -21,6 +21,8 @@ macro_rules! say {
 /// Exit codes of the command-line contract.
 const USER_ERROR: u8 = 1;
 const INTERNAL_ERROR: u8 = 2;
+/// 128 + SIGINT, as shells report a program stopped by Ctrl-C.
+const INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -149,8 +151,9 @@ struct RunArgs {
     /// Where the data set is (a folder; overrides the file's `path`).
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
-    /// Number of epochs (overrides the file's `epochs`).
-    #[arg(long, value_name = "N")]
+    /// Number of epochs (overrides the file's `epochs`; at least 1). With
+    /// --resume, a larger number continues a finished run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     epochs: Option<u64>,
     /// Which backend trains (the fastest available by default).
     #[arg(long, value_enum)]
@@ -162,7 +165,9 @@ struct RunArgs {
     /// Where checkpoints go (default: runs/NETWORK).
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
-    /// Continue from DIR/last.safetensors.
+    /// Continue from DIR/last.safetensors (after Ctrl-C, a kill or the last
+    /// epoch). The network, optimizer, batch size, --limit and seed must be
+    /// those of the run that wrote it; nothing is written until they are.
     #[arg(long)]
     resume: bool,
     /// Seed of every random choice (overrides the file's `seed`).
@@ -171,9 +176,18 @@ struct RunArgs {
     /// Which network of the file, when it has several.
     #[arg(long, value_name = "NAME")]
     network: Option<String>,
-    /// Train on the first N training images only (a quick smoke run).
-    #[arg(long, value_name = "N")]
+    /// Train on the first N training images only (a quick smoke run; the
+    /// validation split is taken from these N).
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     limit: Option<usize>,
+}
+
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a run needs at least 1 image".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -330,15 +344,44 @@ fn run_training(args: &RunArgs) -> ExitCode {
         limit: args.limit,
         quiet: false,
     };
+    nnc::train::interrupt::install();
     match nnc::train::run::run(&build, &cfg, &opts) {
         Ok(report) => {
-            say!("{}", nnc::train::run::table(&report).trim_end());
-            say!(
-                "{:.1} s; checkpoints and metrics in {}",
-                report.seconds,
-                report.checkpoint_dir.display()
-            );
-            ExitCode::SUCCESS
+            use nnc::train::run::Outcome;
+            if !report.epochs.is_empty() {
+                say!("{}", nnc::train::run::table(&report).trim_end());
+            }
+            match report.outcome {
+                Outcome::Finished => {
+                    say!(
+                        "{:.1} s; checkpoints and metrics in {}",
+                        report.seconds,
+                        report.checkpoint_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Outcome::AlreadyFinished { .. } => ExitCode::SUCCESS,
+                Outcome::Interrupted {
+                    epochs_done,
+                    batches_done,
+                    batches,
+                } => {
+                    let place = if batches_done > 0 {
+                        format!(
+                            "in epoch {} after {batches_done} of {batches} batches",
+                            epochs_done + 1
+                        )
+                    } else {
+                        format!("after epoch {epochs_done}")
+                    };
+                    say!(
+                        "interrupted {place}; the checkpoint is `{}`\nto continue: {}",
+                        report.checkpoint_dir.join("last.safetensors").display(),
+                        resume_command(args)
+                    );
+                    ExitCode::from(INTERRUPTED)
+                }
+            }
         }
         Err(e) => {
             let internal = e.is_internal();
@@ -357,6 +400,45 @@ fn run_training(args: &RunArgs) -> ExitCode {
             }
         }
     }
+}
+
+/// The command that continues an interrupted run: the same flags, plus
+/// `--resume`.
+fn resume_command(args: &RunArgs) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-:=+,".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let mut parts = vec!["nnc".to_string(), "run".to_string(), quote(&args.file)];
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            parts.push(format!("--{name}"));
+            parts.push(quote(&v));
+        }
+    };
+    flag("network", args.network.clone());
+    flag("data", args.data.as_ref().map(|p| p.display().to_string()));
+    flag("epochs", args.epochs.map(|e| e.to_string()));
+    flag(
+        "metrics",
+        args.metrics.as_ref().map(|p| p.display().to_string()),
+    );
+    flag(
+        "checkpoint-dir",
+        args.checkpoint_dir
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    );
+    flag("seed", args.seed.map(|s| s.to_string()));
+    flag("limit", args.limit.map(|l| l.to_string()));
+    parts.push("--resume".into());
+    parts.join(" ")
 }
 
 fn build_options(

@@ -203,8 +203,14 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     let o = nnc(args);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
+    // Long messages wrap with a gutter; read them as one line.
+    let flat = err
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches('│').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
     for n in needles {
-        assert!(err.contains(n), "no `{n}` in:\n{err}");
+        assert!(flat.contains(n), "no `{n}` in:\n{err}");
     }
 }
 
@@ -357,4 +363,263 @@ fn training_integers_are_not_rounded() {
     .unwrap_or_else(|_| panic!("the file checks"));
     // 2^53 + 1: a double would round it to 2^53.
     assert_eq!(loaded.train.unwrap().seed, 9_007_199_254_740_993);
+}
+
+/// The tiny recipe with `from` replaced by `to`, written to its own file.
+fn variant(tag: &str, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string("tests/fixtures/tiny_train.nn").unwrap();
+    assert!(text.contains(from), "`{from}` is not in the fixture");
+    let file = temp(tag).join("tiny.nn");
+    std::fs::write(&file, text.replace(from, to)).unwrap();
+    file
+}
+
+fn run_file<'a>(file: &'a str, data: &'a str, dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = run_args(data, dir, extra);
+    v[1] = file;
+    v
+}
+
+/// Every file of a folder with its bytes, to show that nothing changed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `--resume` names the first way in which the checkpoint differs from the
+/// run, before anything in the checkpoint directory is written; a finished
+/// run says so and is not trained or tested again.
+#[test]
+fn resume_refuses_another_run_and_knows_a_finished_one() {
+    let data = temp("mismatch-data");
+    synthetic_mnist(&data, 96, 16);
+    let d = data.to_str().unwrap();
+    let dir = temp("mismatch-run");
+    let ds = dir.to_str().unwrap();
+    let o = nnc(&run_args(d, ds, &["--epochs", "1"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = snapshot(&dir);
+
+    let other_net = variant("mismatch-net", "network tiny", "network small");
+    let other_opt = variant(
+        "mismatch-opt",
+        "optimizer = sgd(",
+        "optimizer = adam(lr=0.01)\n//",
+    );
+    let other_batch = variant("mismatch-batch", "batch_size = 16", "batch_size = 8");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            run_file(other_net.to_str().unwrap(), d, ds, &["--resume"]),
+            vec!["network `tiny`, not `small`"],
+        ),
+        (
+            run_file(other_opt.to_str().unwrap(), d, ds, &["--resume"]),
+            vec!["trained with `sgd(lr=0.05", "now says `adam(lr=0.01"],
+        ),
+        (
+            run_file(other_batch.to_str().unwrap(), d, ds, &["--resume"]),
+            vec!["batch size 16, not 8", "batch_size = 16"],
+        ),
+        (
+            run_args(d, ds, &["--resume", "--limit", "64"]),
+            vec!["no `--limit`, not `--limit 64`", "resume without `--limit`"],
+        ),
+        (
+            vec![
+                "run",
+                "tests/fixtures/tiny_train.nn",
+                "--data",
+                d,
+                "--checkpoint-dir",
+                ds,
+                "--seed",
+                "8",
+                "--resume",
+            ],
+            vec!["seed 7, not 8", "--seed 7"],
+        ),
+    ];
+    for (args, needles) in cases {
+        fails_with(&args, &needles);
+        assert!(snapshot(&dir) == before, "a refused resume changed {ds}");
+    }
+    // A checkpoint of another shape of the same name: the first tensor named.
+    let wider = variant("mismatch-shape", "linear(16)", "linear(17)");
+    fails_with(
+        &run_file(wider.to_str().unwrap(), d, ds, &["--resume"]),
+        &["`6.bias` is [16] in the checkpoint but [17] in the model"],
+    );
+    assert!(snapshot(&dir) == before);
+
+    // Finished: nothing is trained or tested again.
+    let o = nnc(&run_args(d, ds, &["--epochs", "1", "--resume"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already finished: 1 epoch; nothing to resume")
+            && stderr(&o).contains("--epochs 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(snapshot(&dir) == before, "a finished run was run again");
+    // More epochs continue it.
+    let o = nnc(&run_args(d, ds, &["--epochs", "2", "--resume"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming `tiny` after epoch 1"));
+    // No checkpoint at all.
+    let empty = temp("mismatch-empty");
+    fails_with(
+        &run_args(d, empty.to_str().unwrap(), &["--resume"]),
+        &["there is no checkpoint there"],
+    );
+}
+
+/// Ctrl-C finishes the step, writes a checkpoint of the partial epoch and
+/// exits 130 with the command that continues; continuing gives the weights
+/// of an uninterrupted run, bit for bit.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_and_resumes_bit_identically() {
+    let data = temp("sigint-data");
+    synthetic_mnist(&data, 480, 40);
+    let d = data.to_str().unwrap();
+    let full = temp("sigint-full");
+    let o = nnc(&run_args(d, full.to_str().unwrap(), &["--epochs", "2"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let expected =
+        nnc::weights::safetensors::read_with_metadata(&full.join("last.safetensors")).unwrap();
+
+    let dir = temp("sigint-run");
+    let ds = dir.to_str().unwrap().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(run_args(d, &ds, &["--epochs", "2"]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once training has started: the metrics file exists then.
+    let metrics = dir.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while !metrics.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    if o.status.code() == Some(0) {
+        // The run ended before the signal came: nothing to test here.
+        println!("skipped: the run finished before Ctrl-C reached it");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("--resume") && err.contains(&ds),
+        "{err}"
+    );
+    assert!(dir.join("last.safetensors").exists(), "{err}");
+    let o = nnc(&run_args(d, &ds, &["--epochs", "2", "--resume"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = nnc::weights::safetensors::read_with_metadata(&dir.join("last.safetensors")).unwrap();
+    assert_eq!(got.1, expected.1);
+    for (name, tensor) in &expected.0 {
+        let bits = |t: &ndarray::ArrayD<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&got.0[name]) == bits(tensor),
+            "`{name}` differs after Ctrl-C and a resume"
+        );
+    }
+    // The epoch records are those of the uninterrupted run.
+    let rows = |dir: &Path| -> Vec<(u64, String, String)> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["epoch"].as_u64().unwrap(),
+                    v["split"].to_string(),
+                    format!("{} {}", v["loss"], v["accuracy"]),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(rows(&dir), rows(&full));
+}
+
+#[test]
+fn flags_get_the_checks_of_their_settings() {
+    let data = temp("flags-data");
+    synthetic_mnist(&data, 64, 8);
+    let d = data.to_str().unwrap();
+    let dir = temp("flags-run");
+    let ds = dir.to_str().unwrap();
+    fails_with(&run_args(d, ds, &["--epochs", "0"]), &["--epochs"]);
+    fails_with(&run_args(d, ds, &["--limit", "0"]), &["at least 1 image"]);
+    // A limit that leaves less than a batch blames the flag, not the file.
+    let o = nnc(&run_args(d, ds, &["--limit", "10"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("`--limit 10` leaves") && err.contains("at least 21"),
+        "{err}"
+    );
+    assert!(!err.contains("batch_size = "), "{err}");
+}
+
+/// Writes `.npy` data: `n` images of `shape` with labels `i % classes`.
+fn npy_split(dir: &Path, prefix: &str, n: usize, shape: &[usize], classes: u32) {
+    let mut dims = vec![n];
+    dims.extend_from_slice(shape);
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&dims), |i| (i[0] % 7) as f32 / 7.0);
+    nnc::weights::npy::write(&dir.join(format!("{prefix}images.npy")), &x).unwrap();
+    let y =
+        ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[n]), |i| (i[0] as u32 % classes) as f32);
+    nnc::weights::npy::write(&dir.join(format!("{prefix}labels.npy")), &y).unwrap();
+}
+
+/// The test split is checked when the run starts, not after the last epoch.
+#[test]
+fn the_test_split_is_checked_before_training() {
+    let file = variant("npy-file", "data = mnist(validation=0.25)", "data = npy()");
+    let f = file.to_str().unwrap();
+    let dir = temp("npy-run");
+    let ds = dir.to_str().unwrap();
+    let cases = [
+        ([1, 28, 28], 10, [1, 32, 32], 10, "the test images"),
+        ([1, 28, 28], 10, [1, 28, 28], 12, "include 10"),
+    ];
+    for (k, (train_shape, train_classes, test_shape, test_classes, needle)) in
+        cases.into_iter().enumerate()
+    {
+        let data = temp(&format!("npy-data-{k}"));
+        npy_split(&data, "", 64, &train_shape, train_classes);
+        npy_split(&data, "test_", 16, &test_shape, test_classes);
+        let o = nnc(&run_file(f, data.to_str().unwrap(), ds, &[]));
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(needle) && err.contains("E0604"), "{err}");
+        assert!(
+            !err.contains("epoch   1"),
+            "the check came after training: {err}"
+        );
+    }
+    // A test split that shows fewer classes than the training split is fine.
+    let data = temp("npy-data-fewer");
+    npy_split(&data, "", 64, &[1, 28, 28], 10);
+    npy_split(&data, "test_", 16, &[1, 28, 28], 4);
+    let o = nnc(&run_file(f, data.to_str().unwrap(), ds, &["--epochs", "1"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

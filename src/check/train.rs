@@ -68,6 +68,57 @@ pub enum Optimizer {
     },
 }
 
+/// As it would be written in the training section, every setting spelled
+/// out (checkpoints record it, and messages quote it).
+impl std::fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            } => write!(
+                f,
+                "sgd(lr={lr:?}, momentum={momentum:?}, dampening={dampening:?}, nesterov={nesterov}, weight_decay={weight_decay:?})"
+            ),
+            Optimizer::Adam {
+                lr,
+                betas,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::AdamW {
+                lr,
+                betas,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::RAdam {
+                lr,
+                betas,
+                eps,
+                weight_decay,
+            } => {
+                let name = match self {
+                    Optimizer::Adam { .. } => "adam",
+                    Optimizer::AdamW { .. } => "adamw",
+                    _ => "radam",
+                };
+                write!(
+                    f,
+                    "{name}(lr={lr:?}, betas=[{:?}, {:?}], eps={eps:?}, weight_decay={weight_decay:?})",
+                    betas[0], betas[1]
+                )
+            }
+            Optimizer::Lookahead { inner, k, alpha } => {
+                write!(f, "lookahead({inner}, k={k}, alpha={alpha:?})")
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
     Constant,
@@ -918,16 +969,8 @@ fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
             return None;
         }
     };
-    if path.is_none() && matches!(dataset, Dataset::ImageFolder | Dataset::Npy) {
-        ctx.diags.push(
-            Diagnostic::error(codes::MISSING_SETTING, format!("`{name}` needs a `path`"))
-                .at(ns, "no path")
-                .with_help(format!(
-                    "write `{name}(path=\"...\")` or pass `--data PATH`"
-                )),
-        );
-        return None;
-    }
+    // A missing path is not an error here: `nnc run --data PATH` gives it,
+    // and the run says so when neither does.
     let validation = a.float(ctx, "validation", 0.0, 0.0, 0.9)?;
     Some(Data {
         dataset,

@@ -26,7 +26,7 @@ pub struct EpochRecord {
 }
 
 /// Running sums of loss and correct predictions over the batches of a split.
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tally {
     loss: f64,
     correct: usize,
@@ -57,6 +57,28 @@ impl Tally {
         Tally {
             want_top5,
             ..Tally::default()
+        }
+    }
+
+    /// The sums, for a checkpoint of an interrupted epoch: the loss sum,
+    /// correct and top-5 counts, and the number of samples.
+    pub fn parts(&self) -> (f64, usize, usize, usize) {
+        (self.loss, self.correct, self.top5, self.count)
+    }
+
+    pub fn from_parts(
+        loss: f64,
+        correct: usize,
+        top5: usize,
+        count: usize,
+        want_top5: bool,
+    ) -> Tally {
+        Tally {
+            loss,
+            correct,
+            top5,
+            count,
+            want_top5,
         }
     }
 

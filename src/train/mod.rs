@@ -4,10 +4,14 @@
 //! checkpoints.
 
 pub mod augment;
+pub mod checkpoint;
 pub mod data;
+pub mod interrupt;
 pub mod loader;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod run;
 pub mod schedule;
+pub mod setup;
+pub mod transfer;

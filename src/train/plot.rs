@@ -1,12 +1,13 @@
-//! Loss and accuracy curves (PNG and SVG, through plotters), written next
-//! to the metrics at the end of a run.
+//! Loss, accuracy and learning-rate curves (PNG and SVG, through plotters),
+//! written next to the metrics at the end of a run, with the test result as
+//! a point after the last epoch.
 //!
 //! Text needs a font: plotters is built without system font discovery, so
 //! a TrueType font is read from the usual Debian locations (the
 //! `fonts-dejavu-core` and `fonts-liberation2` packages). Without one the
 //! plots are skipped with a note; the metrics file is unaffected.
 
-use super::metrics::EpochRecord;
+use super::metrics::{EpochRecord, Stats};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -35,7 +36,12 @@ fn font_ready() -> bool {
 }
 
 /// Writes `stem.png` and `stem.svg`; returns their paths, or why not.
-pub fn write(records: &[EpochRecord], title: &str, stem: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn write(
+    records: &[EpochRecord],
+    test: Option<&Stats>,
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, String> {
     if records.is_empty() {
         return Err("no epoch to plot".into());
     }
@@ -48,28 +54,41 @@ pub fn write(records: &[EpochRecord], title: &str, stem: &Path) -> Result<Vec<Pa
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     {
-        let root = BitMapBackend::new(&png, (1000, 420)).into_drawing_area();
-        draw(&root, records, title).map_err(|e| format!("cannot draw `{}`: {e}", png.display()))?;
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        draw(&root, records, test, title)
+            .map_err(|e| format!("cannot draw `{}`: {e}", png.display()))?;
         root.present()
             .map_err(|e| format!("cannot write `{}`: {e}", png.display()))?;
     }
     {
-        let root = SVGBackend::new(&svg, (1000, 420)).into_drawing_area();
-        draw(&root, records, title).map_err(|e| format!("cannot draw `{}`: {e}", svg.display()))?;
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        draw(&root, records, test, title)
+            .map_err(|e| format!("cannot draw `{}`: {e}", svg.display()))?;
         root.present()
             .map_err(|e| format!("cannot write `{}`: {e}", svg.display()))?;
     }
     Ok(vec![png, svg])
 }
 
+const SIZE: (u32, u32) = (1400, 420);
+
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// A panel: its name, the training curve and the validation curve.
-type Panel = (&'static str, Vec<(f64, f64)>, Vec<(f64, f64)>);
+/// A curve: its label, colour and points (epoch, value).
+type Curve = (&'static str, RGBColor, Vec<(i64, f64)>);
+
+/// A panel: its name, its curves, and the test result to mark after the
+/// last epoch.
+struct Panel {
+    name: &'static str,
+    curves: Vec<Curve>,
+    test: Option<f64>,
+}
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     records: &[EpochRecord],
+    test: Option<&Stats>,
     title: &str,
 ) -> DrawResult
 where
@@ -77,33 +96,54 @@ where
 {
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 20))?;
-    let panels = root.split_evenly((1, 2));
-    let last = records.last().map_or(1, |r| r.epoch) as f64;
-    let first = records.first().map_or(1, |r| r.epoch) as f64;
-    let x_range = (first - 0.2).min(last - 1.0).max(0.0)..last + 0.2;
-    let series = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+    let areas = root.split_evenly((1, 3));
+    let first = records.first().map_or(1, |r| r.epoch) as i64;
+    let last = records.last().map_or(1, |r| r.epoch) as i64;
+    // Integer coordinates: epochs are whole, and so are the ticks.
+    let x_range = (first - 1)..(last + 1);
+    let series = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(i64, f64)> {
         records
             .iter()
-            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .filter_map(|r| f(r).map(|v| (r.epoch as i64, v)))
             .collect()
     };
-    let panels_spec: [Panel; 2] = [
-        (
-            "loss",
-            series(&|r| Some(r.train.loss)),
-            series(&|r| r.val.as_ref().map(|v| v.loss)),
-        ),
-        (
-            "accuracy",
-            series(&|r| Some(r.train.accuracy)),
-            series(&|r| r.val.as_ref().map(|v| v.accuracy)),
-        ),
+    let panels = [
+        Panel {
+            name: "loss",
+            curves: vec![
+                ("train", BLUE, series(&|r| Some(r.train.loss))),
+                (
+                    "validation",
+                    RED,
+                    series(&|r| r.val.as_ref().map(|v| v.loss)),
+                ),
+            ],
+            test: test.map(|t| t.loss),
+        },
+        Panel {
+            name: "accuracy",
+            curves: vec![
+                ("train", BLUE, series(&|r| Some(r.train.accuracy))),
+                (
+                    "validation",
+                    RED,
+                    series(&|r| r.val.as_ref().map(|v| v.accuracy)),
+                ),
+            ],
+            test: test.map(|t| t.accuracy),
+        },
+        Panel {
+            name: "learning rate (last step of each epoch)",
+            curves: vec![("lr", BLACK, series(&|r| Some(r.lr)))],
+            test: None,
+        },
     ];
-    for (area, (name, train, val)) in panels.iter().zip(panels_spec) {
-        let ys = train
+    for (area, panel) in areas.iter().zip(panels) {
+        let ys = panel
+            .curves
             .iter()
-            .chain(val.iter())
-            .map(|p| p.1)
+            .flat_map(|c| c.2.iter().map(|p| p.1))
+            .chain(panel.test)
             .filter(|v| v.is_finite());
         let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))
@@ -116,26 +156,38 @@ where
         };
         let mut chart = ChartBuilder::on(area)
             .margin(12)
-            .caption(name, ("sans-serif", 16))
+            .caption(panel.name, ("sans-serif", 16))
             .x_label_area_size(32)
-            .y_label_area_size(52)
+            .y_label_area_size(60)
             .build_cartesian_2d(x_range.clone(), lo..hi)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_labels(((last - first + 3) as usize).min(12))
             .label_style(("sans-serif", 12))
             .draw()?;
-        chart
-            .draw_series(LineSeries::new(train.clone(), BLUE.stroke_width(2)))?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
-        chart.draw_series(train.iter().map(|p| Circle::new(*p, 3, BLUE.filled())))?;
-        if !val.is_empty() {
+        for (label, colour, points) in panel.curves {
+            if points.is_empty() {
+                continue;
+            }
             chart
-                .draw_series(LineSeries::new(val.clone(), RED.stroke_width(2)))?
-                .label("validation")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
-            chart.draw_series(val.iter().map(|p| Circle::new(*p, 3, RED.filled())))?;
+                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                });
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, colour.filled())))?;
+        }
+        if let Some(t) = panel.test {
+            let green = RGBColor(0, 150, 0);
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new(
+                    (last, t),
+                    7,
+                    green.filled(),
+                )))?
+                .label("test")
+                .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, green.filled()));
         }
         chart
             .configure_series_labels()

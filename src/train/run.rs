@@ -6,24 +6,29 @@
 //! schedule, early stopping and an atomic checkpoint. A run killed at any
 //! moment and resumed with `--resume` ends with the same weights, bit for
 //! bit: every random choice is a function of the seed and the position
-//! (epoch, step, image), and checkpoints hold everything else.
+//! (epoch, step, image), and checkpoints hold everything else. Ctrl-C
+//! stops after the current step with a checkpoint of the partial epoch.
+//!
+//! The pieces live beside this file: `setup` (data and its checks),
+//! `checkpoint` (save and resume), `transfer` (`init`), `metrics`.
 
 use super::augment::Pipeline;
-use super::data::{self, Dataset};
+use super::checkpoint::{self, Identity, Meta};
+use super::data::Dataset;
 use super::loader::{self, mix};
 use super::metrics::{self, metric_value, EpochRecord, Stats, Tally};
 use super::optim::{Optimizer, Stepper};
 use super::schedule::Schedule;
+use super::{interrupt, setup};
 use crate::check::train::{pattern_matches, Mode as MonitorMode, TrainConfig};
 use crate::diag_codes as codes;
 use crate::driver::LoadedModel;
 use crate::ir::{Graph, Mode, Role};
-use crate::weights::init::name_hash;
 use crate::weights::{safetensors as st, WeightSet};
 use ndarray::ArrayD;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,6 +57,23 @@ pub struct Report {
     /// stopping restores it), under their `state_dict` names.
     pub parameters: WeightSet,
     pub checkpoint_dir: PathBuf,
+    pub outcome: Outcome,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every epoch ran, or early stopping ended the run.
+    Finished,
+    /// `--resume` of a run that had already finished: nothing was trained.
+    AlreadyFinished { epochs: u64 },
+    /// Ctrl-C: a checkpoint was written after `epochs_done` epochs and
+    /// `batches_done` of the `batches` of the next one.
+    Interrupted {
+        epochs_done: u64,
+        batches_done: u64,
+        batches: u64,
+    },
 }
 
 /// Builds the model for a batch size (the graphs have static shapes).
@@ -118,13 +140,18 @@ fn load_error(e: loader::LoadError) -> RunError {
     }
 }
 
+/// A file or folder of the run that cannot be written or read.
+fn io_error(message: String) -> RunError {
+    err(codes::IO, message, None, None)
+}
+
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-fn err(
+pub(super) fn err(
     code: &'static str,
     message: impl Into<String>,
     setting: Option<&'static str>,
@@ -148,119 +175,33 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         }
     };
     let epochs = opts.epochs.unwrap_or(cfg.epochs as u64);
-    let batch_size = cfg.batch_size as usize;
-
-    // Data.
-    let path = opts
-        .data
-        .clone()
-        .or_else(|| cfg.data.path.as_ref().map(PathBuf::from));
-    let from_file = opts.data.is_none().then_some("data");
-    let splits = data::load(&cfg.data.dataset, path.as_deref())
-        .map_err(|e| err(codes::DATA, e.0, from_file, None))?;
-    let mut full = splits.train;
-    if let Some(n) = opts.limit {
-        let n = n.min(full.len());
-        full = full.subset(&(0..n).collect::<Vec<_>>(), &full.source.clone());
-    }
-    let seed = opts.seed.unwrap_or(cfg.seed as u64);
-    let order = loader::permutation(full.len(), mix(seed ^ name_hash("split")));
-    let n_val = (full.len() as f64 * cfg.data.validation).round() as usize;
-    let val = (n_val > 0).then(|| Arc::new(full.subset(&order[..n_val], "validation")));
-    let train = Arc::new(full.subset(&order[n_val..], "training"));
-    let test = splits.test.map(Arc::new);
-    if batch_size > train.len() {
+    if epochs == 0 {
         return Err(err(
             codes::INVALID_SETTING,
-            format!(
-                "the batch size {batch_size} is larger than the {} training images",
-                train.len()
-            ),
-            Some("batch_size"),
-            Some(format!(
-                "use `batch_size = {}` or less, or more data",
-                train.len()
-            )),
+            "a run needs at least 1 epoch",
+            opts.epochs.is_none().then_some("epochs"),
+            Some("use `--epochs 1` or more".into()),
         ));
     }
+    let batch_size = cfg.batch_size as usize;
+    let seed = opts.seed.unwrap_or(cfg.seed as u64);
 
-    // The model, checked against the data.
+    // The model and the data, checked against each other.
     let probe = build(batch_size)?;
-    let model_in: Vec<usize> = probe
-        .model
-        .input_sizes()
-        .into_iter()
-        .flatten()
-        .map(|d| d as usize)
-        .collect();
-    let augment_setting = if cfg.augment.is_empty() {
-        "data"
-    } else {
-        "augment"
-    };
-    let pipeline = Arc::new(
-        Pipeline::new(cfg.augment.clone(), train.shape)
-            .map_err(|e| err(codes::INVALID_SETTING, e, Some("augment"), None))?,
-    );
-    let image = pipeline
-        .output_shape()
-        .map_err(|e| err(codes::INVALID_SETTING, e, Some("augment"), None))?;
-    if model_in.len() != 4 || model_in[1..] != image {
-        return Err(err(
-            codes::DATA,
-            format!(
-                "the data gives images of {:?}{}, but `{}` takes {:?}",
-                image,
-                if cfg.augment.is_empty() {
-                    ""
-                } else {
-                    " after `augment`"
-                },
-                cfg.network,
-                model_in.get(1..).unwrap_or(&[])
-            ),
-            Some(augment_setting),
-            Some(if model_in.len() == 4 && model_in[1] == image[0] {
-                format!("add `resize({})` to `augment`", model_in[2])
-            } else {
-                "change the network's input, or train it on other data".to_string()
-            }),
-        ));
-    }
-    let classes = probe
-        .model
-        .output
-        .map(|o| probe.model.shape(o).to_vec())
-        .unwrap_or_default();
-    if classes.len() != 2 || classes[1].as_const() != Some(train.classes as i64) {
-        return Err(err(
-            codes::DATA,
-            format!(
-                "the data has {} classes, but `{}` outputs {}",
-                train.classes,
-                cfg.network,
-                crate::check::dim::shape_to_string(&classes)
-            ),
-            Some("data"),
-            Some(format!(
-                "give the network's last layer {} outputs",
-                train.classes
-            )),
-        ));
-    }
-    let frozen = |name: &str| cfg.freeze.iter().any(|p| pattern_matches(p, name));
+    let setup::Splits {
+        train,
+        val,
+        test,
+        pipeline,
+    } = setup::prepare(cfg, opts, &probe.model, seed)?;
     let mut graphs = Graphs {
         build,
         cache: HashMap::new(),
     };
 
     // Parameters, buffers and optimizer state: fresh, loaded or resumed.
+    let frozen = |name: &str| cfg.freeze.iter().any(|p| pattern_matches(p, name));
     let mut weights = crate::weights::init::initialize(&probe.model, seed);
-    if let Some(init) = &cfg.init {
-        let report = load_init(&mut weights, init)
-            .map_err(|e| err(codes::WEIGHTS, e, Some("init"), None))?;
-        say(report);
-    }
     let is_param = |name: &str| {
         probe
             .model
@@ -300,68 +241,106 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 ("train_loss".into(), MonitorMode::Min)
             }
         });
-    let mut best: Option<(f64, u64)> = None;
-    let mut bad_epochs = 0u64;
-    let mut start_epoch = 0u64;
     let dir = opts.checkpoint_dir.clone();
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| RunError::from(format!("cannot create `{}`: {e}", dir.display())))?;
     let last_path = dir.join("last.safetensors");
     let best_path = dir.join("best.safetensors");
     let metrics_path = opts
         .metrics
         .clone()
         .unwrap_or_else(|| dir.join("metrics.jsonl"));
+    let identity = Identity {
+        network: &cfg.network,
+        optimizer: cfg.optimizer.to_string(),
+        batch_size: batch_size as u64,
+        limit: opts.limit.map(|l| l as u64),
+        seed,
+    };
+    let mut meta = Meta {
+        network: cfg.network.clone(),
+        optimizer: identity.optimizer.clone(),
+        batch_size: identity.batch_size,
+        limit: identity.limit,
+        seed,
+        epoch: 0,
+        batches_done: 0,
+        partial: Tally::new(want_top5(cfg)),
+        step: 0,
+        best: None,
+        bad_epochs: 0,
+        plateau: None,
+        stopped_early: false,
+    };
     let mut records: Vec<EpochRecord> = Vec::new();
     if opts.resume {
-        let (saved, meta) =
-            st::read_with_metadata(&last_path).map_err(|e| format!("cannot resume: {e}"))?;
-        if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            return Err(RunError::from(format!(
-                "`{}` is not an nnc checkpoint",
-                last_path.display()
-            )));
+        // Everything is checked before anything in `dir` is written.
+        let saved = checkpoint::load(
+            &last_path,
+            &identity,
+            &weights,
+            &stepper.state,
+            want_top5(cfg),
+        )
+        .map_err(|m| err(codes::WEIGHTS, m.message, None, m.help))?;
+        weights = saved.weights;
+        stepper.state = saved.optimizer_state;
+        meta = saved.meta;
+        stepper.step = meta.step;
+        if let Some((lr, best, bad)) = meta.plateau {
+            schedule.restore_plateau(lr, best, bad);
         }
-        let saved_seed: u64 = meta
-            .get("seed")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(seed);
-        if saved_seed != seed {
-            return Err(RunError::from(format!(
-                "the checkpoint was made with seed {saved_seed}, not {seed}; resume with `--seed {saved_seed}`"
-            )));
-        }
-        for (k, v) in saved {
-            match k.strip_prefix("optimizer/") {
-                Some(s) => {
-                    stepper.state.insert(s.to_string(), v);
+        if meta.stopped_early || meta.epoch >= epochs {
+            let done = meta.epoch;
+            say(format!(
+                "the run in `{}` already finished: {done} epoch{}{}; nothing to resume{}",
+                dir.display(),
+                if done == 1 { "" } else { "s" },
+                if meta.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                },
+                if meta.stopped_early {
+                    String::new()
+                } else {
+                    format!(" (pass `--epochs {}` or more to train longer)", done + 1)
                 }
-                None => {
-                    weights.insert(k, v);
-                }
-            }
+            ));
+            return Ok(Report {
+                epochs: metrics::read_records(&metrics_path, done),
+                test: None,
+                stopped_early_at: meta.stopped_early.then_some(done),
+                seconds: started.elapsed().as_secs_f64(),
+                parameters: weights,
+                checkpoint_dir: dir,
+                outcome: Outcome::AlreadyFinished { epochs: done },
+            });
         }
-        let get = |k: &str| meta.get(k).and_then(|v| v.parse::<f64>().ok());
-        start_epoch = get("epoch").unwrap_or(0.0) as u64;
-        stepper.step = get("step").unwrap_or(0.0) as u64;
-        bad_epochs = get("bad_epochs").unwrap_or(0.0) as u64;
-        best = get("best")
-            .zip(get("best_epoch"))
-            .map(|(b, e)| (b, e as u64));
-        if let Some(lr) = get("plateau_lr") {
-            schedule.restore_plateau(
-                lr,
-                get("plateau_best").unwrap_or(f64::NAN),
-                get("plateau_bad").unwrap_or(0.0) as i64,
-            );
-        }
-        records = metrics::read_records(&metrics_path, start_epoch);
+        records = metrics::read_records(&metrics_path, meta.epoch);
         say(format!(
-            "resuming `{}` after epoch {start_epoch} (step {})",
-            cfg.network, stepper.step
+            "resuming `{}` after epoch {}{} (step {})",
+            cfg.network,
+            meta.epoch,
+            if meta.batches_done > 0 {
+                format!(
+                    " and {} batches of epoch {}",
+                    meta.batches_done,
+                    meta.epoch + 1
+                )
+            } else {
+                String::new()
+            },
+            meta.step
         ));
+    } else {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io_error(format!("cannot create `{}`: {e}", dir.display())))?;
+        if let Some(init) = &cfg.init {
+            let report = super::transfer::load_init(&mut weights, init)
+                .map_err(|e| err(codes::WEIGHTS, e, Some("init"), None))?;
+            say(report);
+        }
     }
-    metrics::rewrite(&metrics_path, &records)?;
+    metrics::rewrite(&metrics_path, &records).map_err(io_error)?;
 
     say(format!(
         "training `{}` on {} images ({} for validation), {} epochs of {} steps, batch {batch_size}, reference backend",
@@ -371,11 +350,18 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         epochs,
         steps_per_epoch
     ));
-    let mut stopped_early_at = None;
-    for epoch in start_epoch..epochs {
+    let save = |weights: &WeightSet, stepper: &Stepper, meta: &Meta| {
+        checkpoint::save(&last_path, weights, &stepper.state, meta).map_err(io_error)
+    };
+    let mut outcome = Outcome::Finished;
+    for epoch in meta.epoch..epochs {
         let t0 = Instant::now();
-        let order = loader::epoch_order(train.len(), seed, epoch);
-        let mut batches = loader::start(
+        // An interrupted epoch continues where it stopped, with its tally.
+        let skip = std::mem::take(&mut meta.batches_done);
+        let mut sums = std::mem::replace(&mut meta.partial, Tally::new(want_top5(cfg)));
+        let mut order = loader::epoch_order(train.len(), seed, epoch);
+        order.drain(..(skip as usize * batch_size).min(order.len()));
+        let batches = loader::start(
             train.clone(),
             order,
             batch_size,
@@ -383,9 +369,13 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             Some((seed, epoch)),
         );
         let bar = progress(opts, epoch, epochs, train.len() as u64);
-        let mut sums = Tally::new(want_top5(cfg));
+        if let Some(b) = &bar.bar {
+            b.set_position((skip as usize * batch_size).min(train.len()) as u64);
+        }
         let mut wait = 0.0;
         let mut lr = schedule.lr(epoch, stepper.step);
+        let mut done = skip;
+        let mut batches = batches;
         loop {
             let tw = Instant::now();
             let Some(batch) = batches.next() else { break };
@@ -410,7 +400,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                         Err(e) => e.to_string(),
                         Ok(_) => "a gradient".to_string(),
                     };
-                finish(bar);
+                bar.finish();
                 return Err(err(
                     codes::NON_FINITE,
                     format!(
@@ -420,7 +410,8 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                     ),
                     Some("optimizer"),
                     Some(format!(
-                        "try a lower learning rate (it was {lr:e}); the last good checkpoint is `{}`",
+                        "try a lower learning rate (it was {}); the last good checkpoint is `{}`",
+                        show_lr(lr),
                         last_path.display()
                     )),
                 ));
@@ -441,11 +432,25 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 .collect();
             stepper.apply(&mut params, &grads, lr)?;
             weights.extend(params);
-            if let Some(bar) = &bar {
-                bar.inc(b as u64);
-                let s = sums.stats();
-                bar.set_message(format!("loss {:.4} acc {:.4}", s.loss, s.accuracy));
+            done += 1;
+            bar.step(b as u64, &sums.stats(), lr);
+            if interrupt::requested() && done < steps_per_epoch {
+                bar.finish();
+                meta.epoch = epoch;
+                meta.batches_done = done;
+                meta.partial = sums.clone();
+                meta.step = stepper.step;
+                save(&weights, &stepper, &meta)?;
+                outcome = Outcome::Interrupted {
+                    epochs_done: epoch,
+                    batches_done: done,
+                    batches: steps_per_epoch,
+                };
+                break;
             }
+        }
+        if outcome != Outcome::Finished {
+            break;
         }
         let train_stats = sums.stats();
         let val_stats = match &val {
@@ -459,7 +464,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             )?),
             None => None,
         };
-        finish(bar);
+        bar.finish();
         let record = EpochRecord {
             epoch: epoch + 1,
             train: train_stats,
@@ -469,7 +474,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             data_wait: wait,
         };
         say(epoch_line(&record, epochs, train.len()));
-        metrics::append_record(&metrics_path, &record)?;
+        metrics::append_record(&metrics_path, &record).map_err(io_error)?;
         let value = metric_value(&record, &monitor.0)
             .ok_or_else(|| format!("nothing computes `{}`", monitor.0))?;
         if let Some(m) = schedule.monitor().map(str::to_string) {
@@ -478,7 +483,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             }
         }
         let min_delta = cfg.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
-        let improved = match best {
+        let improved = match meta.best {
             None => true,
             Some((b, _)) => match monitor.1 {
                 MonitorMode::Min => value < b - min_delta,
@@ -486,67 +491,76 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             },
         };
         if improved {
-            best = Some((value, epoch + 1));
-            bad_epochs = 0;
-            st::save(&best_path, &weights).map_err(|e| e.to_string())?;
+            meta.best = Some((value, epoch + 1));
+            meta.bad_epochs = 0;
+            st::save(&best_path, &weights).map_err(|e| io_error(e.to_string()))?;
         } else {
-            bad_epochs += 1;
+            meta.bad_epochs += 1;
         }
         records.push(record);
-        save_checkpoint(
-            &last_path,
-            &weights,
-            &stepper,
-            seed,
-            epoch + 1,
-            best,
-            bad_epochs,
-            &schedule,
-            cfg,
-        )?;
-        if let Some(es) = &cfg.early_stopping {
-            if bad_epochs >= es.patience as u64 && epoch + 1 < epochs {
+        let stop_early = cfg
+            .early_stopping
+            .as_ref()
+            .is_some_and(|es| meta.bad_epochs >= es.patience as u64 && epoch + 1 < epochs);
+        meta.epoch = epoch + 1;
+        meta.step = stepper.step;
+        meta.plateau = schedule.plateau_state();
+        meta.stopped_early = stop_early;
+        save(&weights, &stepper, &meta)?;
+        if stop_early {
+            say(format!(
+                "early stopping after epoch {}: `{}` has not improved for {} epochs (best {:.4} at epoch {})",
+                epoch + 1,
+                monitor.0,
+                meta.bad_epochs,
+                meta.best.map_or(f64::NAN, |b| b.0),
+                meta.best.map_or(0, |b| b.1)
+            ));
+            break;
+        }
+        if interrupt::requested() && epoch + 1 < epochs {
+            outcome = Outcome::Interrupted {
+                epochs_done: epoch + 1,
+                batches_done: 0,
+                batches: steps_per_epoch,
+            };
+            break;
+        }
+    }
+    let test_stats = if outcome == Outcome::Finished {
+        let restore = cfg.early_stopping.as_ref().is_some_and(|e| e.restore_best);
+        if restore && best_path.exists() {
+            let best_weights = st::read(&best_path).map_err(|e| io_error(e.to_string()))?;
+            weights.extend(best_weights);
+            if let Some((v, e)) = meta.best {
                 say(format!(
-                    "early stopping after epoch {}: `{}` has not improved for {bad_epochs} epochs (best {:.4} at epoch {})",
-                    epoch + 1,
-                    monitor.0,
-                    best.map_or(f64::NAN, |b| b.0),
-                    best.map_or(0, |b| b.1)
+                    "restored the weights of epoch {e} (`{}` = {v:.4})",
+                    monitor.0
                 ));
-                stopped_early_at = Some(epoch + 1);
-                break;
             }
         }
-    }
-    let restore = cfg.early_stopping.as_ref().is_some_and(|e| e.restore_best);
-    if restore && best_path.exists() {
-        let best_weights = st::read(&best_path).map_err(|e| e.to_string())?;
-        weights.extend(best_weights);
-        if let Some((v, e)) = best {
-            say(format!(
-                "restored the weights of epoch {e} (`{}` = {v:.4})",
-                monitor.0
-            ));
+        match &test {
+            Some(t) => {
+                let s = evaluate(&mut graphs, &weights, t, batch_size, &pipeline, cfg)?;
+                let row = metrics::test_row(
+                    records.last().map_or(0, |r| r.epoch),
+                    &s,
+                    records.last().map_or(0.0, |r| r.lr),
+                    started.elapsed().as_secs_f64(),
+                );
+                metrics::append_line(&metrics_path, &row).map_err(io_error)?;
+                Some(s)
+            }
+            None => None,
         }
-    }
-    let test_stats = match &test {
-        Some(t) => {
-            let s = evaluate(&mut graphs, &weights, t, batch_size, &pipeline, cfg)?;
-            let row = metrics::test_row(
-                records.last().map_or(0, |r| r.epoch),
-                &s,
-                records.last().map_or(0.0, |r| r.lr),
-                started.elapsed().as_secs_f64(),
-            );
-            metrics::append_line(&metrics_path, &row)?;
-            Some(s)
-        }
-        None => None,
+    } else {
+        None
     };
     if !records.is_empty() {
         let stem = metrics_path.with_extension("");
         match super::plot::write(
             &records,
+            test_stats.as_ref(),
             &format!("{} on {}", cfg.network, train_name(cfg)),
             &stem,
         ) {
@@ -560,14 +574,13 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     Ok(Report {
         epochs: records,
         test: test_stats,
-        stopped_early_at,
+        stopped_early_at: meta.stopped_early.then_some(meta.epoch),
         seconds: started.elapsed().as_secs_f64(),
         parameters: weights,
         checkpoint_dir: dir,
+        outcome,
     })
 }
-
-const CHECKPOINT_FORMAT: &str = "nnc-checkpoint-1";
 
 fn train_name(cfg: &TrainConfig) -> &'static str {
     use crate::check::train::Dataset as D;
@@ -578,41 +591,6 @@ fn train_name(cfg: &TrainConfig) -> &'static str {
         D::ImageFolder => "an image folder",
         D::Npy => ".npy data",
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn save_checkpoint(
-    path: &Path,
-    weights: &WeightSet,
-    stepper: &Stepper,
-    seed: u64,
-    epoch: u64,
-    best: Option<(f64, u64)>,
-    bad_epochs: u64,
-    schedule: &Schedule,
-    cfg: &TrainConfig,
-) -> Result<(), String> {
-    let mut all = weights.clone();
-    for (k, v) in &stepper.state {
-        all.insert(format!("optimizer/{k}"), v.clone());
-    }
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
-    meta.insert("network".to_string(), cfg.network.clone());
-    meta.insert("epoch".to_string(), epoch.to_string());
-    meta.insert("step".to_string(), stepper.step.to_string());
-    meta.insert("seed".to_string(), seed.to_string());
-    meta.insert("bad_epochs".to_string(), bad_epochs.to_string());
-    if let Some((b, e)) = best {
-        meta.insert("best".to_string(), format!("{b:?}"));
-        meta.insert("best_epoch".to_string(), e.to_string());
-    }
-    if let Some((lr, b, bad)) = schedule.plateau_state() {
-        meta.insert("plateau_lr".to_string(), format!("{lr:?}"));
-        meta.insert("plateau_best".to_string(), format!("{b:?}"));
-        meta.insert("plateau_bad".to_string(), bad.to_string());
-    }
-    st::save_with_metadata(path, &all, meta).map_err(|e| e.to_string())
 }
 
 /// The graph's inputs: parameters and buffers, the batch, the target.
@@ -637,6 +615,30 @@ fn inputs_for(
         inputs.insert("target".to_string(), t);
     }
     inputs
+}
+
+/// A learning rate as a person writes it, to 4 significant digits: `0.05`,
+/// `1`, `0.04804`, `3e-5`.
+pub fn show_lr(lr: f64) -> String {
+    let trim = |m: &str| -> String {
+        if m.contains('.') {
+            m.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            m.to_string()
+        }
+    };
+    if lr == 0.0 {
+        "0".to_string()
+    } else if (1e-3..1e4).contains(&lr.abs()) {
+        let decimals = (3 - lr.abs().log10().floor() as i64).max(0) as usize;
+        trim(&format!("{lr:.decimals$}"))
+    } else {
+        let s = format!("{lr:.3e}");
+        match s.split_once('e') {
+            Some((m, e)) => format!("{}e{e}", trim(m)),
+            None => s,
+        }
+    }
 }
 
 fn want_top5(cfg: &TrainConfig) -> bool {
@@ -681,8 +683,8 @@ fn epoch_line(r: &EpochRecord, epochs: u64, images: usize) -> String {
         line.push_str(&format!("  val loss {:.4} acc {:.4}", v.loss, v.accuracy));
     }
     line.push_str(&format!(
-        "  lr {:.3e}  {:.1} s  {:.0} img/s  data wait {:.1} s",
-        r.lr,
+        "  lr {}  {:.1} s  {:.0} img/s  data wait {:.1} s",
+        show_lr(r.lr),
         r.seconds,
         images as f64 / r.seconds.max(1e-9),
         r.data_wait
@@ -690,83 +692,67 @@ fn epoch_line(r: &EpochRecord, epochs: u64, images: usize) -> String {
     line
 }
 
-fn load_init(weights: &mut WeightSet, init: &crate::check::train::Init) -> Result<String, String> {
-    let path = Path::new(&init.path);
-    let saved = st::read(path).map_err(|e| format!("`init`: {e}"))?;
-    let wanted = |k: &str| init.keys.is_empty() || init.keys.iter().any(|p| pattern_matches(p, k));
-    let mut loaded = Vec::new();
-    let mut problems = Vec::new();
-    for (k, v) in saved.iter().filter(|(k, _)| wanted(k)) {
-        match weights.get(k) {
-            Some(cur) if cur.shape() == v.shape() => {
-                weights.insert(k.clone(), v.clone());
-                loaded.push(k.clone());
-            }
-            Some(cur) => problems.push(format!(
-                "`{k}` is {:?} in the file but {:?} in the model",
-                v.shape(),
-                cur.shape()
-            )),
-            None => problems.push(format!("`{k}` is not a parameter of the model")),
-        }
-    }
-    let kept: Vec<&String> = weights.keys().filter(|k| !loaded.contains(k)).collect();
-    if init.strict && (!problems.is_empty() || !kept.is_empty()) {
-        let mut all = problems.clone();
-        all.extend(
-            kept.iter()
-                .map(|k| format!("`{k}` is missing from the file")),
-        );
-        return Err(format!(
-            "`init` is strict and `{}` does not fit:\n  - {}",
-            init.path,
-            all.join("\n  - ")
-        ));
-    }
-    if loaded.is_empty() {
-        return Err(format!(
-            "`init`: nothing in `{}` matches {:?}",
-            init.path, init.keys
-        ));
-    }
-    let mut report = format!("initialized {} tensors from `{}`", loaded.len(), init.path);
-    if !kept.is_empty() {
-        let names: Vec<&str> = kept.iter().map(|s| s.as_str()).collect();
-        report.push_str(&format!(
-            "; {} keep their fresh initialization: {}",
-            kept.len(),
-            names.join(", ")
-        ));
-    }
-    for p in problems {
-        report.push_str(&format!("\n  skipped: {p}"));
-    }
-    Ok(report)
+/// The progress bar of an epoch, or nothing when stderr is not a terminal.
+/// One draw per step: the statistics are read by the bar's template from a
+/// shared string, so updating them does not draw a second time.
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    stats: Arc<std::sync::Mutex<String>>,
 }
 
-fn progress(
-    opts: &RunOptions,
-    epoch: u64,
-    epochs: u64,
-    images: u64,
-) -> Option<indicatif::ProgressBar> {
+impl Bar {
+    fn step(&self, images: u64, s: &Stats, lr: f64) {
+        if let Some(bar) = &self.bar {
+            if let Ok(mut text) = self.stats.lock() {
+                *text = format!(
+                    "loss {:.4} acc {:.4} lr {}",
+                    s.loss,
+                    s.accuracy,
+                    show_lr(lr)
+                );
+            }
+            bar.inc(images);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn progress(opts: &RunOptions, epoch: u64, epochs: u64, images: u64) -> Bar {
+    let stats = Arc::new(std::sync::Mutex::new(String::new()));
     if !opts.progress_bar || opts.quiet {
-        return None;
+        return Bar { bar: None, stats };
     }
     let bar = indicatif::ProgressBar::new(images);
+    let shared = stats.clone();
     let style = indicatif::ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}",
+        "epoch {prefix} [{bar:30}] {pos}/{len} {stats} {rate} ETA {eta}",
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} img/s", state.per_sec());
+        },
+    )
+    .with_key(
+        "stats",
+        move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            if let Ok(text) = shared.lock() {
+                let _ = w.write_str(&text);
+            }
+        },
+    )
     .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(format!("{}/{epochs}", epoch + 1));
-    Some(bar)
-}
-
-fn finish(bar: Option<indicatif::ProgressBar>) {
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    Bar {
+        bar: Some(bar),
+        stats,
     }
 }
 
@@ -782,8 +768,14 @@ pub fn table(report: &Report) -> String {
                 (format!("{:.4}", v.loss), format!("{:.4}", v.accuracy))
             });
         out.push_str(&format!(
-            "{:>5}  {:>10.4}  {:>9.4}  {:>8}  {:>7}  {:>8.2e}  {:>8.1}\n",
-            r.epoch, r.train.loss, r.train.accuracy, vl, va, r.lr, r.seconds
+            "{:>5}  {:>10.4}  {:>9.4}  {:>8}  {:>7}  {:>8}  {:>8.1}\n",
+            r.epoch,
+            r.train.loss,
+            r.train.accuracy,
+            vl,
+            va,
+            show_lr(r.lr),
+            r.seconds
         ));
     }
     if let Some(t) = &report.test {
@@ -793,4 +785,20 @@ pub fn table(report: &Report) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn learning_rates_read_as_written() {
+        use super::show_lr;
+        assert_eq!(show_lr(1.0), "1");
+        assert_eq!(show_lr(0.05), "0.05");
+        assert_eq!(show_lr(0.0), "0");
+        assert_eq!(show_lr(1e-5), "1e-5");
+        assert_eq!(show_lr(2.5e-5), "2.5e-5");
+        assert_eq!(show_lr(0.000_123_4), "1.234e-4");
+        assert_eq!(show_lr(0.048_043), "0.04804");
+        assert_eq!(show_lr(123.45), "123.5");
+    }
 }
