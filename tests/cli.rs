@@ -117,12 +117,62 @@ fn summary_of_an_unknown_std_network_suggests_one() {
 }
 
 #[test]
-fn summary_reports_a_too_small_input_inside_the_stdlib() {
+fn summary_reports_an_input_the_stdlib_network_does_not_take() {
     let o = nnc(&["summary", "std::alexnet", "--input-shape", "1,3,32,32"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("[E0403]"), "{err}");
+    assert!(err.contains("[E0409]"), "{err}");
     assert!(err.contains("std/alexnet.nn"), "{err}");
+    assert!(
+        err.contains("give an input of shape [1, 3, 224, 224]"),
+        "{err}"
+    );
+}
+
+/// Sizes an `input` pattern fixes must be given as declared; sizes it
+/// leaves free (`N`, `H`) may vary.
+#[test]
+fn the_declared_input_shape_is_enforced() {
+    // A 3-channel image into a 1-channel network, in summary and in infer.
+    let o = nnc(&["summary", "examples/lenet.nn", "--input-shape", "1,3,28,28"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("[E0409]") && err.contains("the input is 3 on axis 1, but `x` declares 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("examples/lenet.nn:9"),
+        "on the input line: {err}"
+    );
+    let (w, _) = mlp_inputs("declared");
+    let x3 = temp("declared-x3.npy");
+    nnc::weights::npy::write(
+        &x3,
+        &ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 3, 28, 28])),
+    )
+    .unwrap();
+    let o = infer_to(&w, &x3, temp("declared-y.npy").to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("[E0409]") && !err.contains("weights"), "{err}");
+    // The batch is free.
+    let o = nnc(&["summary", "examples/lenet.nn", "--input-shape", "7,1,28,28"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Named sizes are free too.
+    let free = temp("free.nn");
+    std::fs::write(
+        &free,
+        "network any_size {\n    input x: [N, 1, H, W]\n    return x -> conv2d(4, 3) -> adaptive_avg_pool(1) -> flatten -> linear(10)\n}\n",
+    )
+    .unwrap();
+    for shape in ["1,1,28,28", "3,1,40,17"] {
+        let o = nnc(&["summary", free.to_str().unwrap(), "--input-shape", shape]);
+        assert_eq!(o.status.code(), Some(0), "{shape}: {}", stderr(&o));
+    }
+    let _ = std::fs::remove_file(free);
+    let _ = std::fs::remove_file(w);
+    let _ = std::fs::remove_file(x3);
 }
 
 #[test]

@@ -518,6 +518,19 @@ impl<'p> Checker<'p> {
     /// Connects an `input` declaration to its tensor and binds the names in
     /// its shape pattern (`[N, C, H, W]`).
     #[allow(clippy::too_many_arguments)]
+    /// The shape an input pattern asks for, with its free sizes taken from
+    /// `given` (for a help line).
+    fn declared_shape(&mut self, env: &mut Env, pattern: &ast::Shape, given: &[Dim]) -> String {
+        let mut out = Vec::new();
+        for (p, d) in pattern.dims.iter().zip(given) {
+            let free = matches!(&p.kind, ExprKind::Name(path)
+                if path.segments.len() == 1 && env.get(&path.segments[0].name).is_none());
+            let v = if free { None } else { self.eval_dim(env, p) };
+            out.push(v.unwrap_or_else(|| d.clone()).to_string());
+        }
+        out.join(", ")
+    }
+
     fn bind_input(
         &mut self,
         env: &mut Env,
@@ -583,8 +596,9 @@ impl<'p> Checker<'p> {
                             return None;
                         }
                         let actual: Vec<Dim> = dims.iter().map(|&d| Dim::constant(d)).collect();
-                        // Bind the pattern's names; declared numbers give way to the given shape.
-                        for (p, d) in pattern.dims.iter().zip(&actual) {
+                        // Free names (`N`, `H`) take the given sizes; every
+                        // other size the pattern fixes must be what is given.
+                        for (axis, (p, d)) in pattern.dims.iter().zip(&actual).enumerate() {
                             if let ExprKind::Name(path) = &p.kind {
                                 if let [id] = path.segments.as_slice() {
                                     if env.get(&id.name).is_none() {
@@ -592,8 +606,29 @@ impl<'p> Checker<'p> {
                                         if let Some(f) = self.frames.last_mut() {
                                             f.bindings.push((id.name.clone(), d.to_string()));
                                         }
+                                        continue;
                                     }
                                 }
+                            }
+                            let declared = self.eval_dim(env, p)?;
+                            if declared != *d {
+                                let wanted = self.declared_shape(env, pattern, &actual);
+                                self.emit(
+                                    Diagnostic::error(
+                                        codes::INPUT_MISMATCH,
+                                        format!(
+                                            "the input is {} on axis {axis}, but `{}` declares {declared} there",
+                                            d,
+                                            name.name
+                                        ),
+                                    )
+                                    .at(p.span, format!("fixed at {declared}"))
+                                    .with_help(format!(
+                                        "give an input of shape [{}], or leave this size free in the network (a name such as `H` instead of `{declared}`)",
+                                        wanted
+                                    )),
+                                );
+                                return None;
                             }
                         }
                         actual
