@@ -206,7 +206,8 @@ fn default_input_shape(model: &Model) -> Option<Result<Vec<i64>, Vec<Diagnostic>
     }
     let mut out = Vec::new();
     for (axis, d) in shape.iter().enumerate() {
-        match d.as_const() {
+        let default = input.default_sizes.get(axis).copied().flatten();
+        match d.as_const().or(default) {
             Some(v) => out.push(v),
             None if axis == 0 => out.push(1),
             None => {
@@ -215,7 +216,9 @@ fn default_input_shape(model: &Model) -> Option<Result<Vec<i64>, Vec<Diagnostic>
                     format!("input `{}` has a symbolic size `{d}` on axis {axis}", input.name),
                 )
                 .at(input.span, "symbolic size")
-                .with_help("pass a concrete shape with `--input-shape`, for example `--input-shape 1,3,224,224`")]))
+                .with_help(format!(
+                    "pass a concrete shape with `--input-shape`, for example `--input-shape 1,3,224,224`, or give the size a default in the network: `{d} = 224`"
+                ))]))
             }
         }
     }

@@ -517,7 +517,43 @@ impl<'p> Checker<'p> {
 
     /// Connects an `input` declaration to its tensor and binds the names in
     /// its shape pattern (`[N, C, H, W]`).
-    #[allow(clippy::too_many_arguments)]
+    /// The defaults of an input pattern's free sizes (`H = 224`): positive
+    /// constants, on names only.
+    fn default_sizes(&mut self, env: &mut Env, pattern: &ast::Shape) -> Option<Vec<Option<i64>>> {
+        let mut out = Vec::new();
+        for (p, default) in pattern.dims.iter().zip(&pattern.defaults) {
+            let Some(default) = default else {
+                out.push(None);
+                continue;
+            };
+            if !matches!(&p.kind, ExprKind::Name(path) if path.segments.len() == 1) {
+                self.emit(
+                    Diagnostic::error(
+                        codes::MALFORMED_DEFINITION,
+                        "only a named size can have a default",
+                    )
+                    .at(default.span, "a default for a fixed size")
+                    .with_help("name the size, as in `[N, 3, H = 224, W = 224]`"),
+                );
+                return None;
+            }
+            match self.eval_dim(env, default)?.as_const() {
+                Some(v) if v >= 1 => out.push(Some(v)),
+                _ => {
+                    self.emit(
+                        Diagnostic::error(
+                            codes::OUT_OF_RANGE,
+                            "a default size must be a whole number of at least 1",
+                        )
+                        .at(default.span, "not a size"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// The shape an input pattern asks for, with its free sizes taken from
     /// `given` (for a help line).
     fn declared_shape(&mut self, env: &mut Env, pattern: &ast::Shape, given: &[Dim]) -> String {
@@ -531,6 +567,7 @@ impl<'p> Checker<'p> {
         out.join(", ")
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn bind_input(
         &mut self,
         env: &mut Env,
@@ -662,11 +699,13 @@ impl<'p> Checker<'p> {
                         shape
                     }
                 };
+                let default_sizes = self.default_sizes(env, pattern)?;
                 let id = self.model.add_value(shape, None);
                 self.model.inputs.push(ModelInput {
                     name: name.name.clone(),
                     value: id,
                     span,
+                    default_sizes,
                 });
                 Some(Tensor { id, origin: span })
             }
@@ -741,6 +780,17 @@ impl<'p> Checker<'p> {
         t: Tensor,
         what: &str,
     ) -> bool {
+        if let Some(default) = pattern.defaults.iter().flatten().next() {
+            self.emit(
+                Diagnostic::error(
+                    codes::MALFORMED_DEFINITION,
+                    "a default size belongs in an `input` pattern",
+                )
+                .at(default.span, "a default in an annotation")
+                .with_help("an annotation states the shape a value has; remove `= ...`"),
+            );
+            return false;
+        }
         let actual = self.model.shape(t.id).to_vec();
         let text = shape_to_string(&actual);
         if pattern.dims.len() != actual.len() {

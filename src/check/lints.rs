@@ -40,10 +40,10 @@ fn unknown_layers(prog: &Program, file: FileId, def: &Def, out: &mut Vec<Diagnos
                 }
                 let mut exprs = Vec::new();
                 match s {
-                    Stmt::Input { shape, .. } => exprs.extend(&shape.dims),
+                    Stmt::Input { shape, .. } => exprs.extend(shape.exprs()),
                     Stmt::Let { shape, value, .. } => {
                         exprs.push(value);
-                        exprs.extend(shape.iter().flat_map(|sh| &sh.dims));
+                        exprs.extend(shape.iter().flat_map(|sh| sh.exprs()));
                     }
                     Stmt::Return { value, .. } => exprs.push(value),
                 }
@@ -143,7 +143,7 @@ fn lint_def(def: &Def, out: &mut Vec<Diagnostic>) {
         }
         DefBody::Body { output, stmts } => {
             if let Some(o) = output {
-                for d in &o.dims {
+                for d in o.exprs() {
                     names_in_expr(d, &mut uses);
                 }
             }
@@ -273,13 +273,13 @@ fn check_used(
 fn stmt_uses(s: &Stmt, uses: &mut Vec<String>) {
     match s {
         Stmt::Input { shape, .. } => {
-            for d in &shape.dims {
+            for d in shape.exprs() {
                 names_in_expr(d, uses);
             }
         }
         Stmt::Let { shape, value, .. } => {
             if let Some(sh) = shape {
-                for d in &sh.dims {
+                for d in sh.exprs() {
                     names_in_expr(d, uses);
                 }
             }

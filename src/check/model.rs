@@ -24,6 +24,9 @@ pub struct ModelInput {
     pub name: String,
     pub value: ValueId,
     pub span: Span,
+    /// Per axis, the default of a free size (`H = 224`), used when no
+    /// input shape is given.
+    pub default_sizes: Vec<Option<i64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -136,7 +136,17 @@ impl Stmt {
 #[derive(Clone, Debug)]
 pub struct Shape {
     pub dims: Vec<Expr>,
+    /// `H = 224` in an input pattern: the size used when no input shape
+    /// is given (`nnc summary` without `--input-shape`). One per dim.
+    pub defaults: Vec<Option<Expr>>,
     pub span: Span,
+}
+
+impl Shape {
+    /// Every expression of the shape, sizes and defaults.
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        self.dims.iter().chain(self.defaults.iter().flatten())
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -507,8 +507,24 @@ impl<'t> Builder<'t> {
 
     fn shape(&mut self, pair: Pair<'_, Rule>) -> Shape {
         let span = self.span(&pair);
-        let dims = children(pair).map(|p| self.expr(p)).collect();
-        Shape { dims, span }
+        let mut dims = Vec::new();
+        let mut defaults: Vec<Option<Expr>> = Vec::new();
+        for p in children(pair) {
+            if p.as_rule() == Rule::dim_default {
+                let value = children(p).next().expect("grammar: default value");
+                if let Some(last) = defaults.last_mut() {
+                    *last = Some(self.expr(value));
+                }
+            } else {
+                dims.push(self.expr(p));
+                defaults.push(None);
+            }
+        }
+        Shape {
+            dims,
+            defaults,
+            span,
+        }
     }
 
     fn train(&mut self, pair: Pair<'_, Rule>) -> Train {
