@@ -115,3 +115,22 @@ fn image_folders() {
     let e = data::read_image_folder(&dir).err().unwrap().0;
     assert!(e.contains("odd.png") && e.contains("3x3"), "{e}");
 }
+
+/// A header that claims more elements than fit in memory is an error before
+/// anything is allocated.
+#[test]
+fn npy_headers_that_overflow_are_errors() {
+    let dir = temp("npy-overflow");
+    for shape in ["(4611686018427387904, 4)", "(4611686018427387904,)"] {
+        let header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let pad = 64 - (10 + header.len() + 1) % 64;
+        let full = format!("{header}{}\n", " ".repeat(pad));
+        bytes.extend_from_slice(&(full.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(full.as_bytes());
+        let p = dir.join("labels.npy");
+        std::fs::write(&p, &bytes).unwrap();
+        let e = nnc::weights::npy::read_labels(&p).unwrap_err();
+        assert!(e.contains("overflows") || e.contains("truncated"), "{e}");
+    }
+}

@@ -257,3 +257,18 @@ fn initialization_follows_pytorch_defaults() {
     let g = loaded.lower(Mode::Infer).unwrap();
     assert!(st::check_against(&w, &g).is_empty());
 }
+
+/// Sizes in IR text are untrusted: window arithmetic that overflows is an
+/// answer of "no such window", never a panic or a wrapped size.
+#[test]
+fn window_sizes_never_overflow() {
+    use nnc::ir::ops::window_out;
+    assert_eq!(window_out(28, 5, 1, [2, 2], 1, false), Some(28));
+    assert_eq!(window_out(usize::MAX, 3, 1, [1, 1], 1, false), None);
+    assert_eq!(window_out(32, 3, 1, [0, 0], usize::MAX, false), None);
+    assert_eq!(window_out(32, 0, 1, [0, 0], 1, false), None);
+    assert_eq!(
+        window_out(usize::MAX - 1, 1, usize::MAX, [0, 1], 1, true),
+        Some(1)
+    );
+}

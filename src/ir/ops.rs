@@ -319,8 +319,11 @@ pub fn window_out(
     dilation: usize,
     ceil: bool,
 ) -> Option<usize> {
-    let padded = size + pad[0] + pad[1];
-    let effective = dilation * (kernel - 1) + 1;
+    // Every size here can come from IR text: overflow is `None`, not a panic.
+    let padded = size.checked_add(pad[0])?.checked_add(pad[1])?;
+    let effective = dilation
+        .checked_mul(kernel.checked_sub(1)?)?
+        .checked_add(1)?;
     if padded < effective || stride == 0 {
         return None;
     }
@@ -330,7 +333,7 @@ pub fn window_out(
     } else {
         span / stride
     } + 1;
-    if ceil && (out - 1) * stride >= size + pad[0] {
+    if ceil && (out - 1).checked_mul(stride)? >= size.checked_add(pad[0])? {
         out -= 1;
     }
     Some(out)

@@ -124,7 +124,10 @@ pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u32>, String> {
             ))
         }
     };
-    let needed = h.count * width;
+    let needed = h
+        .count
+        .checked_mul(width)
+        .ok_or("the .npy shape overflows")?;
     if h.data.len() < needed {
         return Err(format!(
             "truncated .npy data: {} bytes for {} labels",

@@ -136,7 +136,14 @@ fn conv_padding(
                 );
                 return None;
             }
-            let total = [dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)];
+            let (Some(e0), Some(e1)) = (
+                effective_kernel(kernel[0], dilation[0]),
+                effective_kernel(kernel[1], dilation[1]),
+            ) else {
+                ctx.error(overflow(ctx.step_span));
+                return None;
+            };
+            let total = [e0 - 1, e1 - 1];
             Some([
                 total[0] / 2,
                 total[0] - total[0] / 2,
@@ -169,6 +176,16 @@ fn pair_text(p: [i64; 2]) -> String {
     }
 }
 
+/// `dilation * (kernel - 1) + 1`, the extent of a dilated kernel; `None`
+/// when it overflows (both are user values, at least 1).
+fn effective_kernel(kernel: i64, dilation: i64) -> Option<i64> {
+    dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)
+}
+
+fn overflow(at: crate::syntax::source::Span) -> Diagnostic {
+    Diagnostic::error(codes::OVERFLOW, "a size overflows 64 bits").at(at, "here")
+}
+
 /// The output size of a sliding window on `axis` (2 = height, 3 = width),
 /// rounding down as PyTorch does, or up in ceil mode (with PyTorch's rule
 /// that the last window must start inside the input or its left padding).
@@ -182,12 +199,16 @@ fn window(
     ceil: bool,
 ) -> Option<Dim> {
     let size = ctx.input[axis].clone();
-    let effective = dilation * (kernel - 1) + 1;
     let axis_name = if axis == 2 { "height" } else { "width" };
-    let overflow =
-        || Diagnostic::error(codes::OVERFLOW, "a size overflows 64 bits").at(ctx.step_span, "here");
-    let Some(padded) = size.checked_add(&Dim::constant(pad[0] + pad[1])) else {
-        ctx.error(overflow());
+    let (Some(effective), Some(pad_sum)) = (
+        effective_kernel(kernel, dilation),
+        pad[0].checked_add(pad[1]),
+    ) else {
+        ctx.error(overflow(ctx.step_span));
+        return None;
+    };
+    let Some(padded) = size.checked_add(&Dim::constant(pad_sum)) else {
+        ctx.error(overflow(ctx.step_span));
         return None;
     };
     if let Some(p) = padded.as_const() {
@@ -199,7 +220,7 @@ fn window(
             } else {
                 String::new()
             };
-            let padding_note = if pad[0] + pad[1] > 0 {
+            let padding_note = if pad_sum > 0 {
                 format!(
                     "padded input {axis_name} {p} ({input} + {} + {})",
                     pad[0], pad[1]
@@ -207,7 +228,8 @@ fn window(
             } else {
                 format!("input {axis_name} {input}")
             };
-            let need = (effective - input + 1) / 2;
+            // effective > p >= input here, so this cannot overflow downwards.
+            let need = (effective - input).saturating_add(1) / 2;
             ctx.error(
                 Diagnostic::error(
                     codes::KERNEL_TOO_LARGE,
@@ -232,13 +254,14 @@ fn window(
         None => None,
     };
     let Some(mut out) = steps.and_then(|s| s.checked_add(&Dim::constant(1))) else {
-        ctx.error(overflow());
+        ctx.error(overflow(ctx.step_span));
         return None;
     };
     if ceil {
         // PyTorch: drop the last window if it would start in the right padding.
         if let (Some(o), Some(s)) = (out.as_const(), size.as_const()) {
-            if (o - 1) * stride >= s + pad[0] {
+            let start = (o - 1).checked_mul(stride);
+            if start.is_some_and(|start| s.checked_add(pad[0]).is_none_or(|end| start >= end)) {
                 out = Dim::constant(o - 1);
             }
         }
@@ -311,8 +334,11 @@ fn pool_geometry(ctx: &mut OpCtx<'_>, dilation: [i64; 2]) -> Option<PoolGeometry
     }
     let (kernel, stride, padding, ceil) = (kernel?, stride?, padding?, ceil?);
     for i in 0..2 {
-        let effective = dilation[i] * (kernel[i] - 1) + 1;
-        if padding[i] * 2 > effective {
+        let Some(effective) = effective_kernel(kernel[i], dilation[i]) else {
+            ctx.error(overflow(ctx.step_span));
+            return None;
+        };
+        if padding[i] > effective / 2 {
             let span = ctx.span_of("padding");
             ctx.error(
                 out_of_range(
