@@ -87,6 +87,8 @@ struct Frame {
     /// "`basic_block(planes=128, stride=2)` at `layer2.0`"
     what: String,
     bindings: Vec<(String, String)>,
+    /// The value of the block's `input`, once bound.
+    input: Option<ValueId>,
 }
 
 pub struct Checker<'p> {
@@ -318,6 +320,7 @@ impl<'p> Checker<'p> {
             call_span,
             what,
             bindings: Vec::new(),
+            input: None,
         });
         let result = self.instantiate_body(def_id, given, input, prefix, call_span, &mut env);
         self.frames.pop();
@@ -359,6 +362,9 @@ impl<'p> Checker<'p> {
                             inputs_seen += 1;
                             let t =
                                 self.bind_input(env, name, shape, *span, &input, inputs_seen, def);
+                            if let (Some(t), Some(frame)) = (t, self.frames.last_mut()) {
+                                frame.input.get_or_insert(t.id);
+                            }
                             let v = t.map_or(Value::Poison, Value::Tensor);
                             env.set(&name.name, v);
                         }
@@ -1804,7 +1810,12 @@ impl<'p> Checker<'p> {
             )
             .with_label(a.origin, format!("this is {ta}"))
             .with_label(b.origin, format!("this is {tb}"));
-            if let Some(help) = shortcut_help(&sa, &sb, a_expr, b_expr, self.prog) {
+            let distance = |v: ValueId| {
+                let input = self.frames.last().and_then(|f| f.input)?;
+                layers_between(&self.model, input, v)
+            };
+            let from_input = [distance(a.id), distance(b.id)];
+            if let Some(help) = shortcut_help(&sa, &sb, a_expr, b_expr, from_input, self.prog) {
                 d = d.with_help(help);
             }
             self.emit(d);
@@ -1824,13 +1835,42 @@ fn as_f64(v: &Value) -> Option<f64> {
     }
 }
 
+/// How many layers lie between `from` and `to` on the shortest path that
+/// produces `to` from `from` (0 when they are the same value), or `None`
+/// when `to` does not derive from `from`.
+fn layers_between(model: &Model, from: ValueId, to: ValueId) -> Option<usize> {
+    let mut frontier = vec![to];
+    let mut seen = std::collections::HashSet::new();
+    for depth in 0..=model.layers.len() {
+        if frontier.contains(&from) {
+            return Some(depth);
+        }
+        let mut next = Vec::new();
+        for v in frontier {
+            if !seen.insert(v) {
+                continue;
+            }
+            if let Some(p) = model.values.get(v.0 as usize).and_then(|i| i.producer) {
+                next.extend(model.layers[p].inputs.iter().copied());
+            }
+        }
+        if next.is_empty() {
+            return None;
+        }
+        frontier = next;
+    }
+    None
+}
+
 /// For a residual add of mismatched [N, C, H, W] tensors: the projection
-/// that makes the shortcut fit.
+/// that makes the shortcut fit. `from_input` is how many layers separate
+/// each operand from the block's input.
 fn shortcut_help(
     sa: &[Dim],
     sb: &[Dim],
     a_expr: &Expr,
     b_expr: &Expr,
+    from_input: [Option<usize>; 2],
     prog: &Program,
 ) -> Option<String> {
     if sa.len() != 4 || sb.len() != 4 || sa[0] != sb[0] {
@@ -1840,13 +1880,17 @@ fn shortcut_help(
         Some([s[1].as_const()?, s[2].as_const()?, s[3].as_const()?])
     };
     let (da, db) = (dims(sa)?, dims(sb)?);
-    // The shortcut is the operand with the larger feature map; with equal
-    // sizes, the one that is a plain name (the block input).
+    // The shortcut is the operand that is (or is closer to) the block's
+    // input, whichever side of `+` it is on. Without that (an add outside a
+    // block), the operand with the larger feature map; with equal sizes,
+    // the one that is a plain name.
     let a_is_name = matches!(a_expr.kind, ExprKind::Name(_));
-    let a_is_shortcut = if da[1] != db[1] {
-        da[1] > db[1]
-    } else {
-        a_is_name || !matches!(b_expr.kind, ExprKind::Name(_))
+    let a_is_shortcut = match from_input {
+        [Some(da_in), Some(db_in)] if da_in != db_in => da_in < db_in,
+        [Some(_), None] => true,
+        [None, Some(_)] => false,
+        _ if da[1] != db[1] => da[1] > db[1],
+        _ => a_is_name || !matches!(b_expr.kind, ExprKind::Name(_)),
     };
     let (from, to, expr, target) = if a_is_shortcut {
         (da, db, a_expr, sb)
