@@ -153,8 +153,14 @@ pub fn render_all(diags: &[Diagnostic], sources: &SourceMap, options: RenderOpti
     out
 }
 
+/// `1 epoch`, `2 epochs`: a count with its noun in the right number.
+pub fn count(n: i64, noun: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{n} {noun}{s}")
+}
+
 pub fn summary_line(errors: usize, warnings: usize) -> String {
-    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let plural = |n: usize, w: &str| count(n as i64, w);
     match (errors, warnings) {
         (0, w) => format!("{} emitted", plural(w, "warning")),
         (e, 0) => format!("{} found", plural(e, "error")),

@@ -908,6 +908,18 @@ fn keyword_span(section: Span) -> Span {
     }
 }
 
+/// `a loss`, `an optimizer`.
+fn with_article(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {noun}")
+}
+
+/// A setting written as a call of one of `choices`; `what` names the kind
+/// of setting, without an article (`optimizer`).
 fn expect_call(ctx: &mut Ctx<'_>, v: V, span: Span, what: &str, choices: &[&str]) -> Option<Call> {
     let (name, name_span, args) = match v {
         V::Call(n, ns, a) => (n, ns, a),
@@ -917,19 +929,20 @@ fn expect_call(ctx: &mut Ctx<'_>, v: V, span: Span, what: &str, choices: &[&str]
                 Diagnostic::error(
                     codes::INVALID_SETTING,
                     format!(
-                        "{what} must be one of {}, not {}",
+                        "{} must be one of {}, not {}",
+                        with_article(what),
                         choices.join(", "),
                         other.describe()
                     ),
                 )
-                .at(span, format!("not {what}")),
+                .at(span, format!("not {}", with_article(what))),
             );
             return None;
         }
     };
     if !choices.contains(&name.as_str()) {
         let mut d = Diagnostic::error(codes::INVALID_SETTING, format!("unknown {what} `{name}`"))
-            .at(name_span, format!("not {what}"));
+            .at(name_span, format!("not {}", with_article(what)));
         d = match did_you_mean(&name, choices.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!("choose one of: {}", choices.join(", "))),
@@ -945,7 +958,7 @@ fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
         ctx,
         v,
         span,
-        "a data set",
+        "data set",
         &["fashion_mnist", "mnist", "cifar10", "image_folder", "npy"],
     )?;
     let a = Args::new(ctx, &name, ns, given, &["path", "validation"])?;
@@ -980,7 +993,7 @@ fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
 }
 
 fn read_loss(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Loss> {
-    let (name, ns, given) = expect_call(ctx, v, span, "a loss", &["cross_entropy", "mse"])?;
+    let (name, ns, given) = expect_call(ctx, v, span, "loss", &["cross_entropy", "mse"])?;
     match name.as_str() {
         "cross_entropy" => {
             let a = Args::new(ctx, &name, ns, given, &["label_smoothing"])?;
@@ -1034,7 +1047,7 @@ fn read_optimizer(ctx: &mut Ctx<'_>, v: V, span: Span, allow_lookahead: bool) ->
     } else {
         &["sgd", "adam", "adamw", "radam"]
     };
-    let (name, ns, given) = expect_call(ctx, v, span, "an optimizer", choices)?;
+    let (name, ns, given) = expect_call(ctx, v, span, "optimizer", choices)?;
     let inf = f64::INFINITY;
     match name.as_str() {
         "sgd" => {
@@ -1176,6 +1189,25 @@ fn check_monitor(
             )
         }
     }
+    if !METRICS.contains(&metric) {
+        let close = METRICS
+            .iter()
+            .copied()
+            .find(|m| !metric.is_empty() && m.starts_with(metric))
+            .or_else(|| did_you_mean(metric, METRICS.iter().copied()));
+        let help = match close {
+            Some(m) => format!("did you mean `{split}_{m}`?"),
+            None => format!(
+                "monitor one of: {}",
+                METRICS
+                    .iter()
+                    .map(|m| format!("`{split}_{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return fail(ctx, format!("`{metric}` is not a metric"), help);
+    }
     if !computed(metric) {
         return fail(
             ctx,
@@ -1204,7 +1236,7 @@ fn read_schedule(
         ctx,
         v,
         span,
-        "a learning-rate schedule",
+        "learning-rate schedule",
         &[
             "constant",
             "step",
@@ -1383,7 +1415,10 @@ fn check_schedule_fits(
     span: Span,
 ) {
     let with_epochs = |d: Diagnostic| match epochs_span {
-        Some(s) => d.with_label(s, format!("the run has {epochs} epochs")),
+        Some(s) => d.with_label(
+            s,
+            format!("the run has {}", crate::diag::count(epochs, "epoch")),
+        ),
         None => d.with_note(format!("`epochs` defaults to {epochs}")),
     };
     match schedule {
@@ -1406,9 +1441,15 @@ fn check_schedule_fits(
             if *w >= epochs {
                 let d = Diagnostic::error(
                     codes::WARMUP_TOO_LONG,
-                    format!("the warm-up lasts {w} epochs, but the run has only {epochs}"),
+                    format!(
+                        "the warm-up lasts {}, but the run has only {epochs}",
+                        crate::diag::count(*w, "epoch")
+                    ),
                 )
-                .at(span, format!("{w} epochs of warm-up"))
+                .at(
+                    span,
+                    format!("{} of warm-up", crate::diag::count(*w, "epoch")),
+                )
                 .with_help(format!(
                     "warm up for fewer than {epochs} epochs (5–10 % of the run is usual)"
                 ));
@@ -1450,7 +1491,7 @@ fn read_augment(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<Augment>> {
             ctx,
             v,
             s,
-            "an augmentation",
+            "augmentation",
             &["resize", "random_crop", "horizontal_flip", "normalize"],
         )?;
         out.push(match name.as_str() {
@@ -1505,7 +1546,7 @@ fn read_early_stopping(
     computed: &dyn Fn(&str) -> bool,
     validation: f64,
 ) -> Option<EarlyStopping> {
-    let (name, ns, given) = expect_call(ctx, v, span, "early stopping", &["early_stopping"])?;
+    let (name, ns, given) = expect_call(ctx, v, span, "early-stopping rule", &["early_stopping"])?;
     let a = Args::new(
         ctx,
         &name,
@@ -1540,7 +1581,7 @@ fn read_init(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Init> {
             strict: true,
         }),
         other => {
-            let (name, ns, given) = expect_call(ctx, other, span, "an initialization", &["load"])?;
+            let (name, ns, given) = expect_call(ctx, other, span, "initialization", &["load"])?;
             let a = Args::new(ctx, &name, ns, given, &["path", "keys", "strict"])?;
             let path = match a.get("path") {
                 Some((V::Str(p), _)) => p.clone(),
