@@ -4,7 +4,10 @@
 //! result together with a `Vec<Diagnostic>`. Rendering is done once, at the
 //! edge (the CLI, the tests, the language server).
 
-use crate::syntax::source::{SourceMap, Span};
+mod excerpt;
+
+use crate::syntax::source::{FileId, SourceMap, Span};
+use excerpt::Excerpt;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -183,7 +186,7 @@ struct MietteReport {
     message: String,
     code: &'static str,
     severity: miette::Severity,
-    source: Option<miette::NamedSource<String>>,
+    source: Option<Excerpt>,
     labels: Vec<miette::LabeledSpan>,
     help: Option<String>,
     related: Vec<MietteReport>,
@@ -209,39 +212,46 @@ impl MietteReport {
             };
         };
         let file = primary.span.file;
+        let source = |file: FileId| {
+            let spans: Vec<(usize, usize)> = std::iter::once(primary)
+                .chain(&diag.secondary)
+                .filter(|l| l.span.file == file)
+                .map(|l| (l.span.start as usize, l.span.end as usize))
+                .collect();
+            let f = sources.get(file);
+            Excerpt::new(&f.name, &f.text, &spans)
+        };
+        let excerpt = source(file);
         let mut labels = vec![miette::LabeledSpan::new_primary_with_span(
             non_empty(&primary.message),
-            to_miette(primary.span, sources),
+            to_miette(primary.span, sources, &excerpt),
         )];
         let mut related = notes;
         for l in &diag.secondary {
             if l.span.file == file {
                 labels.push(miette::LabeledSpan::new_with_span(
                     non_empty(&l.message),
-                    to_miette(l.span, sources),
+                    to_miette(l.span, sources, &excerpt),
                 ));
             } else {
-                let f = sources.get(l.span.file);
+                let other = source(l.span.file);
+                let label = to_miette(l.span, sources, &other);
                 related.push(MietteReport {
                     message: l.message.clone(),
                     code: "",
                     severity: miette::Severity::Advice,
-                    source: Some(miette::NamedSource::new(&f.name, f.text.to_string())),
-                    labels: vec![miette::LabeledSpan::new_primary_with_span(
-                        None,
-                        to_miette(l.span, sources),
-                    )],
+                    source: Some(other),
+                    labels: vec![miette::LabeledSpan::new_primary_with_span(None, label)],
                     help: None,
                     related: Vec::new(),
                 });
             }
         }
-        let f = sources.get(file);
         MietteReport {
             message: headline(diag),
             code: "",
             severity,
-            source: Some(miette::NamedSource::new(&f.name, f.text.to_string())),
+            source: Some(excerpt),
             labels,
             help,
             related,
@@ -259,8 +269,9 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 /// Spans are clamped to the text and to character boundaries, so that a
-/// stale or odd span can never make rendering panic.
-fn to_miette(span: Span, sources: &SourceMap) -> miette::SourceSpan {
+/// stale or odd span can never make rendering panic, then mapped into the
+/// excerpt that is shown.
+fn to_miette(span: Span, sources: &SourceMap, excerpt: &Excerpt) -> miette::SourceSpan {
     let text = &sources.get(span.file).text;
     let mut start = (span.start as usize).min(text.len());
     while !text.is_char_boundary(start) {
@@ -270,6 +281,7 @@ fn to_miette(span: Span, sources: &SourceMap) -> miette::SourceSpan {
     while !text.is_char_boundary(end) {
         end += 1;
     }
+    let (start, end) = excerpt.span(start, end);
     (start, end - start).into()
 }
 
