@@ -139,3 +139,6 @@ pub const UNUSED_IMPORT: &str = "W0003";
 pub const UNREACHABLE: &str = "W0004";
 /// A layer or setting that does nothing as written.
 pub const NO_EFFECT: &str = "W0005";
+/// A softmax (or log-softmax) at the end of a network trained with
+/// cross-entropy, which applies log-softmax itself.
+pub const SOFTMAX_BEFORE_LOSS: &str = "W0006";

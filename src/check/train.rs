@@ -826,6 +826,10 @@ fn check_inner(
         }),
         Some((v, s, _)) => read_loss(ctx, v, s),
     };
+    if let (Some(Loss::CrossEntropy { .. }), Some(model)) = (&loss, model) {
+        let loss_span = get("loss").map(|(_, s, _)| s);
+        softmax_before_cross_entropy(ctx, model, loss_span, t.span);
+    }
     let metrics = match get("metrics") {
         None => Some(vec!["accuracy".to_string()]),
         Some((v, s, _)) => read_metrics(ctx, v, s),
@@ -1149,6 +1153,45 @@ fn read_optimizer(ctx: &mut Ctx<'_>, v: V, span: Span, allow_lookahead: bool) ->
             })
         }
     }
+}
+
+/// `softmax` as the last layer of a network trained with `cross_entropy`:
+/// the loss applies log-softmax to the logits itself, so the network's
+/// probabilities are squashed a second time and training stalls.
+fn softmax_before_cross_entropy(
+    ctx: &mut Ctx<'_>,
+    model: &Model,
+    loss_span: Option<Span>,
+    section: Span,
+) {
+    let Some(layer) = model
+        .output
+        .and_then(|o| model.values.get(o.0 as usize))
+        .and_then(|v| v.producer)
+        .and_then(|p| model.layers.get(p))
+    else {
+        return;
+    };
+    let name = match layer.op {
+        crate::check::ops::Op::Softmax { .. } => "softmax",
+        crate::check::ops::Op::LogSoftmax { .. } => "log_softmax",
+        _ => return,
+    };
+    let d = Diagnostic::warning(
+        codes::SOFTMAX_BEFORE_LOSS,
+        format!(
+            "`{}` ends with `{name}`, but `cross_entropy` applies log-softmax to its input itself",
+            model.name
+        ),
+    )
+    .at(layer.span, format!("`{name}` here"))
+    .with_help(format!(
+        "remove `{name}` from the network: `cross_entropy` takes logits, as `nn.CrossEntropyLoss` does"
+    ));
+    ctx.diags.push(match loss_span {
+        Some(s) => d.with_label(s, "this loss applies log-softmax"),
+        None => d.with_label(keyword_span(section), "the default loss is `cross_entropy`"),
+    });
 }
 
 /// Whether a monitored metric is computed: `val_accuracy` needs a
