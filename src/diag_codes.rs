@@ -112,7 +112,8 @@ pub const DUPLICATE_SETTING: &str = "E0507";
 pub const BAD_FREEZE: &str = "E0508";
 
 // ---- weights, arrays and execution ----
-/// A weights file that cannot be read or does not fit the model.
+/// A weights file that cannot be read or does not fit the model; a
+/// checkpoint that does not fit the run that `--resume` would continue.
 pub const WEIGHTS: &str = "E0601";
 /// An array file (`.npy`) that cannot be read or has the wrong shape.
 pub const ARRAY: &str = "E0602";

@@ -48,3 +48,48 @@ fn readme_examples_check() {
 fn language_reference_examples_check() {
     check_markdown("docs/language.md");
 }
+
+/// `docs/codes.md` is rendered from `src/diag_codes.rs` (each code with its
+/// doc comment, by section), so the reference cannot drift from the code.
+/// `NNC_BLESS=1 cargo test --test docs` rewrites it.
+#[test]
+fn code_reference_matches_the_code() {
+    let source = std::fs::read_to_string("src/diag_codes.rs").unwrap();
+    let mut out = String::from(
+        "# Diagnostic codes\n\n\
+         Every diagnostic nnc prints has a stable code. E01xx–E05xx are found by\n\
+         `nnc check` before anything runs (`tests/ui/` has an example of each);\n\
+         E06xx are found when a model is loaded, run or trained (exit code 1,\n\
+         except E0699, a bug in nnc, exit code 2); W00xx are warnings.\n\
+         This page is generated from `src/diag_codes.rs`.\n",
+    );
+    let mut doc = Vec::new();
+    for line in source.lines() {
+        let line = line.trim();
+        if let Some(section) = line
+            .strip_prefix("// ---- ")
+            .and_then(|s| s.strip_suffix(" ----"))
+        {
+            let mut title = section.to_string();
+            title[..1].make_ascii_uppercase();
+            out.push_str(&format!("\n## {title}\n\n| code | meaning |\n|---|---|\n"));
+        } else if let Some(d) = line.strip_prefix("/// ") {
+            doc.push(d.to_string());
+        } else if let Some(rest) = line.strip_prefix("pub const ") {
+            let code = rest.split('"').nth(1).expect("a code string");
+            out.push_str(&format!("| {code} | {} |\n", doc.join(" ")));
+            doc.clear();
+        } else {
+            doc.clear();
+        }
+    }
+    let path = "docs/codes.md";
+    if std::env::var_os("NNC_BLESS").is_some() {
+        std::fs::write(path, &out).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        stored == out,
+        "{path} is out of date: run `NNC_BLESS=1 cargo test --test docs`"
+    );
+}
