@@ -12,6 +12,7 @@
 //! every node's type is what its op infers from its arguments; input names
 //! are unique; outputs refer to existing nodes.
 
+pub mod catalogue;
 pub mod dot;
 pub mod lower;
 pub mod ops;
