@@ -69,9 +69,16 @@ impl TensorType {
         }
     }
 
+    /// The number of elements; it fits in memory by the graph's invariant
+    /// (`Graph::try_add` refuses a type whose size does not).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+}
+
+/// The number of elements of `shape`, or `None` when it overflows.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
 impl fmt::Display for TensorType {
@@ -178,6 +185,15 @@ impl Graph {
     pub fn try_add(&mut self, op: Op, args: &[NodeId], scope: &str) -> Result<NodeId, TypeError> {
         let arg_types: Vec<&TensorType> = args.iter().map(|a| self.ty(*a)).collect();
         let ty = op.infer(&arg_types)?;
+        // Every tensor of a graph fits in memory, so that sizes derived from
+        // shapes (element counts, byte offsets) never overflow downstream.
+        if checked_numel(&ty.shape).is_none_or(|n| n > isize::MAX as usize / 8) {
+            return Err(TypeError(format!(
+                "`{}` would have shape {:?}: more elements than fit in memory",
+                op.name(),
+                ty.shape
+            )));
+        }
         self.nodes.push(Node {
             op,
             args: args.to_vec(),

@@ -506,7 +506,7 @@ impl Op {
             }
             Op::Reshape { shape } => {
                 arity(1)?;
-                if shape.iter().product::<usize>() != args[0].numel() {
+                if super::checked_numel(shape) != Some(args[0].numel()) {
                     return Err(err(format!(
                         "cannot reshape {:?} to {shape:?}",
                         args[0].shape

@@ -127,15 +127,18 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
                     g.outputs.push((name, id));
                 } else {
                     let node = parse_node(&mut c, g.nodes.len()).map_err(fail)?;
-                    let arg_types: Vec<&TensorType> = node.args.iter().map(|a| g.ty(*a)).collect();
-                    let inferred = node.op.infer(&arg_types).map_err(|e| fail(e.0))?;
-                    if inferred != node.ty {
+                    // The same checks as any construction: the op's type
+                    // rule, and sizes that fit in memory.
+                    let id = g
+                        .try_add(node.op, &node.args, &node.scope)
+                        .map_err(|e| fail(e.0))?;
+                    if *g.ty(id) != node.ty {
                         return Err(fail(format!(
-                            "the op gives {inferred}, but the line says {}",
+                            "the op gives {}, but the line says {}",
+                            g.ty(id),
                             node.ty
                         )));
                     }
-                    g.nodes.push(node);
                 }
             }
         }

@@ -264,7 +264,22 @@ pub fn load(
             Some("run without `--resume` to start, or point `--checkpoint-dir` at the run to continue".into()),
         ));
     }
-    let (tensors, map) = st::read_with_metadata(path).map_err(|e| mismatch(path, e, None))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| mismatch(path, format!("cannot read it: {e}"), None))?;
+    parse(&bytes, path, want, fresh_weights, fresh_state, want_top5)
+}
+
+/// `load` on the bytes of a checkpoint; `path` names it in messages.
+pub fn parse(
+    bytes: &[u8],
+    path: &Path,
+    want: &Identity<'_>,
+    fresh_weights: &WeightSet,
+    fresh_state: &WeightSet,
+    want_top5: bool,
+) -> Result<Checkpoint, Mismatch> {
+    let (tensors, map) =
+        st::parse_with_metadata(bytes).map_err(|e| mismatch(path, e.join("; "), None))?;
     if map.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(mismatch(
             path,

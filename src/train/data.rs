@@ -98,23 +98,53 @@ fn err(path: &Path, what: impl std::fmt::Display) -> DataError {
     DataError(format!("`{}`: {what}", path.display()))
 }
 
-/// Reads a file, un-gzipping it when it starts with the gzip magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|e| err(path, format!("cannot read it ({e})")))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| err(path, format!("corrupt gzip data ({e})")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// Un-gzips `raw` when it starts with the gzip magic. An IDX file says in
+/// its header how long it is, so no more than that is decompressed: a small
+/// compressed file cannot make nnc allocate more than its header claims and
+/// the stream actually holds.
+fn maybe_gunzip(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let corrupt = |e: std::io::Error| err(path, format!("corrupt gzip data ({e})"));
+    let mut stream = flate2::read::MultiGzDecoder::new(&raw[..]);
+    // The fixed part of the header, then the sizes it announces.
+    let mut out = Vec::new();
+    (&mut stream)
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let dims = out.get(3).copied().unwrap_or(0) as u64;
+    (&mut stream)
+        .take(4 * dims)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let count = out[4.min(out.len())..]
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .try_fold(1u64, |a, d| a.checked_mul(d))
+        .unwrap_or(u64::MAX);
+    // One byte more than announced shows whether the file is longer.
+    stream
+        .take(count.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    Ok(out)
 }
 
 /// An IDX file: its dimensions and its bytes.
 pub fn read_idx(path: &Path, expected_dims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let bytes = read_maybe_gz(path)?;
+    let raw = std::fs::read(path).map_err(|e| err(path, format!("cannot read it ({e})")))?;
+    parse_idx(maybe_gunzip(raw, path)?, expected_dims, path)
+}
+
+/// The dimensions and bytes of an IDX file's contents; `path` names it in
+/// messages.
+pub fn parse_idx(
+    bytes: Vec<u8>,
+    expected_dims: usize,
+    path: &Path,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(err(path, "not an IDX file (bad magic)"));
     }
@@ -162,7 +192,10 @@ pub fn read_idx(path: &Path, expected_dims: usize) -> Result<(Vec<usize>, Vec<u8
             ),
         ));
     }
-    Ok((shape, data[..count].to_vec()))
+    let mut bytes = bytes;
+    bytes.truncate(header + count);
+    bytes.drain(..header);
+    Ok((shape, bytes))
 }
 
 /// MNIST-style images and labels.
@@ -226,9 +259,14 @@ pub fn read_mnist_folder(dir: &Path) -> Result<Splits, DataError> {
 
 /// CIFAR-10 binary batches: records of 1 label byte and 3072 pixel bytes.
 pub fn read_cifar_batch(path: &Path) -> Result<Dataset, DataError> {
-    const RECORD: usize = 1 + 3 * 32 * 32;
     let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read it ({e})")))?;
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    parse_cifar_batch(&bytes, path)
+}
+
+/// The records of a CIFAR-10 batch's bytes; `path` names it in messages.
+pub fn parse_cifar_batch(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
+    const RECORD: usize = 1 + 3 * 32 * 32;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(err(
             path,
             format!(

@@ -161,12 +161,19 @@ pub fn read_with_metadata(
     path: &Path,
 ) -> Result<(WeightSet, BTreeMap<String, String>), WeightsError> {
     let bytes = std::fs::read(path).map_err(|e| error(path, format!("cannot read it: {e}")))?;
-    let weights = parse(&bytes).map_err(|problems| WeightsError {
+    parse_with_metadata(&bytes).map_err(|problems| WeightsError {
         file: path.display().to_string(),
         problems,
-    })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| error(path, format!("not a valid safetensors file ({e})")))?;
+    })
+}
+
+/// Parses safetensors bytes with their string metadata.
+pub fn parse_with_metadata(
+    bytes: &[u8],
+) -> Result<(WeightSet, BTreeMap<String, String>), Vec<String>> {
+    let weights = parse(bytes)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| vec![format!("not a valid safetensors file ({e})")])?;
     let meta = meta
         .metadata()
         .clone()
