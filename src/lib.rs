@@ -23,6 +23,7 @@ pub mod diag;
 pub mod diag_codes;
 pub mod driver;
 pub mod ir;
+pub mod passes;
 pub mod stdlib;
 pub mod summary;
 pub mod syntax;

@@ -104,6 +104,15 @@ enum Command {
         /// Which network of the file, when it has several.
         #[arg(long, value_name = "NAME")]
         network: Option<String>,
+        /// Graph passes to run before writing, in order: `cse`
+        /// (common-subexpression elimination), `dce` (dead-code
+        /// elimination), `default` (cse then dce), or `none` (the graph as
+        /// lowered).
+        #[arg(long, value_delimiter = ',', default_value = "none", value_name = "PASSES", value_parser = parse_pass)]
+        passes: Vec<PassArg>,
+        /// With --passes: print to stderr how many nodes each pass removed.
+        #[arg(long)]
+        explain: bool,
     },
     /// Train a network as its file's training section says.
     ///
@@ -182,6 +191,30 @@ struct RunArgs {
     limit: Option<usize>,
 }
 
+/// A `--passes` item: a pass, the default pipeline, or nothing.
+#[derive(Clone, Debug)]
+enum PassArg {
+    None,
+    Default,
+    One(nnc::passes::Pass),
+}
+
+fn parse_pass(s: &str) -> Result<PassArg, String> {
+    match s {
+        "none" => Ok(PassArg::None),
+        "default" => Ok(PassArg::Default),
+        _ => nnc::passes::Pass::from_name(s)
+            .map(PassArg::One)
+            .ok_or_else(|| {
+                let names: Vec<&str> = nnc::passes::Pass::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "unknown pass `{s}`; the passes are {}, default, none",
+                    names.join(", ")
+                )
+            }),
+    }
+}
+
 fn parse_limit(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("a run needs at least 1 image".into()),
@@ -255,6 +288,8 @@ fn run(cli: Cli) -> ExitCode {
             mode,
             classes,
             network,
+            passes,
+            explain,
         } => compile(
             &model,
             target,
@@ -263,6 +298,7 @@ fn run(cli: Cli) -> ExitCode {
             mode,
             classes,
             network.as_deref(),
+            (&passes, explain),
         ),
         Command::Run(args) => run_training(&args),
         Command::Infer {
@@ -493,6 +529,7 @@ fn compile(
     mode: ModeArg,
     classes: Option<i64>,
     network: Option<&str>,
+    (passes, explain): (&[PassArg], bool),
 ) -> ExitCode {
     let options = match build_options(input_shape, classes) {
         Ok(o) => o,
@@ -503,14 +540,28 @@ fn compile(
         Ok(l) => l,
         Err(diags) => return report(&prog, &diags),
     };
+    let pipeline: Vec<nnc::passes::Pass> = passes
+        .iter()
+        .flat_map(|p| match p {
+            PassArg::None => Vec::new(),
+            PassArg::Default => nnc::passes::DEFAULT.to_vec(),
+            PassArg::One(p) => vec![*p],
+        })
+        .collect();
     let mode = match mode {
         ModeArg::Infer => nnc::ir::Mode::Infer,
         ModeArg::Train => nnc::ir::Mode::Train,
     };
-    let graph = match loaded.lower(mode) {
+    let mut graph = match loaded.lower(mode) {
         Ok(g) => g,
         Err(d) => return report(&prog, &[d]),
     };
+    for pass in pipeline {
+        let count = pass.run(&mut graph);
+        if explain {
+            say!("{}; {} nodes", pass.describe(count), graph.nodes.len());
+        }
+    }
     let text = match target {
         Target::Ir => nnc::ir::text::print(&graph),
         Target::Dot => nnc::ir::dot::print(&graph),

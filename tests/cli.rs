@@ -474,3 +474,45 @@ fn a_failed_write_leaves_no_temporary_file() {
     let _ = std::fs::remove_file(w);
     let _ = std::fs::remove_file(x);
 }
+
+#[test]
+fn compile_prints_the_graph_before_and_after_passes() {
+    let count = |args: &[&str]| {
+        let o = nnc(args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let g = nnc::ir::text::parse(&stdout(&o)).expect("the printed IR parses");
+        (g.nodes.len(), stderr(&o))
+    };
+    let base = [
+        "compile",
+        "examples/lenet.nn",
+        "--target",
+        "ir",
+        "--mode",
+        "train",
+    ];
+    let (before, _) = count(&base);
+    let mut with = base.to_vec();
+    with.extend(["--passes", "default", "--explain"]);
+    let (after, explained) = count(&with);
+    assert!(
+        after < before,
+        "{after} nodes after the passes, {before} before"
+    );
+    assert!(
+        explained.contains("cse: ")
+            && explained.contains("dce: ")
+            && explained.contains(&format!("{after} nodes")),
+        "{explained}"
+    );
+    let o = nnc(&[
+        "compile",
+        "examples/lenet.nn",
+        "--target",
+        "ir",
+        "--passes",
+        "fold",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown pass `fold`"), "{}", stderr(&o));
+}

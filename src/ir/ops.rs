@@ -198,6 +198,27 @@ pub struct PoolGeom {
     pub ceil_mode: bool,
 }
 
+/// The kinds of computation, from the point of view of fusion: which ops
+/// can share a loop nest with their neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpClass {
+    /// Graph inputs and constants.
+    Leaf,
+    /// One output element from the same element of each argument (with
+    /// NumPy broadcasting): fuses with anything.
+    Elementwise,
+    /// Copies an argument along new or size-1 axes.
+    Broadcast,
+    /// Sums or maxima over axes.
+    Reduction,
+    /// Matrix products and convolutions: the heavy loops, with epilogues.
+    Contraction,
+    /// Pooling windows, forward and backward.
+    Window,
+    /// Reshapes, slices, padding and concatenation: index arithmetic only.
+    Layout,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input: data, target, parameter or buffer.
@@ -421,6 +442,54 @@ impl Op {
             Op::PadAxis { .. } => "pad_axis",
             Op::Dropout { .. } => "dropout",
         }
+    }
+
+    /// What kind of computation the op is, for the passes that group ops
+    /// into kernels (TVM's OpPatternKind, tinygrad's op classes).
+    pub fn class(&self) -> OpClass {
+        use OpClass::*;
+        match self {
+            Op::Input { .. } | Op::Const { .. } => Leaf,
+            Op::Unary(_) | Op::UnaryGrad(_) | Op::Binary(_) | Op::Dropout { .. } => Elementwise,
+            Op::BroadcastTo { .. } => Broadcast,
+            Op::ReduceSum { .. }
+            | Op::ReduceMean { .. }
+            | Op::ReduceMax { .. }
+            | Op::SumTo { .. }
+            | Op::ChannelWindowSum { .. } => Reduction,
+            Op::MatMul { .. }
+            | Op::Conv2d(_)
+            | Op::Conv2dGradInput { .. }
+            | Op::Conv2dGradWeight { .. } => Contraction,
+            Op::Reshape { .. } | Op::Concat { .. } | Op::Slice { .. } | Op::PadAxis { .. } => {
+                Layout
+            }
+            Op::MaxPool2d(_)
+            | Op::MaxPool2dGrad(_)
+            | Op::AvgPool2d { .. }
+            | Op::AvgPool2dGrad { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::AdaptiveAvgPool2dGrad { .. }
+            | Op::AdaptiveMaxPool2d { .. }
+            | Op::AdaptiveMaxPool2dGrad => Window,
+        }
+    }
+
+    /// A key equal for two ops exactly when they compute the same function
+    /// of the same arguments: the name and every attribute, floats by their
+    /// bits. Inputs are never equal to one another (each is its own value).
+    pub fn key(&self) -> Option<String> {
+        if let Op::Input { .. } = self {
+            return None;
+        }
+        let mut k = self.name().to_string();
+        for (name, value) in self.attrs() {
+            k.push_str(&format!(" {name}={value:?}"));
+        }
+        if let Op::Const { value, shape } = self {
+            k.push_str(&format!(" value={:x} shape={shape:?}", value.to_bits()));
+        }
+        Some(k)
     }
 
     /// The type of the op's result from the types of its arguments.

@@ -1,0 +1,89 @@
+//! Passes on the graph IR. Each is a function `&mut Graph -> Stats` that
+//! keeps the graph's meaning (the values of its outputs) and its
+//! signature (every input stays, every output stays, in order); the
+//! verifier runs after each pass in debug builds.
+//!
+//! Today: common-subexpression elimination and dead-code elimination, the
+//! first two of the pipeline that fusion and memory planning will extend.
+
+mod cse;
+mod dce;
+
+pub use cse::cse;
+pub use dce::dce;
+
+use crate::ir::{Graph, NodeId};
+
+/// A pass by its command-line name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Cse,
+    Dce,
+}
+
+impl Pass {
+    pub const ALL: [Pass; 2] = [Pass::Cse, Pass::Dce];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Cse => "cse",
+            Pass::Dce => "dce",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Pass> {
+        Pass::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// What a run that returned `count` did, for `--explain`.
+    pub fn describe(self, count: usize) -> String {
+        match self {
+            Pass::Cse => format!("cse: {count} nodes now reuse an identical earlier node"),
+            Pass::Dce => format!("dce: {count} nodes removed (nothing used them)"),
+        }
+    }
+
+    /// Runs the pass; returns how many nodes it merged (cse) or removed
+    /// (dce).
+    pub fn run(self, g: &mut Graph) -> usize {
+        let removed = match self {
+            Pass::Cse => cse(g),
+            Pass::Dce => dce(g),
+        };
+        crate::ir::verify::debug_verify(g, self.name());
+        removed
+    }
+}
+
+/// The default pipeline: merge duplicates, then drop what nothing uses.
+pub const DEFAULT: [Pass; 2] = [Pass::Cse, Pass::Dce];
+
+/// For each node, the nodes that use it as an argument (in order, with
+/// repeats when a node uses a value twice).
+pub fn users(g: &Graph) -> Vec<Vec<NodeId>> {
+    let mut users = vec![Vec::new(); g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        for a in &n.args {
+            users[a.0 as usize].push(NodeId(i as u32));
+        }
+    }
+    users
+}
+
+/// Makes every use of `old` (arguments and outputs) a use of `new`. `new`
+/// must come before every user of `old`, which holds when it comes before
+/// `old` itself.
+pub fn replace_all_uses(g: &mut Graph, old: NodeId, new: NodeId) {
+    for n in &mut g.nodes {
+        for a in &mut n.args {
+            if *a == old {
+                *a = new;
+            }
+        }
+    }
+    for (_, o) in &mut g.outputs {
+        if *o == old {
+            *o = new;
+        }
+    }
+}

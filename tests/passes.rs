@@ -1,0 +1,139 @@
+//! Graph passes: before/after IR text for each case in `tests/passes/`
+//! (`NAME.ir`, expected `NAME.out.ir`; the first line names the passes;
+//! `NNC_BLESS=1 cargo test --test passes` rewrites the expectations), and on
+//! every example network the outputs before and after are bit-identical.
+
+mod common;
+
+use nnc::ir::{text, Graph, Mode, Role};
+use nnc::passes::{self, Pass};
+use std::collections::HashMap;
+
+fn run_passes(g: &mut Graph, names: &str) {
+    for name in names.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let pass = Pass::from_name(name).unwrap_or_else(|| panic!("unknown pass `{name}`"));
+        pass.run(g);
+    }
+}
+
+#[test]
+fn before_and_after_text() {
+    let bless = std::env::var_os("NNC_BLESS").is_some();
+    let mut cases: Vec<_> = std::fs::read_dir("tests/passes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".ir") && !p.to_string_lossy().ends_with(".out.ir")
+        })
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    let mut failures = Vec::new();
+    for path in &cases {
+        let source = std::fs::read_to_string(path).unwrap();
+        let names = source
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// passes:"))
+            .unwrap_or_else(|| panic!("{} must start with `// passes: ...`", path.display()));
+        let mut g = text::parse(&source).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        run_passes(&mut g, names);
+        nnc::ir::verify::verify(&g).unwrap();
+        let got = text::print(&g);
+        let expected_path = path.with_extension("out.ir");
+        if bless {
+            std::fs::write(&expected_path, &got).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != expected {
+            failures.push(format!("{}:\n{got}", path.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "after the passes (NNC_BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Random inputs for every input of a graph, the same for the same name.
+fn inputs(g: &Graph) -> HashMap<String, ndarray::ArrayD<f64>> {
+    let mut out = HashMap::new();
+    for role in [Role::Data, Role::Target, Role::Parameter, Role::Buffer] {
+        for (id, name) in g.inputs(role) {
+            let shape = g.shape(id).to_vec();
+            let n: usize = shape.iter().product();
+            let values: Vec<f64> = common::uniform(name, n)
+                .into_iter()
+                .map(|u| {
+                    if role == Role::Buffer {
+                        u + 0.5
+                    } else {
+                        u * 2.0 - 1.0
+                    }
+                })
+                .collect();
+            out.insert(
+                name.to_string(),
+                ndarray::ArrayD::from_shape_vec(shape, values).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn passes_keep_every_output_bit_for_bit() {
+    for (model, network, input) in [
+        ("examples/lenet.nn", None, vec![3, 1, 28, 28]),
+        ("tests/fixtures/tiny_train.nn", None, vec![2, 1, 28, 28]),
+        ("tests/fixtures/small_resnet.nn", None, vec![2, 3, 16, 16]),
+    ] {
+        let loaded = common::load(model, network, &input);
+        for mode in [Mode::Infer, Mode::Train] {
+            let g = loaded.lower(mode).unwrap();
+            let mut optimized = g.clone();
+            let merged = Pass::Cse.run(&mut optimized);
+            let removed = Pass::Dce.run(&mut optimized);
+            assert_eq!(
+                merged, removed,
+                "{model}: cse leaves exactly its duplicates dead"
+            );
+            let feed = inputs(&g);
+            let a = nnc::backend::reference::run::<f64>(&g, &feed, 3).unwrap();
+            let b = nnc::backend::reference::run::<f64>(&optimized, &feed, 3).unwrap();
+            assert_eq!(a.len(), b.len());
+            for (name, value) in &a {
+                let bits =
+                    |t: &ndarray::ArrayD<f64>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert!(
+                    bits(value) == bits(&b[name]),
+                    "{model} {mode:?}: `{name}` changed"
+                );
+            }
+            assert_eq!(
+                g.inputs(Role::Parameter).count(),
+                optimized.inputs(Role::Parameter).count(),
+                "inputs stay"
+            );
+        }
+    }
+}
+
+#[test]
+fn use_lists_and_replacing_uses() {
+    let mut g = text::parse(
+        "graph g mode=infer {\n  %0 = input name=\"x\" role=\"data\" : f32[2]\n  %1 = exp(%0) : f32[2]\n  %2 = exp(%0) : f32[2]\n  %3 = add(%1, %2) : f32[2]\n  output \"y\" = %2\n}\n",
+    )
+    .unwrap();
+    let users = passes::users(&g);
+    assert_eq!(users[0].len(), 2);
+    assert_eq!(users[2], vec![nnc::ir::NodeId(3)]);
+    passes::replace_all_uses(&mut g, nnc::ir::NodeId(2), nnc::ir::NodeId(1));
+    assert_eq!(
+        g.nodes[3].args,
+        vec![nnc::ir::NodeId(1), nnc::ir::NodeId(1)]
+    );
+    assert_eq!(g.outputs[0].1, nnc::ir::NodeId(1));
+    assert!(passes::users(&g)[2].is_empty());
+}
