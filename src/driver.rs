@@ -114,11 +114,7 @@ impl LoadedModel {
         };
         let lowering_error = |e: String| Diagnostic::error(codes::LOWERING, e);
         let freeze = &self.freeze;
-        let frozen = |name: &str| {
-            freeze
-                .iter()
-                .any(|p| crate::check::train::pattern_matches(p, name))
-        };
+        let frozen = |name: &str| freeze.iter().any(|p| crate::glob::matches(p, name));
         let mut g =
             crate::ir::lower::lower_with(&self.model, mode, with_loss.then_some(&loss), &frozen)
                 .map_err(lowering_error)?;

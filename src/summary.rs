@@ -2,7 +2,6 @@
 
 use crate::check::dim::{shape_to_string, Dim};
 use crate::check::model::{Model, TensorKind};
-use crate::check::train::pattern_matches;
 use serde_json::json;
 
 pub struct LayerRow {
@@ -64,7 +63,7 @@ pub fn summarize(model: &Model, freeze: &[String]) -> Summary {
     let total_params: u128 = params.iter().map(|p| p.numel()).sum();
     let trainable_params = params
         .iter()
-        .filter(|p| !freeze.iter().any(|f| pattern_matches(f, &p.name)))
+        .filter(|p| !freeze.iter().any(|f| crate::glob::matches(f, &p.name)))
         .map(|p| p.numel())
         .sum();
     Summary {

@@ -1698,21 +1698,6 @@ fn list_of<T>(
     Some(out)
 }
 
-/// `*` matches any run of characters; everything else matches itself.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, tail)) => {
-            let Some(rest) = name.strip_prefix(head) else {
-                return false;
-            };
-            (0..=rest.len())
-                .filter(|&i| rest.is_char_boundary(i))
-                .any(|i| pattern_matches(tail, &rest[i..]))
-        }
-    }
-}
-
 fn read_freeze(ctx: &mut Ctx<'_>, v: V, span: Span, model: Option<&Model>) -> Option<Vec<String>> {
     let patterns = strings(ctx, &v, span, "freeze")?;
     let Some(model) = model else {
@@ -1727,7 +1712,7 @@ fn read_freeze(ctx: &mut Ctx<'_>, v: V, span: Span, model: Option<&Model>) -> Op
         return Some(patterns);
     }
     for p in &patterns {
-        if !params.iter().any(|n| pattern_matches(p, n)) {
+        if !params.iter().any(|n| crate::glob::matches(p, n)) {
             let prefixes: Vec<&str> = {
                 let mut v: Vec<&str> = params
                     .iter()
@@ -1751,7 +1736,7 @@ fn read_freeze(ctx: &mut Ctx<'_>, v: V, span: Span, model: Option<&Model>) -> Op
     }
     if params
         .iter()
-        .all(|n| patterns.iter().any(|p| pattern_matches(p, n)))
+        .all(|n| patterns.iter().any(|p| crate::glob::matches(p, n)))
     {
         ctx.diags.push(
             Diagnostic::error(

@@ -4,7 +4,7 @@
 //! images, whatever the number of loader threads.
 
 use crate::check::train::Augment;
-use crate::weights::init::Rng;
+use crate::rng::Rng;
 
 /// The pipeline of a training section, for images of shape `[C, H, W]`.
 #[derive(Clone, Debug)]

@@ -4,7 +4,8 @@
 
 use super::augment::Pipeline;
 use super::data::Dataset;
-use crate::weights::init::{name_hash, Rng};
+pub use crate::rng::mix;
+use crate::rng::{name_hash, Rng};
 use ndarray::{ArrayD, IxDyn};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -15,14 +16,6 @@ pub struct Batch {
     /// One-hot `[B, K]`.
     pub target: ArrayD<f32>,
     pub labels: Vec<u32>,
-}
-
-/// splitmix64's finalizer, to derive independent seeds.
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A permutation of `0..n` from a seed (Fisher-Yates).

@@ -20,7 +20,7 @@ use super::metrics::{self, metric_value, EpochRecord, Stats, Tally};
 use super::optim::{Optimizer, Stepper};
 use super::schedule::Schedule;
 use super::{interrupt, setup};
-use crate::check::train::{pattern_matches, Mode as MonitorMode, TrainConfig};
+use crate::check::train::{Mode as MonitorMode, TrainConfig};
 use crate::diag_codes as codes;
 use crate::driver::LoadedModel;
 use crate::ir::{Graph, Mode, Role};
@@ -200,7 +200,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     };
 
     // Parameters, buffers and optimizer state: fresh, loaded or resumed.
-    let frozen = |name: &str| cfg.freeze.iter().any(|p| pattern_matches(p, name));
+    let frozen = |name: &str| cfg.freeze.iter().any(|p| crate::glob::matches(p, name));
     let mut weights = crate::weights::init::initialize(&probe.model, seed);
     let is_param = |name: &str| {
         probe

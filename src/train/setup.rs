@@ -11,7 +11,7 @@ use super::run::{err, RunError, RunOptions};
 use crate::check::model::Model;
 use crate::check::train::TrainConfig;
 use crate::diag_codes as codes;
-use crate::weights::init::name_hash;
+use crate::rng::name_hash;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! weights (transfer learning), with a report of what was loaded and what
 //! kept its fresh initialization.
 
-use crate::check::train::{pattern_matches, Init};
+use crate::check::train::Init;
 use crate::weights::{safetensors as st, WeightSet};
 use std::path::Path;
 
@@ -11,7 +11,8 @@ use std::path::Path;
 pub fn load_init(weights: &mut WeightSet, init: &Init) -> Result<String, String> {
     let path = Path::new(&init.path);
     let saved = st::read(path).map_err(|e| format!("`init`: {e}"))?;
-    let wanted = |k: &str| init.keys.is_empty() || init.keys.iter().any(|p| pattern_matches(p, k));
+    let wanted =
+        |k: &str| init.keys.is_empty() || init.keys.iter().any(|p| crate::glob::matches(p, k));
     let mut loaded = Vec::new();
     let mut problems = Vec::new();
     for (k, v) in saved.iter().filter(|(k, _)| wanted(k)) {

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 
 /// FNV-1a of a name: the seed of its tensor's stream.
 pub fn fnv1a(name: &str) -> u64 {
-    nnc::weights::init::name_hash(name)
+    nnc::rng::name_hash(name)
 }
 
 /// `n` uniforms in [0, 1) of the stream of `name` (splitmix64), exactly as
 /// scripts/make_fixtures.py computes them.
 pub fn uniform(name: &str, n: usize) -> Vec<f64> {
-    let mut rng = nnc::weights::init::Rng::new(fnv1a(name));
+    let mut rng = nnc::rng::Rng::new(fnv1a(name));
     (0..n).map(|_| rng.uniform()).collect()
 }
 

@@ -244,19 +244,10 @@ pub fn pad_axis<T: Elem>(a: &Tensor<T>, axis: usize, before: usize, after: usize
     out
 }
 
-/// splitmix64: a good 64-bit mix, cheap enough to run per element.
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Whether element `index` of dropout layer `salt` is kept in run `seed`.
 pub fn dropout_keep(p: f64, salt: u64, seed: u64, index: u64) -> bool {
-    let bits = mix(mix(seed ^ mix(salt)) ^ index);
-    let u = (bits >> 11) as f64 / (1u64 << 53) as f64;
-    u >= p
+    use crate::rng::{mix, to_unit};
+    to_unit(mix(mix(seed ^ mix(salt)) ^ index)) >= p
 }
 
 pub fn dropout<T: Elem>(x: &Tensor<T>, p: f64, salt: u64, seed: u64) -> Tensor<T> {
