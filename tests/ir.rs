@@ -92,7 +92,7 @@ fn the_verifier_reports_every_broken_invariant() {
     bad.nodes[1].ty.shape = vec![3];
     bad.nodes.push(bad.nodes[0].clone());
     bad.nodes[1].args = vec![nnc::ir::NodeId(1)];
-    bad.outputs.push(("y".into(), nnc::ir::NodeId(99)));
+    bad.output("y", nnc::ir::NodeId(99));
     let problems = verify::verify(&bad).unwrap_err();
     let all = problems.join("\n");
     for expected in ["not defined before it", "declared twice", "does not exist"] {

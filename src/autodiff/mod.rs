@@ -86,7 +86,7 @@ pub fn differentiate(
                 "grad",
             ),
         };
-        g.output(&format!("grad:{name}"), grad);
+        g.set_output(crate::ir::Output::Grad(name.to_string()), grad);
     }
     crate::ir::verify::debug_verify(g, "autodiff");
     Ok(())

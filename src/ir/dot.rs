@@ -7,7 +7,7 @@
 //! (batch norm's `rsqrt(var + eps)`) are left out, so ResNet-50 reads as
 //! the network a person would draw.
 
-use super::{Graph, Op, Role};
+use super::{Graph, Op, Output, Role};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -122,13 +122,13 @@ pub fn print(g: &Graph) -> String {
     }
     for (name, id) in &g.outputs {
         let k = group_of[id.0 as usize];
-        if k != usize::MAX && !name.starts_with("grad:") && !name.starts_with("update:") {
+        if k != usize::MAX && !matches!(name, Output::Grad(_) | Output::Update(_)) {
             let _ = writeln!(
                 out,
                 "  out_{} [label={name:?}, shape=oval, fillcolor=\"#d8ecd8\"];",
-                sanitize(name)
+                sanitize(&name.name())
             );
-            let _ = writeln!(out, "  g{k} -> out_{};", sanitize(name));
+            let _ = writeln!(out, "  g{k} -> out_{};", sanitize(&name.name()));
         }
     }
     out.push_str("}\n");

@@ -3,7 +3,7 @@
 //! path; parameters and buffers become inputs named by `state_dict` keys.
 
 use super::ops::{ConvGeom, PoolGeom};
-use super::{BinaryFn, Graph, Mode, NodeId, Op, Role, UnaryFn};
+use super::{BinaryFn, Graph, Mode, NodeId, Op, Output, Role, UnaryFn};
 use crate::check::model::{Model, TensorKind};
 use crate::check::ops::{Activation, Op as Layer};
 use crate::check::train::Loss;
@@ -122,10 +122,10 @@ pub fn lower_with(
         .output
         .and_then(|v| values[v.0 as usize])
         .ok_or("the model has no output")?;
-    g.output("logits", output);
+    g.set_output(Output::Logits, output);
     if let Some(loss) = loss {
         let l = add_loss(&mut g, output, loss);
-        g.output("loss", l);
+        g.set_output(Output::Loss, l);
     }
     super::verify::debug_verify(&g, "lowering");
     Ok(g)
@@ -466,8 +466,10 @@ impl Builder<'_> {
                 let old_v = self.bin(BinaryFn::Mul, running_var, keep);
                 let new_v = self.bin(BinaryFn::Mul, var_u, take);
                 let rv = self.bin(BinaryFn::Add, old_v, new_v);
-                self.g.output(&format!("update:{path}.running_mean"), rm);
-                self.g.output(&format!("update:{path}.running_var"), rv);
+                self.g
+                    .set_output(Output::Update(format!("{path}.running_mean")), rm);
+                self.g
+                    .set_output(Output::Update(format!("{path}.running_var")), rv);
                 self.bin(BinaryFn::Mul, centered, inv)
             }
             Mode::Infer => {

@@ -117,14 +117,63 @@ impl Mode {
     }
 }
 
+/// What a graph's result is: the graph's signature on the output side.
+/// The text form writes each as a name (`logits`, `grad:conv1.weight`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Output {
+    /// The network's output.
+    Logits,
+    /// The mean loss of the batch.
+    Loss,
+    /// The gradient of the loss with respect to a parameter.
+    Grad(String),
+    /// The new value of a state tensor (a parameter, a buffer such as a
+    /// running mean, or an optimizer state) after the step: a backend that
+    /// owns the state replaces the tensor of this name with it.
+    Update(String),
+    /// Anything else (single-op graphs in tests).
+    Named(String),
+}
+
+impl Output {
+    /// The output's name in the text form and in result maps.
+    pub fn name(&self) -> String {
+        match self {
+            Output::Logits => "logits".into(),
+            Output::Loss => "loss".into(),
+            Output::Grad(p) => format!("grad:{p}"),
+            Output::Update(s) => format!("update:{s}"),
+            Output::Named(n) => n.clone(),
+        }
+    }
+
+    /// The inverse of [`Output::name`].
+    pub fn from_name(name: &str) -> Output {
+        match name {
+            "logits" => Output::Logits,
+            "loss" => Output::Loss,
+            _ => match (name.strip_prefix("grad:"), name.strip_prefix("update:")) {
+                (Some(p), _) => Output::Grad(p.to_string()),
+                (_, Some(s)) => Output::Update(s.to_string()),
+                _ => Output::Named(name.to_string()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
     pub name: String,
     pub mode: Mode,
     pub nodes: Vec<Node>,
-    /// Named results: `logits`, `loss`, `grad:conv1.weight`,
-    /// `update:bn1.running_mean`.
-    pub outputs: Vec<(String, NodeId)>,
+    /// The results, each with what it is.
+    pub outputs: Vec<(Output, NodeId)>,
 }
 
 /// An op applied to arguments whose types do not fit it.
@@ -227,15 +276,25 @@ impl Graph {
         )
     }
 
-    pub fn output(&mut self, name: &str, id: NodeId) {
-        self.outputs.push((name.to_string(), id));
+    pub fn set_output(&mut self, output: Output, id: NodeId) {
+        self.outputs.push((output, id));
     }
 
-    pub fn find_output(&self, name: &str) -> Option<NodeId> {
+    /// An output by its text name (`"loss"`, `"grad:fc.weight"`).
+    pub fn output(&mut self, name: &str, id: NodeId) {
+        self.set_output(Output::from_name(name), id);
+    }
+
+    pub fn find(&self, output: &Output) -> Option<NodeId> {
         self.outputs
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(o, _)| o == output)
             .map(|(_, id)| *id)
+    }
+
+    /// [`Graph::find`] by text name.
+    pub fn find_output(&self, name: &str) -> Option<NodeId> {
+        self.find(&Output::from_name(name))
     }
 
     /// The input nodes with a role, in graph order.

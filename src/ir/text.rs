@@ -42,7 +42,7 @@ pub fn print(g: &Graph) -> String {
         out.push('\n');
     }
     for (name, id) in &g.outputs {
-        let _ = writeln!(out, "  output {name:?} = {id}");
+        let _ = writeln!(out, "  output {:?} = {id}", name.name());
     }
     out.push_str("}\n");
     out
@@ -124,7 +124,7 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
                     let name = c.string().map_err(fail)?;
                     c.expect('=').map_err(fail)?;
                     let id = c.node_id(g.nodes.len()).map_err(fail)?;
-                    g.outputs.push((name, id));
+                    g.output(&name, id);
                 } else {
                     let node = parse_node(&mut c, g.nodes.len()).map_err(fail)?;
                     // The same checks as any construction: the op's type

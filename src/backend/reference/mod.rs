@@ -165,7 +165,7 @@ fn execute<T: Elem>(
         .iter()
         .map(|(name, id)| {
             (
-                name.clone(),
+                name.name(),
                 values[id.0 as usize].clone().expect("outputs are kept"),
             )
         })
