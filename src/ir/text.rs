@@ -37,7 +37,7 @@ pub fn print(g: &Graph) -> String {
         }
         let _ = write!(out, " : {}", n.ty);
         if !n.scope.is_empty() {
-            let _ = write!(out, " @{}", n.scope);
+            let _ = write!(out, " @{}", scope_text(&n.scope));
         }
         out.push('\n');
     }
@@ -46,6 +46,21 @@ pub fn print(g: &Graph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// A scope as written after `@`: bare when it is a plain layer path
+/// (`layer1.0.conv1:conv2d`), quoted when it holds anything a line could
+/// not carry back (spaces at its ends, quotes, control characters).
+fn scope_text(s: &str) -> String {
+    let plain = !s.starts_with('"')
+        && s.trim() == s
+        && !s.contains("//")
+        && s.chars().all(|c| !c.is_control());
+    if plain {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
 }
 
 fn quote_if_needed(s: &str) -> String {
@@ -202,7 +217,11 @@ fn parse_node(c: &mut Cursor<'_>, index: usize) -> Result<Node, String> {
     let ty = c.tensor_type()?;
     let scope = if c.peek() == Some('@') {
         c.expect('@')?;
-        c.rest().trim().to_string()
+        if c.peek() == Some('"') {
+            c.string()?
+        } else {
+            c.rest().trim().to_string()
+        }
     } else {
         String::new()
     };
@@ -279,9 +298,25 @@ impl<'a> Cursor<'a> {
                     self.pos += i + 1;
                     return Ok(out);
                 }
+                // The escapes of Rust's `{:?}`, which the printer uses.
                 '\\' => match chars.next() {
                     Some((_, 'n')) => out.push('\n'),
                     Some((_, 't')) => out.push('\t'),
+                    Some((_, 'r')) => out.push('\r'),
+                    Some((_, '0')) => out.push('\0'),
+                    Some((_, 'u')) => {
+                        let rest: String = chars
+                            .by_ref()
+                            .map(|(_, c)| c)
+                            .take_while(|&c| c != '}')
+                            .collect();
+                        let code = rest
+                            .strip_prefix('{')
+                            .and_then(|h| u32::from_str_radix(h, 16).ok())
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| format!("bad escape `\\u{rest}}}`"))?;
+                        out.push(code);
+                    }
                     Some((_, other)) => out.push(other),
                     None => break,
                 },
