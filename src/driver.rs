@@ -94,6 +94,33 @@ impl LoadedModel {
         self.lower_graph(mode, mode == crate::ir::Mode::Train)
     }
 
+    /// The training step as one graph: forward, loss, gradients, and the
+    /// update of the training section's optimizer (SGD at 0.01 without
+    /// one), with `Update` outputs for every parameter, buffer and
+    /// optimizer state it changes.
+    pub fn lower_step(&self) -> Result<crate::ir::Graph, Diagnostic> {
+        let mut g = self.lower(crate::ir::Mode::Train)?;
+        self.optimizer()
+            .training_step(&mut g)
+            .map_err(|e| Diagnostic::error(codes::LOWERING, e))?;
+        Ok(g)
+    }
+
+    /// The training section's optimizer, or SGD at 0.01 (its default).
+    pub fn optimizer(&self) -> crate::autodiff::optimizer::Optimizer {
+        let spec = self.train.as_ref().map_or(
+            crate::check::train::Optimizer::Sgd {
+                lr: 0.01,
+                momentum: 0.0,
+                dampening: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            |t| t.optimizer.clone(),
+        );
+        crate::autodiff::optimizer::Optimizer::new(spec)
+    }
+
     /// The evaluation graph with the training section's loss: it takes
     /// `target` and outputs `loss` beside `logits`.
     pub fn lower_evaluation(&self) -> Result<crate::ir::Graph, Diagnostic> {

@@ -80,9 +80,12 @@ enum Command {
     /// Write the compiled form of a model: the graph IR as text, or a
     /// Graphviz drawing of it.
     ///
-    /// `--mode train` writes the training graph: forward pass, the loss of
-    /// the file's training section (cross-entropy without one) and the
-    /// gradient of every parameter that is not frozen.
+    /// `--mode train` writes the training step as one graph: forward pass,
+    /// the loss of the file's training section (cross-entropy without one),
+    /// the gradient of every parameter that is not frozen, and the
+    /// optimizer's update of each (SGD at 0.01 without a training section),
+    /// with the new parameters, batch-norm statistics and optimizer state
+    /// as `update:NAME` outputs.
     Compile {
         /// A .nn file or std::NAME.
         model: String,
@@ -243,6 +246,15 @@ enum BackendArg {
     Reference,
 }
 
+impl BackendArg {
+    fn backend(self) -> Box<dyn nnc::backend::Backend> {
+        let name = match self {
+            BackendArg::Reference => "reference",
+        };
+        nnc::backend::by_name(name).expect("every --backend value names a backend")
+    }
+}
+
 fn main() -> ExitCode {
     // The hook itself must not panic (stderr may be closed or full).
     std::panic::set_hook(Box::new(|info| {
@@ -306,10 +318,11 @@ fn run(cli: Cli) -> ExitCode {
             weights,
             input,
             output,
-            backend: BackendArg::Reference,
+            backend,
             classes,
             network,
         } => infer(
+            backend.backend().as_ref(),
             &model,
             &weights,
             &input,
@@ -365,7 +378,6 @@ fn run_training(args: &RunArgs) -> ExitCode {
                 .join("; ")
         })
     };
-    let BackendArg::Reference = args.backend.unwrap_or(BackendArg::Reference);
     let opts = nnc::train::run::RunOptions {
         data: args.data.clone(),
         epochs: args.epochs,
@@ -379,6 +391,12 @@ fn run_training(args: &RunArgs) -> ExitCode {
         progress_bar: std::io::stderr().is_terminal(),
         limit: args.limit,
         quiet: false,
+        backend: args
+            .backend
+            .unwrap_or(BackendArg::Reference)
+            .backend()
+            .name()
+            .to_string(),
     };
     nnc::train::interrupt::install();
     match nnc::train::run::run(&build, &cfg, &opts) {
@@ -548,11 +566,11 @@ fn compile(
             PassArg::One(p) => vec![*p],
         })
         .collect();
-    let mode = match mode {
-        ModeArg::Infer => nnc::ir::Mode::Infer,
-        ModeArg::Train => nnc::ir::Mode::Train,
+    let lowered = match mode {
+        ModeArg::Infer => loaded.lower(nnc::ir::Mode::Infer),
+        ModeArg::Train => loaded.lower_step(),
     };
-    let mut graph = match loaded.lower(mode) {
+    let mut graph = match lowered {
         Ok(g) => g,
         Err(d) => return report(&prog, &[d]),
     };
@@ -576,6 +594,7 @@ fn compile(
 }
 
 fn infer(
+    backend: &dyn nnc::backend::Backend,
     model: &str,
     weights: &std::path::Path,
     input: &std::path::Path,
@@ -601,7 +620,7 @@ fn infer(
         Ok(g) => g,
         Err(d) => return report(&prog, &[d]),
     };
-    let mut tensors = match nnc::weights::safetensors::load_for(weights, &graph) {
+    let tensors = match nnc::weights::safetensors::load_for(weights, &graph) {
         Ok(w) => w,
         Err(e) => {
             say!(
@@ -615,21 +634,26 @@ fn infer(
             return ExitCode::from(USER_ERROR);
         }
     };
-    let data_name = graph
-        .inputs(nnc::ir::Role::Data)
-        .next()
-        .map(|(_, n)| n.to_string())
-        .unwrap_or_default();
-    tensors.insert(data_name, x);
-    let inputs: std::collections::HashMap<String, _> = tensors.into_iter().collect();
-    let outputs = match nnc::backend::reference::run::<f32>(&graph, &inputs, 0) {
-        Ok(o) => o,
+    // The backend owns the weights; the host feeds the batch and reads the
+    // logits back.
+    let state = tensors
+        .into_iter()
+        .filter(|(k, _)| !nnc::weights::is_ignored_key(k))
+        .collect();
+    let mut exe = backend.instantiate(state);
+    let ran = exe.compile(&graph).and_then(|entry| {
+        let data = exe
+            .handle(entry, nnc::ir::Role::Data)
+            .ok_or_else(|| nnc::backend::BackendError::Feed("the model has no input".into()))?;
+        exe.run(entry, vec![(data, x)], 0)?;
+        Ok(exe.read(entry, &nnc::ir::Output::Logits))
+    });
+    let y = match ran {
+        Ok(Some(y)) => y,
+        Ok(None) => return fail("the model produced no output"),
         Err(e) => return fail(&e.to_string()),
     };
-    let Some(y) = outputs.get("logits") else {
-        return fail("the model produced no output");
-    };
-    match nnc::weights::npy::write(output, y) {
+    match nnc::weights::npy::write(output, &y) {
         Ok(()) => {
             say!(
                 "wrote {} {:?} to {}",

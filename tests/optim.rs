@@ -4,8 +4,8 @@
 
 mod common;
 
+use nnc::autodiff::optimizer::{Optimizer, Stepper};
 use nnc::check::train::{Optimizer as Spec, Schedule as ScheduleSpec, TrainConfig};
-use nnc::train::optim::{Optimizer, Stepper};
 use nnc::train::schedule::Schedule;
 use nnc::weights::WeightSet;
 

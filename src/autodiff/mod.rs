@@ -8,6 +8,11 @@
 //! Every op kind is handled in [`rule`]'s exhaustive match, so adding an op
 //! to the IR does not compile until its gradient is written (or it is
 //! declared backward-only).
+//!
+//! [`optimizer`] appends the optimizer's update to the result, so that a
+//! training step (forward, loss, backward, update) is one graph.
+
+pub mod optimizer;
 
 use crate::ir::{BinaryFn, Graph, NodeId, Op, Role, UnaryFn};
 

@@ -131,6 +131,8 @@ pub enum Output {
     /// running mean, or an optimizer state) after the step: a backend that
     /// owns the state replaces the tensor of this name with it.
     Update(String),
+    /// 0 when every gradient of a training step is finite, NaN otherwise.
+    GradCheck,
     /// Anything else (single-op graphs in tests).
     Named(String),
 }
@@ -143,6 +145,7 @@ impl Output {
             Output::Loss => "loss".into(),
             Output::Grad(p) => format!("grad:{p}"),
             Output::Update(s) => format!("update:{s}"),
+            Output::GradCheck => "grad_check".into(),
             Output::Named(n) => n.clone(),
         }
     }
@@ -152,6 +155,7 @@ impl Output {
         match name {
             "logits" => Output::Logits,
             "loss" => Output::Loss,
+            "grad_check" => Output::GradCheck,
             _ => match (name.strip_prefix("grad:"), name.strip_prefix("update:")) {
                 (Some(p), _) => Output::Grad(p.to_string()),
                 (_, Some(s)) => Output::Update(s.to_string()),

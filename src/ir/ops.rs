@@ -17,8 +17,11 @@ pub enum Role {
     Target,
     /// A trained parameter (`conv1.weight`).
     Parameter,
-    /// Saved state that is not trained (`bn1.running_mean`).
+    /// Saved state that is not trained (`bn1.running_mean`), and an
+    /// optimizer's state (`momentum_buffer:fc.weight`).
     Buffer,
+    /// A number the host gives each run (the step's learning rate), `[]`.
+    Scalar,
 }
 
 impl Role {
@@ -28,13 +31,26 @@ impl Role {
             Role::Target => "target",
             Role::Parameter => "param",
             Role::Buffer => "buffer",
+            Role::Scalar => "scalar",
         }
     }
 
+    /// Whether a backend keeps the input's value between runs (it is state,
+    /// not fed by the host).
+    pub fn is_state(self) -> bool {
+        matches!(self, Role::Parameter | Role::Buffer)
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Data, Role::Target, Role::Parameter, Role::Buffer]
-            .into_iter()
-            .find(|r| r.name() == s)
+        [
+            Role::Data,
+            Role::Target,
+            Role::Parameter,
+            Role::Buffer,
+            Role::Scalar,
+        ]
+        .into_iter()
+        .find(|r| r.name() == s)
     }
 }
 

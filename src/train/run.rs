@@ -17,16 +17,16 @@ use super::checkpoint::{self, Identity, Meta};
 use super::data::Dataset;
 use super::loader::{self, mix};
 use super::metrics::{self, metric_value, EpochRecord, Stats, Tally};
-use super::optim::{Optimizer, Stepper};
 use super::schedule::Schedule;
+use super::session::{NonFinite, Session};
 use super::{interrupt, setup};
+use crate::autodiff::optimizer::Optimizer;
 use crate::check::train::{Mode as MonitorMode, TrainConfig};
 use crate::diag_codes as codes;
 use crate::driver::LoadedModel;
-use crate::ir::{Graph, Mode, Role};
+
 use crate::weights::{safetensors as st, WeightSet};
-use ndarray::ArrayD;
-use std::collections::HashMap;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub limit: Option<usize>,
     /// Print nothing (tests).
     pub quiet: bool,
+    /// Which backend trains (`crate::backend::by_name`).
+    pub backend: String,
 }
 
 #[derive(Debug)]
@@ -78,27 +80,6 @@ pub enum Outcome {
 
 /// Builds the model for a batch size (the graphs have static shapes).
 pub type Builder<'a> = dyn Fn(usize) -> Result<LoadedModel, String> + 'a;
-
-struct Graphs<'a> {
-    build: &'a Builder<'a>,
-    cache: HashMap<(usize, bool), Graph>,
-}
-
-impl Graphs<'_> {
-    fn get(&mut self, batch: usize, train: bool) -> Result<&Graph, String> {
-        if !self.cache.contains_key(&(batch, train)) {
-            let loaded = (self.build)(batch)?;
-            let g = if train {
-                loaded.lower(Mode::Train)
-            } else {
-                loaded.lower_evaluation()
-            };
-            let g = g.map_err(|d| d.message)?;
-            self.cache.insert((batch, train), g);
-        }
-        Ok(&self.cache[&(batch, train)])
-    }
-}
 
 /// A problem that stops a run: a message, the setting of the training
 /// section it concerns (for a located diagnostic), and a fix.
@@ -185,6 +166,8 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     }
     let batch_size = cfg.batch_size as usize;
     let seed = opts.seed.unwrap_or(cfg.seed as u64);
+    let backend = crate::backend::by_name(&opts.backend)
+        .ok_or_else(|| RunError::from(format!("no backend named `{}`", opts.backend)))?;
 
     // The model and the data, checked against each other.
     let probe = build(batch_size)?;
@@ -194,11 +177,6 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         test,
         pipeline,
     } = setup::prepare(cfg, opts, &probe.model, seed)?;
-    let mut graphs = Graphs {
-        build,
-        cache: HashMap::new(),
-    };
-
     // Parameters, buffers and optimizer state: fresh, loaded or resumed.
     let frozen = |name: &str| cfg.freeze.iter().any(|p| crate::glob::matches(p, name));
     let mut weights = crate::weights::init::initialize(&probe.model, seed);
@@ -223,11 +201,13 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     }
     let optimizer = Optimizer::new(cfg.optimizer.clone());
     let base_lr = optimizer.base_lr();
-    let trainable: WeightSet = trainable_names
-        .iter()
-        .map(|k| (k.clone(), weights[k].clone()))
-        .collect();
-    let mut stepper = Stepper::new(optimizer, &trainable);
+    let trainable = |weights: &WeightSet| -> WeightSet {
+        trainable_names
+            .iter()
+            .map(|k| (k.clone(), weights[k].clone()))
+            .collect()
+    };
+    let mut optimizer_state = optimizer.initial_state(&trainable(&weights));
     let steps_per_epoch = train.len().div_ceil(batch_size) as u64;
     let mut schedule = Schedule::new(cfg.schedule.clone(), base_lr, epochs, steps_per_epoch);
     let monitor = cfg
@@ -277,14 +257,13 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             &last_path,
             &identity,
             &weights,
-            &stepper.state,
+            &optimizer_state,
             want_top5(cfg),
         )
         .map_err(|m| err(codes::WEIGHTS, m.message, None, m.help))?;
         weights = saved.weights;
-        stepper.state = saved.optimizer_state;
+        optimizer_state = saved.optimizer_state;
         meta = saved.meta;
-        stepper.step = meta.step;
         if let Some((lr, best, bad)) = meta.plateau {
             schedule.restore_plateau(lr, best, bad);
         }
@@ -338,20 +317,37 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             let report = super::transfer::load_init(&mut weights, init)
                 .map_err(|e| err(codes::WEIGHTS, e, Some("init"), None))?;
             say(report);
+            // Lookahead's slow weights start at the loaded parameters.
+            optimizer_state = optimizer.initial_state(&trainable(&weights));
         }
     }
     metrics::rewrite(&metrics_path, &records).map_err(io_error)?;
 
     say(format!(
-        "training `{}` on {} images ({} for validation), {} epochs of {} steps, batch {batch_size}, reference backend",
+        "training `{}` on {} images ({} for validation), {} epochs of {} steps, batch {batch_size}, {} backend",
         cfg.network,
         train.len(),
         val.as_ref().map_or(0, |v| v.len()),
         epochs,
-        steps_per_epoch
+        steps_per_epoch,
+        backend.name()
     ));
-    let save = |weights: &WeightSet, stepper: &Stepper, meta: &Meta| {
-        checkpoint::save(&last_path, weights, &stepper.state, meta).map_err(io_error)
+    let mut session = Session::new(
+        backend.as_ref(),
+        build,
+        weights,
+        optimizer,
+        optimizer_state,
+        &trainable_names,
+    )?;
+    let save = |session: &Session<'_>, meta: &Meta| {
+        checkpoint::save(
+            &last_path,
+            &session.weights(),
+            &session.optimizer_state(),
+            meta,
+        )
+        .map_err(io_error)
     };
     let mut outcome = Outcome::Finished;
     for epoch in meta.epoch..epochs {
@@ -373,7 +369,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             b.set_position((skip as usize * batch_size).min(train.len()) as u64);
         }
         let mut wait = 0.0;
-        let mut lr = schedule.lr(epoch, stepper.step);
+        let mut lr = schedule.lr(epoch, meta.step);
         let mut done = skip;
         let mut batches = batches;
         loop {
@@ -382,56 +378,31 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             let batch = batch.map_err(load_error)?;
             wait += tw.elapsed().as_secs_f64();
             let b = batch.labels.len();
-            lr = schedule.lr(epoch, stepper.step);
-            let g = graphs.get(b, true)?;
-            let mut inputs = inputs_for(g, &weights, batch.x, Some(batch.target.clone()));
-            let step_seed = mix(seed ^ mix(stepper.step + 1));
-            let out = crate::backend::reference::run::<f32>(g, &inputs, step_seed)
-                .map_err(|e| e.to_string())?;
-            let loss = out["loss"].iter().next().copied().unwrap_or(f32::NAN) as f64;
-            let non_finite = !loss.is_finite()
-                || out
-                    .iter()
-                    .any(|(k, v)| k.starts_with("grad:") && v.iter().any(|x| !x.is_finite()));
-            if non_finite {
-                inputs.insert("target".into(), batch.target);
-                let first =
-                    match crate::backend::reference::run_checked::<f32>(g, &inputs, step_seed) {
-                        Err(e) => e.to_string(),
-                        Ok(_) => "a gradient".to_string(),
-                    };
-                bar.finish();
-                return Err(err(
-                    codes::NON_FINITE,
-                    format!(
-                        "the loss or a gradient became non-finite in epoch {}, step {}: {first}",
-                        epoch + 1,
-                        stepper.step + 1
-                    ),
-                    Some("optimizer"),
-                    Some(format!(
-                        "try a lower learning rate (it was {}); the last good checkpoint is `{}`",
-                        show_lr(lr),
-                        last_path.display()
-                    )),
-                ));
-            }
-            sums.add(loss, &out["logits"], &batch.labels);
-            for (k, v) in &out {
-                if let Some(name) = k.strip_prefix("update:") {
-                    weights.insert(name.to_string(), v.clone());
+            lr = schedule.lr(epoch, meta.step);
+            let labels = batch.labels.clone();
+            let step_seed = mix(seed ^ mix(meta.step + 1));
+            let out = match session.train_step(batch, lr, meta.step + 1, step_seed)? {
+                Ok(out) => out,
+                Err(NonFinite(first)) => {
+                    bar.finish();
+                    return Err(err(
+                        codes::NON_FINITE,
+                        format!(
+                            "the loss or a gradient became non-finite in epoch {}, step {}: {first}",
+                            epoch + 1,
+                            meta.step + 1
+                        ),
+                        Some("optimizer"),
+                        Some(format!(
+                            "try a lower learning rate (it was {}); the last good checkpoint is `{}`",
+                            show_lr(lr),
+                            last_path.display()
+                        )),
+                    ));
                 }
-            }
-            let grads: WeightSet = out
-                .into_iter()
-                .filter_map(|(k, v)| k.strip_prefix("grad:").map(|n| (n.to_string(), v)))
-                .collect();
-            let mut params: WeightSet = trainable_names
-                .iter()
-                .map(|k| (k.clone(), weights[k].clone()))
-                .collect();
-            stepper.apply(&mut params, &grads, lr)?;
-            weights.extend(params);
+            };
+            meta.step += 1;
+            sums.add(out.loss, &out.logits, &labels);
             done += 1;
             bar.step(b as u64, &sums.stats(), lr);
             if interrupt::requested() && done < steps_per_epoch {
@@ -439,8 +410,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 meta.epoch = epoch;
                 meta.batches_done = done;
                 meta.partial = sums.clone();
-                meta.step = stepper.step;
-                save(&weights, &stepper, &meta)?;
+                save(&session, &meta)?;
                 outcome = Outcome::Interrupted {
                     epochs_done: epoch,
                     batches_done: done,
@@ -454,14 +424,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         }
         let train_stats = sums.stats();
         let val_stats = match &val {
-            Some(v) => Some(evaluate(
-                &mut graphs,
-                &weights,
-                v,
-                batch_size,
-                &pipeline,
-                cfg,
-            )?),
+            Some(v) => Some(evaluate(&mut session, v, batch_size, &pipeline, cfg)?),
             None => None,
         };
         bar.finish();
@@ -493,7 +456,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         if improved {
             meta.best = Some((value, epoch + 1));
             meta.bad_epochs = 0;
-            st::save(&best_path, &weights).map_err(|e| io_error(e.to_string()))?;
+            st::save(&best_path, &session.weights()).map_err(|e| io_error(e.to_string()))?;
         } else {
             meta.bad_epochs += 1;
         }
@@ -503,10 +466,9 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             .as_ref()
             .is_some_and(|es| meta.bad_epochs >= es.patience as u64 && epoch + 1 < epochs);
         meta.epoch = epoch + 1;
-        meta.step = stepper.step;
         meta.plateau = schedule.plateau_state();
         meta.stopped_early = stop_early;
-        save(&weights, &stepper, &meta)?;
+        save(&session, &meta)?;
         if stop_early {
             say(format!(
                 "early stopping after epoch {}: `{}` has not improved for {} epochs (best {:.4} at epoch {})",
@@ -531,7 +493,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         let restore = cfg.early_stopping.as_ref().is_some_and(|e| e.restore_best);
         if restore && best_path.exists() {
             let best_weights = st::read(&best_path).map_err(|e| io_error(e.to_string()))?;
-            weights.extend(best_weights);
+            session.set_weights(best_weights)?;
             if let Some((v, e)) = meta.best {
                 say(format!(
                     "restored the weights of epoch {e} (`{}` = {v:.4})",
@@ -541,7 +503,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         }
         match &test {
             Some(t) => {
-                let s = evaluate(&mut graphs, &weights, t, batch_size, &pipeline, cfg)?;
+                let s = evaluate(&mut session, t, batch_size, &pipeline, cfg)?;
                 let row = metrics::test_row(
                     records.last().map_or(0, |r| r.epoch),
                     &s,
@@ -576,7 +538,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         test: test_stats,
         stopped_early_at: meta.stopped_early.then_some(meta.epoch),
         seconds: started.elapsed().as_secs_f64(),
-        parameters: weights,
+        parameters: session.weights(),
         checkpoint_dir: dir,
         outcome,
     })
@@ -591,30 +553,6 @@ fn train_name(cfg: &TrainConfig) -> &'static str {
         D::ImageFolder => "an image folder",
         D::Npy => ".npy data",
     }
-}
-
-/// The graph's inputs: parameters and buffers, the batch, the target.
-fn inputs_for(
-    g: &Graph,
-    weights: &WeightSet,
-    x: ArrayD<f32>,
-    target: Option<ArrayD<f32>>,
-) -> HashMap<String, ArrayD<f32>> {
-    let mut inputs = HashMap::new();
-    for role in [Role::Parameter, Role::Buffer] {
-        for (_, name) in g.inputs(role) {
-            if let Some(v) = weights.get(name) {
-                inputs.insert(name.to_string(), v.clone());
-            }
-        }
-    }
-    if let Some((_, name)) = g.inputs(Role::Data).next() {
-        inputs.insert(name.to_string(), x);
-    }
-    if let Some(t) = target {
-        inputs.insert("target".to_string(), t);
-    }
-    inputs
 }
 
 /// A learning rate as a person writes it, to 4 significant digits: `0.05`,
@@ -646,8 +584,7 @@ fn want_top5(cfg: &TrainConfig) -> bool {
 }
 
 fn evaluate(
-    graphs: &mut Graphs<'_>,
-    weights: &WeightSet,
+    session: &mut Session<'_>,
     data: &Arc<Dataset>,
     batch_size: usize,
     pipeline: &Arc<Pipeline>,
@@ -663,13 +600,10 @@ fn evaluate(
     let mut sums = Tally::new(want_top5(cfg));
     for batch in batches {
         let batch = batch.map_err(load_error)?;
-        let g = graphs.get(batch.labels.len(), false)?;
+        let labels = batch.labels.clone();
         // The evaluation graph computes the training section's loss too.
-        let inputs = inputs_for(g, weights, batch.x, Some(batch.target));
-        let out =
-            crate::backend::reference::run::<f32>(g, &inputs, 0).map_err(|e| e.to_string())?;
-        let loss = out["loss"].iter().next().copied().unwrap_or(f32::NAN) as f64;
-        sums.add(loss, &out["logits"], &batch.labels);
+        let out = session.evaluate(batch)?;
+        sums.add(out.loss, &out.logits, &labels);
     }
     Ok(sums.stats())
 }

@@ -6,7 +6,10 @@
 
 mod basic;
 mod conv;
+mod executable;
 mod pool;
+
+pub use executable::{Reference, ReferenceExecutable};
 
 use crate::ir::{Graph, Op, UnaryFn};
 use ndarray::{ArrayD, IxDyn};

@@ -1,16 +1,18 @@
 //! Optimizers as IR update rules, with torch.optim's semantics.
 //!
-//! [`Optimizer::graph`] builds one graph that updates every trainable
-//! parameter: inputs `p:NAME` (the parameter), `g:NAME` (its gradient) and
-//! the optimizer state (`momentum_buffer:NAME`, `exp_avg:NAME`,
-//! `exp_avg_sq:NAME`), plus a few per-step scalars the host computes
-//! ([`Optimizer::scalars`]: the learning rate and bias corrections);
-//! outputs the same names, updated. A backend runs it where the parameters
-//! live. Lookahead (Zhang et al., 2019) adds slow weights `slow:NAME` and a
-//! second graph that syncs them every `k` steps.
+//! [`Optimizer::add_update`] appends the update of every trainable
+//! parameter to a graph that has its gradients: the parameter `NAME`, the
+//! optimizer state (`momentum_buffer:NAME`, `exp_avg:NAME`,
+//! `exp_avg_sq:NAME`, buffer inputs) and a few per-step scalars the host
+//! computes ([`Optimizer::scalars`]: the learning rate and bias
+//! corrections, scalar inputs) give `Update(NAME)` and `Update(state)`
+//! outputs. [`Optimizer::training_step`] does this to a training graph, so
+//! that forward, loss, backward and update are one graph a backend compiles
+//! whole. Lookahead (Zhang et al., 2019) adds slow weights `slow:NAME` and
+//! a second graph that syncs them every `k` steps.
 
 use crate::check::train::Optimizer as Spec;
-use crate::ir::{BinaryFn, Graph, Mode, NodeId, Op, Role, UnaryFn};
+use crate::ir::{BinaryFn, Graph, Mode, NodeId, Op, Output, Role, UnaryFn};
 use std::collections::BTreeMap;
 
 /// The scalar inputs of an update graph, by name.
@@ -109,24 +111,87 @@ impl Optimizer {
         s
     }
 
-    /// The update graph for parameters `params` (name and shape).
-    pub fn graph(&self, params: &[(String, Vec<usize>)]) -> Graph {
-        let mut g = Graph::new("optimizer", Mode::Train);
+    /// Appends the update of each `(name, parameter node, gradient node)`
+    /// to `g`, with its scalar and state inputs and `Update` outputs.
+    pub fn add_update(&self, g: &mut Graph, params: &[(String, NodeId, NodeId)]) {
         let names: Vec<&'static str> = self.scalars(1, 1.0).keys().copied().collect();
         let scalar: BTreeMap<&str, NodeId> = names
             .iter()
-            .map(|n| (*n, g.input(n, Role::Data, Vec::new(), "step")))
+            .map(|n| (*n, g.input(n, Role::Scalar, Vec::new(), "step")))
             .collect();
-        for (name, shape) in params {
-            let scope = name.as_str();
-            let p = g.input(&format!("p:{name}"), Role::Parameter, shape.clone(), scope);
-            let grad = g.input(&format!("g:{name}"), Role::Data, shape.clone(), scope);
-            let mut b = B { g: &mut g, scope };
-            let outs = b.update(base(&self.spec), p, grad, shape, &scalar, name);
-            for (out_name, id) in outs {
-                g.output(&out_name, id);
+        for (name, p, grad) in params {
+            let shape = g.shape(*p).to_vec();
+            let scope = format!("{name}:update");
+            let mut b = B { g, scope: &scope };
+            let outs = b.update(base(&self.spec), *p, *grad, &shape, &scalar, name);
+            for (state, id) in outs {
+                g.set_output(Output::Update(state), id);
             }
         }
+    }
+
+    /// Turns a training graph (with a `Grad(NAME)` output for each trainable
+    /// parameter) into a training step: the optimizer's update of every
+    /// parameter it has a gradient for, and a `GradCheck` output, 0 when
+    /// every gradient is finite and NaN otherwise (so the host reads one
+    /// number, not every gradient, to catch a diverging run).
+    pub fn training_step(&self, g: &mut Graph) -> Result<(), String> {
+        let grads: Vec<(String, NodeId)> = g
+            .outputs
+            .iter()
+            .filter_map(|(o, id)| match o {
+                Output::Grad(p) => Some((p.clone(), *id)),
+                _ => None,
+            })
+            .collect();
+        let mut params = Vec::new();
+        for (name, grad) in &grads {
+            let p = g
+                .inputs(Role::Parameter)
+                .find(|(_, n)| n == name)
+                .map(|(id, _)| id)
+                .ok_or_else(|| format!("a gradient for `{name}`, which is not a parameter"))?;
+            params.push((name.clone(), p, *grad));
+        }
+        self.add_update(g, &params);
+        // sum(g * 0) over every gradient: NaN or infinite anywhere gives NaN.
+        let mut check: Option<NodeId> = None;
+        for (_, grad) in &grads {
+            let zero = g.add(
+                Op::Const {
+                    value: 0.0,
+                    shape: vec![],
+                },
+                &[],
+                "grad_check",
+            );
+            let z = g.add(Op::Binary(BinaryFn::Mul), &[*grad, zero], "grad_check");
+            let axes: Vec<usize> = (0..g.shape(z).len()).collect();
+            let sum = g.add(Op::ReduceSum { axes }, &[z], "grad_check");
+            let sum = g.add(Op::Reshape { shape: vec![] }, &[sum], "grad_check");
+            check = Some(match check {
+                None => sum,
+                Some(c) => g.add(Op::Binary(BinaryFn::Add), &[c, sum], "grad_check"),
+            });
+        }
+        if let Some(c) = check {
+            g.set_output(Output::GradCheck, c);
+        }
+        crate::ir::verify::debug_verify(g, "the training step");
+        Ok(())
+    }
+
+    /// A graph of the update alone: parameter `NAME` and gradient
+    /// `grad:NAME` (fed) for each of `params` (name and shape).
+    pub fn graph(&self, params: &[(String, Vec<usize>)]) -> Graph {
+        let mut g = Graph::new("optimizer", Mode::Train);
+        let mut nodes = Vec::new();
+        for (name, shape) in params {
+            let p = g.input(name, Role::Parameter, shape.clone(), name);
+            let grad = g.input(&format!("grad:{name}"), Role::Data, shape.clone(), name);
+            nodes.push((name.clone(), p, grad));
+        }
+        self.add_update(&mut g, &nodes);
         crate::ir::verify::debug_verify(&g, "optimizer construction");
         g
     }
@@ -136,7 +201,7 @@ impl Optimizer {
     pub fn lookahead_graph(&self, params: &[(String, Vec<usize>)], alpha: f64) -> Graph {
         let mut g = Graph::new("lookahead", Mode::Train);
         for (name, shape) in params {
-            let fast = g.input(&format!("p:{name}"), Role::Parameter, shape.clone(), name);
+            let fast = g.input(name, Role::Parameter, shape.clone(), name);
             let slow = g.input(&format!("slow:{name}"), Role::Buffer, shape.clone(), name);
             let a = g.add(
                 Op::Const {
@@ -149,10 +214,28 @@ impl Optimizer {
             let diff = g.add(Op::Binary(BinaryFn::Sub), &[fast, slow], name);
             let step = g.add(Op::Binary(BinaryFn::Mul), &[diff, a], name);
             let new_slow = g.add(Op::Binary(BinaryFn::Add), &[slow, step], name);
-            g.output(&format!("slow:{name}"), new_slow);
-            g.output(&format!("p:{name}"), new_slow);
+            g.set_output(Output::Update(format!("slow:{name}")), new_slow);
+            g.set_output(Output::Update(name.clone()), new_slow);
         }
         g
+    }
+
+    /// The optimizer's state for `params` before the first step: zeros, and
+    /// the slow weights of Lookahead at the parameters.
+    pub fn initial_state(&self, params: &crate::weights::WeightSet) -> crate::weights::WeightSet {
+        let mut state = crate::weights::WeightSet::new();
+        for (name, value) in params {
+            for kind in self.state_names() {
+                state.insert(
+                    format!("{kind}:{name}"),
+                    ndarray::ArrayD::zeros(value.raw_dim()),
+                );
+            }
+            if self.lookahead().is_some() {
+                state.insert(format!("slow:{name}"), value.clone());
+            }
+        }
+        state
     }
 }
 
@@ -238,7 +321,7 @@ impl B<'_> {
                     d
                 };
                 let delta = self.bin(BinaryFn::Mul, step, s["lr"]);
-                out.push((format!("p:{name}"), self.bin(BinaryFn::Sub, p, delta)));
+                out.push((name.to_string(), self.bin(BinaryFn::Sub, p, delta)));
             }
             Spec::Adam {
                 betas,
@@ -265,7 +348,7 @@ impl B<'_> {
                 let denom = self.bin(BinaryFn::Add, root, e);
                 let ratio = self.bin(BinaryFn::Div, m, denom);
                 let delta = self.bin(BinaryFn::Mul, ratio, s["step_size"]);
-                out.push((format!("p:{name}"), self.bin(BinaryFn::Sub, p0, delta)));
+                out.push((name.to_string(), self.bin(BinaryFn::Sub, p0, delta)));
             }
             Spec::RAdam {
                 betas,
@@ -282,7 +365,7 @@ impl B<'_> {
                 let adaptive = self.bin(BinaryFn::Mul, ratio, s["adaptive"]);
                 let plain = self.bin(BinaryFn::Mul, m, s["plain"]);
                 let delta = self.bin(BinaryFn::Add, adaptive, plain);
-                out.push((format!("p:{name}"), self.bin(BinaryFn::Sub, p, delta)));
+                out.push((name.to_string(), self.bin(BinaryFn::Sub, p, delta)));
             }
             Spec::Lookahead { .. } => {
                 unreachable!("the update graph is built for the inner optimizer")
@@ -315,47 +398,47 @@ impl B<'_> {
     }
 }
 
-/// An optimizer with its state, stepping parameters on the reference
-/// executor.
+/// An optimizer stepping parameters on their own, outside a training
+/// graph (the parity tests against torch.optim): the update graph and the
+/// Lookahead sync compiled on the reference backend, which owns the
+/// parameters and the state.
 pub struct Stepper {
     pub optimizer: Optimizer,
-    /// `momentum_buffer:NAME`, `exp_avg:NAME`, ... and `slow:NAME`.
-    pub state: crate::weights::WeightSet,
     /// Steps taken so far.
     pub step: u64,
-    update: Graph,
-    sync: Option<(Graph, i64)>,
+    exe: Box<dyn crate::backend::Executable>,
+    update: crate::backend::Entry,
+    sync: Option<(crate::backend::Entry, i64)>,
+    names: Vec<String>,
 }
 
 impl Stepper {
     /// State starts at zero (and slow weights at the parameters), as in torch.
     pub fn new(optimizer: Optimizer, params: &crate::weights::WeightSet) -> Stepper {
+        use crate::backend::Backend as _;
         let shapes: Vec<(String, Vec<usize>)> = params
             .iter()
             .map(|(k, v)| (k.clone(), v.shape().to_vec()))
             .collect();
-        let update = optimizer.graph(&shapes);
-        let mut state = crate::weights::WeightSet::new();
-        for (name, shape) in &shapes {
-            for kind in optimizer.state_names() {
-                state.insert(
-                    format!("{kind}:{name}"),
-                    ndarray::ArrayD::zeros(ndarray::IxDyn(shape)),
-                );
-            }
-        }
+        let mut state = optimizer.initial_state(params);
+        state.extend(params.clone());
+        let mut exe = crate::backend::reference::Reference.instantiate(state);
+        let update = exe
+            .compile(&optimizer.graph(&shapes))
+            .expect("the update graph reads only its own state");
         let sync = optimizer.lookahead().map(|(k, alpha)| {
-            for (name, value) in params {
-                state.insert(format!("slow:{name}"), value.clone());
-            }
-            (optimizer.lookahead_graph(&shapes, alpha), k)
+            let entry = exe
+                .compile(&optimizer.lookahead_graph(&shapes, alpha))
+                .expect("the sync graph reads only its own state");
+            (entry, k)
         });
         Stepper {
             optimizer,
-            state,
             step: 0,
+            exe,
             update,
             sync,
+            names: params.keys().cloned().collect(),
         }
     }
 
@@ -366,58 +449,37 @@ impl Stepper {
         grads: &crate::weights::WeightSet,
         lr: f64,
     ) -> Result<(), String> {
-        use crate::backend::reference::run;
-        use std::collections::HashMap;
         self.step += 1;
-        let mut inputs: HashMap<String, ndarray::ArrayD<f32>> = HashMap::new();
+        let e = self.update;
+        let mut feeds = Vec::new();
         for (name, value) in self.optimizer.scalars(self.step, lr) {
-            inputs.insert(name.to_string(), ndarray::arr0(value as f32).into_dyn());
+            let h = self.exe.handle_named(e, name).ok_or("no such scalar")?;
+            feeds.push((h, ndarray::arr0(value as f32).into_dyn()));
         }
-        for (name, p) in params.iter() {
-            inputs.insert(format!("p:{name}"), p.clone());
+        for name in &self.names {
             let g = grads
                 .get(name)
                 .ok_or_else(|| format!("no gradient for `{name}`"))?;
-            inputs.insert(format!("g:{name}"), g.clone());
+            let h = self
+                .exe
+                .handle_named(e, &format!("grad:{name}"))
+                .ok_or("no such gradient input")?;
+            feeds.push((h, g.clone()));
         }
-        for (k, v) in &self.state {
-            if !k.starts_with("slow:") {
-                inputs.insert(k.clone(), v.clone());
+        let err = |e: crate::backend::BackendError| e.to_string();
+        self.exe.run(e, feeds, 0).map_err(err)?;
+        self.exe.commit(e).map_err(err)?;
+        if let Some((sync, k)) = self.sync {
+            if self.step.is_multiple_of(k as u64) {
+                self.exe.run(sync, Vec::new(), 0).map_err(err)?;
+                self.exe.commit(sync).map_err(err)?;
             }
         }
-        let out = run::<f32>(&self.update, &inputs, 0).map_err(|e| e.to_string())?;
-        self.absorb(params, out);
-        if let Some((sync, k)) = &self.sync {
-            if self.step.is_multiple_of(*k as u64) {
-                let mut inputs: HashMap<String, ndarray::ArrayD<f32>> = HashMap::new();
-                for (name, p) in params.iter() {
-                    inputs.insert(format!("p:{name}"), p.clone());
-                    inputs.insert(
-                        format!("slow:{name}"),
-                        self.state[&format!("slow:{name}")].clone(),
-                    );
-                }
-                let out = run::<f32>(sync, &inputs, 0).map_err(|e| e.to_string())?;
-                self.absorb(params, out);
+        for name in &self.names {
+            if let Some(v) = self.exe.read_state(name) {
+                params.insert(name.clone(), v);
             }
         }
         Ok(())
-    }
-
-    fn absorb(
-        &mut self,
-        params: &mut crate::weights::WeightSet,
-        out: std::collections::HashMap<String, ndarray::ArrayD<f32>>,
-    ) {
-        for (k, v) in out {
-            match k.strip_prefix("p:") {
-                Some(name) => {
-                    params.insert(name.to_string(), v);
-                }
-                None => {
-                    self.state.insert(k, v);
-                }
-            }
-        }
     }
 }

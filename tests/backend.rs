@@ -1,0 +1,187 @@
+//! The backend interface on the reference backend: what an executable
+//! promises (state it owns, fed inputs by handle, nothing changed before a
+//! commit), and the training step as one graph giving exactly what the
+//! separate gradient and optimizer graphs gave.
+
+mod common;
+
+use nnc::autodiff::optimizer::{Optimizer, Stepper};
+use nnc::backend::{Backend, BackendError};
+use nnc::ir::{text, Mode, Output, Role};
+use nnc::weights::WeightSet;
+
+fn graph(src: &str) -> nnc::ir::Graph {
+    text::parse(src).unwrap()
+}
+
+const AFFINE: &str = "graph g mode=train {
+  %0 = input name=\"x\" role=\"data\" : f32[2]
+  %1 = input name=\"w\" role=\"param\" : f32[2]
+  %2 = input name=\"lr\" role=\"scalar\" : f32[]
+  %3 = mul(%0, %1) : f32[2]
+  %4 = mul(%3, %2) : f32[2]
+  %5 = sub(%1, %4) : f32[2]
+  output \"logits\" = %3
+  output \"update:w\" = %5
+}
+";
+
+fn state() -> WeightSet {
+    let mut s = WeightSet::new();
+    s.insert("w".into(), ndarray::arr1(&[1.0f32, 2.0]).into_dyn());
+    s
+}
+
+#[test]
+fn an_executable_owns_its_state_and_commits_updates() {
+    let mut exe = nnc::backend::reference::Reference.instantiate(state());
+    let e = exe.compile(&graph(AFFINE)).unwrap();
+    let fed: Vec<(Role, String)> = exe
+        .fed_inputs(e)
+        .iter()
+        .map(|i| (i.role, i.name.clone()))
+        .collect();
+    assert_eq!(
+        fed,
+        vec![(Role::Data, "x".into()), (Role::Scalar, "lr".into())]
+    );
+    let x = exe.handle(e, Role::Data).unwrap();
+    let lr = exe.handle_named(e, "lr").unwrap();
+    // A missing feed is an error, not a panic.
+    let missing = exe.run(e, vec![(x, ndarray::arr1(&[1.0f32, 1.0]).into_dyn())], 0);
+    assert!(matches!(missing, Err(BackendError::Feed(_))), "{missing:?}");
+    let feeds = vec![
+        (x, ndarray::arr1(&[3.0f32, 4.0]).into_dyn()),
+        (lr, ndarray::arr0(0.5f32).into_dyn()),
+    ];
+    exe.run(e, feeds, 0).unwrap();
+    assert_eq!(
+        exe.read(e, &Output::Logits).unwrap(),
+        ndarray::arr1(&[3.0f32, 8.0]).into_dyn()
+    );
+    // Nothing changes before the commit.
+    assert_eq!(exe.read_state("w").unwrap(), state()["w"]);
+    exe.commit(e).unwrap();
+    assert_eq!(
+        exe.read_state("w").unwrap(),
+        ndarray::arr1(&[-0.5f32, -2.0]).into_dyn()
+    );
+    // State keeps its shape.
+    assert!(exe
+        .write_state("w", ndarray::arr1(&[1.0f32]).into_dyn())
+        .is_err());
+}
+
+#[test]
+fn compiling_checks_the_state_a_graph_reads() {
+    let mut exe = nnc::backend::reference::Reference.instantiate(WeightSet::new());
+    assert!(matches!(
+        exe.compile(&graph(AFFINE)),
+        Err(BackendError::State(_))
+    ));
+    let mut wrong = WeightSet::new();
+    wrong.insert("w".into(), ndarray::arr1(&[1.0f32, 2.0, 3.0]).into_dyn());
+    let mut exe = nnc::backend::reference::Reference.instantiate(wrong);
+    assert!(matches!(
+        exe.compile(&graph(AFFINE)),
+        Err(BackendError::State(_))
+    ));
+    assert!(nnc::backend::by_name("reference").is_some());
+    assert!(nnc::backend::by_name("quantum").is_none());
+}
+
+/// One training step as one graph on the executable gives, bit for bit,
+/// what the gradient graph followed by the standalone optimizer gave.
+#[test]
+fn the_training_step_graph_matches_gradients_then_update() {
+    for optimizer in [
+        "sgd(lr=0.1, momentum=0.9, nesterov=true, weight_decay=1e-4)",
+        "lookahead(adam(lr=0.01, weight_decay=0.01), k=1)",
+    ] {
+        let source = std::fs::read_to_string("tests/fixtures/tiny_train.nn")
+            .unwrap()
+            .replace(
+                "optimizer = sgd(lr=0.05, momentum=0.9, nesterov=true, weight_decay=1e-4)",
+                &format!("optimizer = {optimizer}"),
+            );
+        let path = std::env::temp_dir().join(format!("nnc-backend-{}.nn", std::process::id()));
+        std::fs::write(&path, source).unwrap();
+        let loaded = common::load(path.to_str().unwrap(), None, &[4, 1, 28, 28]);
+        let cfg = loaded.train.clone().unwrap();
+        let weights = nnc::weights::init::initialize(&loaded.model, 5);
+        let x = common::fixture_tensor("backend/x", &[4, 1, 28, 28]);
+        let mut target = ndarray::ArrayD::<f32>::zeros(vec![4, 10]);
+        for (i, c) in [3, 1, 4, 1].iter().enumerate() {
+            target[[i, *c]] = 1.0;
+        }
+        let opt = Optimizer::new(cfg.optimizer.clone());
+        let lr = opt.base_lr();
+        let params: WeightSet = weights
+            .iter()
+            .filter(|(k, _)| k.ends_with("weight") || k.ends_with("bias"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+
+        // Before: the gradient graph, then the optimizer on its own.
+        let g = loaded.lower(Mode::Train).unwrap();
+        let mut inputs: std::collections::HashMap<String, _> =
+            weights.clone().into_iter().collect();
+        inputs.insert("x".into(), x.clone());
+        inputs.insert("target".into(), target.clone());
+        let out = nnc::backend::reference::run::<f32>(&g, &inputs, 9).unwrap();
+        let grads: WeightSet = params
+            .keys()
+            .map(|k| (k.clone(), out[&format!("grad:{k}")].clone()))
+            .collect();
+        let mut expected = params.clone();
+        let mut stepper = Stepper::new(Optimizer::new(cfg.optimizer.clone()), &params);
+        stepper.apply(&mut expected, &grads, lr).unwrap();
+
+        // After: one graph on an executable that owns the state.
+        let step = loaded.lower_step().unwrap();
+        for name in params.keys() {
+            assert!(
+                step.find(&Output::Update(name.clone())).is_some(),
+                "no update of {name}"
+            );
+        }
+        let mut state = weights.clone();
+        state.extend(opt.initial_state(&params));
+        let mut exe = nnc::backend::reference::Reference.instantiate(state);
+        let e = exe.compile(&step).unwrap();
+        let mut feeds = vec![
+            (exe.handle(e, Role::Data).unwrap(), x),
+            (exe.handle(e, Role::Target).unwrap(), target),
+        ];
+        for (name, v) in opt.scalars(1, lr) {
+            feeds.push((
+                exe.handle_named(e, name).unwrap(),
+                ndarray::arr0(v as f32).into_dyn(),
+            ));
+        }
+        exe.run(e, feeds, 9).unwrap();
+        assert_eq!(exe.read(e, &Output::GradCheck).unwrap().sum(), 0.0);
+        exe.commit(e).unwrap();
+        if let Some((_, alpha)) = opt.lookahead() {
+            // k = 1: Lookahead syncs after every step, as the stepper did.
+            let shapes: Vec<(String, Vec<usize>)> = params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.shape().to_vec()))
+                .collect();
+            let sync = exe.compile(&opt.lookahead_graph(&shapes, alpha)).unwrap();
+            exe.run(sync, Vec::new(), 0).unwrap();
+            exe.commit(sync).unwrap();
+        }
+        for (name, want) in &expected {
+            let got = exe.read_state(name).unwrap();
+            let bits = |t: &ndarray::ArrayD<f32>| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(want), "{optimizer}: `{name}` differs");
+        }
+        // Batch-norm statistics moved too.
+        assert_ne!(
+            exe.read_state("1.running_mean").unwrap(),
+            weights["1.running_mean"]
+        );
+        let _ = std::fs::remove_file(path);
+    }
+}
