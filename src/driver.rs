@@ -9,6 +9,8 @@ use crate::diag_codes as codes;
 use crate::syntax::ast::Item;
 use std::path::Path;
 
+pub use crate::pipeline::LoadedModel;
+
 /// Checks source text that has no file behind it (the fuzzer, editors).
 pub fn check_bytes(name: &str, bytes: Vec<u8>) -> (Program, Checked) {
     crate::with_big_stack(|| {
@@ -77,85 +79,6 @@ fn unknown_std(prog: &Program, name: &str) -> Diagnostic {
     }
 }
 
-/// A model ready for the commands that need one.
-pub struct LoadedModel {
-    pub model: Model,
-    /// Freeze patterns of the file's training section for this network.
-    pub freeze: Vec<String>,
-    /// The file's training section for this network, if it has one.
-    pub train: Option<crate::check::train::TrainConfig>,
-}
-
-impl LoadedModel {
-    /// Lowers the model; in training mode with the training section's loss
-    /// (cross-entropy without one) and the gradients of every parameter that
-    /// is not frozen.
-    pub fn lower(&self, mode: crate::ir::Mode) -> Result<crate::ir::Graph, Diagnostic> {
-        self.lower_graph(mode, mode == crate::ir::Mode::Train)
-    }
-
-    /// The training step as one graph: forward, loss, gradients, and the
-    /// update of the training section's optimizer (SGD at 0.01 without
-    /// one), with `Update` outputs for every parameter, buffer and
-    /// optimizer state it changes.
-    pub fn lower_step(&self) -> Result<crate::ir::Graph, Diagnostic> {
-        let mut g = self.lower(crate::ir::Mode::Train)?;
-        self.optimizer()
-            .training_step(&mut g)
-            .map_err(|e| Diagnostic::error(codes::LOWERING, e))?;
-        Ok(g)
-    }
-
-    /// The training section's optimizer, or SGD at 0.01 (its default).
-    pub fn optimizer(&self) -> crate::autodiff::optimizer::Optimizer {
-        let spec = self.train.as_ref().map_or(
-            crate::check::train::Optimizer::Sgd {
-                lr: 0.01,
-                momentum: 0.0,
-                dampening: 0.0,
-                nesterov: false,
-                weight_decay: 0.0,
-            },
-            |t| t.optimizer.clone(),
-        );
-        crate::autodiff::optimizer::Optimizer::new(spec)
-    }
-
-    /// The evaluation graph with the training section's loss: it takes
-    /// `target` and outputs `loss` beside `logits`.
-    pub fn lower_evaluation(&self) -> Result<crate::ir::Graph, Diagnostic> {
-        self.lower_graph(crate::ir::Mode::Infer, true)
-    }
-
-    fn lower_graph(
-        &self,
-        mode: crate::ir::Mode,
-        with_loss: bool,
-    ) -> Result<crate::ir::Graph, Diagnostic> {
-        use crate::ir::lower::LossSpec;
-        let loss = match &self.train {
-            Some(t) => LossSpec::from(&t.loss),
-            None => LossSpec::CrossEntropy {
-                label_smoothing: 0.0,
-            },
-        };
-        let lowering_error = |e: String| Diagnostic::error(codes::LOWERING, e);
-        let freeze = &self.freeze;
-        let frozen = |name: &str| freeze.iter().any(|p| crate::glob::matches(p, name));
-        let mut g =
-            crate::ir::lower::lower_with(&self.model, mode, with_loss.then_some(&loss), &frozen)
-                .map_err(lowering_error)?;
-        if mode == crate::ir::Mode::Train {
-            let l = g
-                .find_output("loss")
-                .ok_or_else(|| lowering_error("the training graph has no loss".into()))?;
-            crate::autodiff::differentiate(&mut g, l, &|name: &str| !frozen(name))
-                .map_err(lowering_error)?;
-        }
-        Ok(g)
-    }
-}
-
 /// Loads `std::NAME` or a file's network, and builds it with `options`.
 /// When no input shape is given, a symbolic batch axis is bound to 1 (so
 /// that counts are per sample), and any other symbolic size is an error.
@@ -196,14 +119,17 @@ fn load_model_here(
         Some(m) => m,
         None => return Err(only_errors(build_diags)),
     };
+    let mut generic = None;
     if options.input_shape.is_none() {
         if let Some(concrete) = default_input_shape(&model) {
+            let concrete = concrete?;
             let opts = BuildOptions {
-                input_shape: Some(concrete?),
+                input_shape: Some(concrete.clone()),
                 ..options.clone()
             };
             let (m, d) = check::build_model(prog, def, &opts);
-            model = m.ok_or_else(|| only_errors(d))?;
+            let bound = m.ok_or_else(|| only_errors(d))?;
+            generic = Some(generic_of(std::mem::replace(&mut model, bound), &concrete));
         }
     }
     let train = file.and_then(|f| training_config(prog, f, &model));
@@ -212,7 +138,32 @@ fn load_model_here(
         model,
         freeze,
         train,
+        generic,
     })
+}
+
+/// The symbolic model, with the sizes its free input axes took in
+/// `concrete` (the batch axis's symbol apart: it varies).
+fn generic_of(model: Model, concrete: &[i64]) -> crate::pipeline::Generic {
+    let shape = model
+        .inputs
+        .first()
+        .map(|i| model.shape(i.value).to_vec())
+        .unwrap_or_default();
+    let name = |axis: usize| {
+        shape
+            .get(axis)
+            .and_then(|d| d.as_symbol())
+            .map(str::to_string)
+    };
+    let sizes = (1..shape.len())
+        .filter_map(|axis| Some((name(axis)?, *concrete.get(axis)?)))
+        .collect();
+    crate::pipeline::Generic {
+        batch: name(0),
+        sizes,
+        model,
+    }
 }
 
 fn only_errors(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {

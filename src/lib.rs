@@ -25,6 +25,7 @@ pub mod driver;
 pub mod glob;
 pub mod ir;
 pub mod passes;
+pub mod pipeline;
 pub mod rng;
 pub mod stdlib;
 pub mod summary;

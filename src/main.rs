@@ -356,28 +356,7 @@ fn run_training(args: &RunArgs) -> ExitCode {
             args.file, probe.model.name
         ));
     };
-    let declared: Vec<i64> = probe
-        .model
-        .input_sizes()
-        .into_iter()
-        .map(|d| d.unwrap_or(1))
-        .collect();
     let network = probe.model.name.clone();
-    let build = |batch: usize| -> Result<driver::LoadedModel, String> {
-        let mut shape = declared.clone();
-        shape[0] = batch as i64;
-        let options = BuildOptions {
-            input_shape: Some(shape),
-            params: Vec::new(),
-        };
-        let mut p = nnc::check::program::Program::new();
-        driver::load_model(&mut p, &args.file, Some(&network), &options).map_err(|d| {
-            d.iter()
-                .map(|d| d.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    };
     let opts = nnc::train::run::RunOptions {
         data: args.data.clone(),
         epochs: args.epochs,
@@ -399,7 +378,7 @@ fn run_training(args: &RunArgs) -> ExitCode {
             .to_string(),
     };
     nnc::train::interrupt::install();
-    match nnc::train::run::run(&build, &cfg, &opts) {
+    match nnc::train::run::run(&probe, &cfg, &opts) {
         Ok(report) => {
             use nnc::train::run::Outcome;
             if !report.epochs.is_empty() {

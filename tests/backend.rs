@@ -185,3 +185,52 @@ fn the_training_step_graph_matches_gradients_then_update() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// Graphs for another batch size come from the checked model with the
+/// batch bound, and are the graphs a model checked at that batch gives.
+#[test]
+fn lowering_at_a_batch_size_needs_no_second_check() {
+    let with_shape = |model: &str, shape: Vec<i64>| {
+        let mut prog = nnc::check::program::Program::new();
+        let options = nnc::check::BuildOptions {
+            input_shape: Some(shape),
+            params: Vec::new(),
+        };
+        nnc::driver::load_model(&mut prog, model, None, &options)
+            .unwrap_or_else(|_| panic!("{model}"))
+    };
+    let generic = |model: &str| {
+        let mut prog = nnc::check::program::Program::new();
+        nnc::driver::load_model(&mut prog, model, None, &Default::default())
+            .unwrap_or_else(|_| panic!("{model}"))
+    };
+    let lenet = generic("examples/lenet.nn");
+    let at = lenet.lower_step_at(Some(7)).unwrap();
+    let checked = with_shape("examples/lenet.nn", vec![7, 1, 28, 28])
+        .lower_step()
+        .unwrap();
+    assert_eq!(text::print(&at), text::print(&checked));
+    // Free sizes other than the batch take their defaults (224 for ResNet).
+    let resnet = generic("std::resnet18");
+    let at = resnet.lower_evaluation_at(Some(3)).unwrap();
+    let checked = with_shape("std::resnet18", vec![3, 3, 224, 224])
+        .lower_evaluation()
+        .unwrap();
+    assert_eq!(text::print(&at), text::print(&checked));
+    // A network whose input fixes the batch takes no other.
+    let dir = std::env::temp_dir().join(format!("nnc-fixed-{}.nn", std::process::id()));
+    std::fs::write(
+        &dir,
+        "network fixed {\n    input x: [4, 8]\n    return x -> linear(2)\n}\n",
+    )
+    .unwrap();
+    let fixed = generic(dir.to_str().unwrap());
+    assert!(fixed.lower_step_at(Some(4)).is_ok());
+    let e = fixed.lower_step_at(Some(5)).unwrap_err();
+    assert!(
+        e.message.contains("fixes its batch size at 4"),
+        "{}",
+        e.message
+    );
+    let _ = std::fs::remove_file(dir);
+}

@@ -34,17 +34,19 @@ impl From<&Loss> for LossSpec {
 /// evaluation reports the loss training minimizes); in `Mode::Train`, per
 /// batch norm, `update:NAME.running_mean` and `update:NAME.running_var`.
 pub fn lower(model: &Model, mode: Mode, loss: Option<&LossSpec>) -> Result<Graph, String> {
-    lower_with(model, mode, loss, &|_| false)
+    lower_with(model, mode, loss, &|_| false, &|_| None)
 }
 
 /// [`lower`], with the layers whose parameters are all `frozen` in
-/// evaluation mode when training: their batch norms use and keep their
-/// running statistics, as a frozen backbone should.
+/// evaluation mode when training (their batch norms use and keep their
+/// running statistics, as a frozen backbone should), and the model's
+/// symbolic sizes bound by `sizes` (`N` to the batch size).
 pub fn lower_with(
     model: &Model,
     mode: Mode,
     loss: Option<&LossSpec>,
     frozen: &dyn Fn(&str) -> bool,
+    sizes: &dyn Fn(&str) -> Option<i64>,
 ) -> Result<Graph, String> {
     let mut g = Graph::new(&model.name, mode);
     let mut values: Vec<Option<NodeId>> = vec![None; model.values.len()];
@@ -52,7 +54,11 @@ pub fn lower_with(
         model
             .shape(v)
             .iter()
-            .map(|d| d.as_const().and_then(|c| usize::try_from(c).ok()))
+            .map(|d| {
+                d.substitute(sizes)?
+                    .as_const()
+                    .and_then(|c| usize::try_from(c).ok())
+            })
             .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| {
                 format!(
@@ -100,14 +106,21 @@ pub fn lower_with(
             g: &mut g,
             scope: &scope,
         };
-        let out = b.layer(
-            &layer.op,
-            &args,
-            &params,
-            &layer.path,
-            layer_mode,
-            index as u64,
-        )?;
+        // A reshape may name symbolic sizes (`reshape([N, 3, 2])`).
+        let bound;
+        let op = match &layer.op {
+            Layer::Reshape { shape } => {
+                bound = Layer::Reshape {
+                    shape: shape
+                        .iter()
+                        .map(|d| d.substitute(sizes).unwrap_or_else(|| d.clone()))
+                        .collect(),
+                };
+                &bound
+            }
+            other => other,
+        };
+        let out = b.layer(op, &args, &params, &layer.path, layer_mode, index as u64)?;
         let expected = concrete(layer.output)?;
         if g.shape(out) != expected.as_slice() {
             return Err(format!(

@@ -23,7 +23,7 @@ use super::{interrupt, setup};
 use crate::autodiff::optimizer::Optimizer;
 use crate::check::train::{Mode as MonitorMode, TrainConfig};
 use crate::diag_codes as codes;
-use crate::driver::LoadedModel;
+use crate::pipeline::LoadedModel;
 
 use crate::weights::{safetensors as st, WeightSet};
 
@@ -77,9 +77,6 @@ pub enum Outcome {
         batches: u64,
     },
 }
-
-/// Builds the model for a batch size (the graphs have static shapes).
-pub type Builder<'a> = dyn Fn(usize) -> Result<LoadedModel, String> + 'a;
 
 /// A problem that stops a run: a message, the setting of the training
 /// section it concerns (for a located diagnostic), and a fix.
@@ -147,7 +144,7 @@ pub(super) fn err(
 }
 
 /// Trains as the training section says; flags in `opts` override it.
-pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<Report, RunError> {
+pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<Report, RunError> {
     let started = Instant::now();
     let say = |s: String| {
         if !opts.quiet {
@@ -170,7 +167,6 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         .ok_or_else(|| RunError::from(format!("no backend named `{}`", opts.backend)))?;
 
     // The model and the data, checked against each other.
-    let probe = build(batch_size)?;
     let setup::Splits {
         train,
         val,
@@ -334,7 +330,7 @@ pub fn run(build: &Builder<'_>, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     ));
     let mut session = Session::new(
         backend.as_ref(),
-        build,
+        probe,
         weights,
         optimizer,
         optimizer_state,

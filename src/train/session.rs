@@ -6,10 +6,11 @@
 //! the state comes back to the host only for a checkpoint.
 
 use super::loader::Batch;
-use super::run::{Builder, RunError};
+use super::run::RunError;
 use crate::autodiff::optimizer::Optimizer;
 use crate::backend::{Backend, BackendError, Entry, Executable};
 use crate::ir::{Graph, Output, Role};
+use crate::pipeline::LoadedModel;
 use crate::weights::WeightSet;
 use ndarray::ArrayD;
 use std::collections::{BTreeSet, HashMap};
@@ -26,7 +27,7 @@ pub struct Outcome {
 pub struct NonFinite(pub String);
 
 pub struct Session<'a> {
-    build: &'a Builder<'a>,
+    model: &'a LoadedModel,
     exe: Box<dyn Executable>,
     /// By (batch size, training?): the entry and the graph (kept to find
     /// the first non-finite node when a step diverges).
@@ -45,7 +46,7 @@ impl<'a> Session<'a> {
     /// optimizer's tensors (`momentum_buffer:NAME`, ...) for `trainable`.
     pub fn new(
         backend: &dyn Backend,
-        build: &'a Builder<'a>,
+        model: &'a LoadedModel,
         weights: WeightSet,
         optimizer: Optimizer,
         optimizer_state: WeightSet,
@@ -68,7 +69,7 @@ impl<'a> Session<'a> {
             None => None,
         };
         Ok(Session {
-            build,
+            model,
             exe,
             entries: HashMap::new(),
             optimizer,
@@ -81,12 +82,14 @@ impl<'a> Session<'a> {
         if let Some((e, _)) = self.entries.get(&(batch, train)) {
             return Ok(*e);
         }
-        let loaded = (self.build)(batch)?;
+        // Lowered from the checked model for this batch size: the file is
+        // not read again.
         let g = if train {
-            loaded.lower_step().map_err(|d| d.message)?
+            self.model.lower_step_at(Some(batch))
         } else {
-            loaded.lower_evaluation().map_err(|d| d.message)?
-        };
+            self.model.lower_evaluation_at(Some(batch))
+        }
+        .map_err(|d| d.message)?;
         let e = self.exe.compile(&g).map_err(backend_error)?;
         self.entries.insert((batch, train), (e, g));
         Ok(e)
