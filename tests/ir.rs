@@ -290,3 +290,30 @@ fn names_with_control_characters_round_trip() {
     assert_eq!(back, g);
     assert_eq!(nnc::ir::text::print(&back), text);
 }
+
+/// Frozen layers are lowered in evaluation mode inside a training graph,
+/// and the graph says which, in memory and in its text form.
+#[test]
+fn a_training_graph_names_its_frozen_layers() {
+    let loaded = common::load(
+        "tests/fixtures/tiny_transfer.nn",
+        Some("target"),
+        &[2, 1, 28, 28],
+    );
+    let g = loaded.lower(nnc::ir::Mode::Train).unwrap();
+    assert_eq!(
+        g.eval_layers,
+        vec!["backbone.0".to_string(), "backbone.1".to_string()]
+    );
+    let text = nnc::ir::text::print(&g);
+    assert!(
+        text.starts_with("graph target mode=train eval_layers=[\"backbone.0\", \"backbone.1\"] {"),
+        "{}",
+        text.lines().next().unwrap()
+    );
+    assert_eq!(nnc::ir::text::parse(&text).unwrap(), g);
+    // No running-statistics update for the frozen batch norm.
+    assert!(g.find_output("update:backbone.1.running_mean").is_none());
+    let inference = loaded.lower(nnc::ir::Mode::Infer).unwrap();
+    assert!(inference.eval_layers.is_empty());
+}

@@ -102,6 +102,9 @@ pub fn lower_with(
                 .filter(|p| p.kind == TensorKind::Parameter)
                 .all(|p| frozen(&p.name));
         let layer_mode = if layer_frozen { Mode::Infer } else { mode };
+        if layer_frozen && mode == Mode::Train {
+            g.eval_layers.push(layer.path.clone());
+        }
         let mut b = Builder {
             g: &mut g,
             scope: &scope,

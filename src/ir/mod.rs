@@ -178,6 +178,10 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// The results, each with what it is.
     pub outputs: Vec<(Output, NodeId)>,
+    /// Layers lowered in evaluation mode although the graph trains: those
+    /// whose parameters are all frozen (their batch norms use and keep
+    /// their running statistics). Empty in an inference graph.
+    pub eval_layers: Vec<String>,
 }
 
 /// An op applied to arguments whose types do not fit it.
@@ -211,6 +215,7 @@ impl Graph {
             mode,
             nodes: Vec::new(),
             outputs: Vec::new(),
+            eval_layers: Vec::new(),
         }
     }
 

@@ -20,12 +20,17 @@ use std::fmt::Write as _;
 
 pub fn print(g: &Graph) -> String {
     let mut out = String::new();
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "graph {} mode={} {{",
+        "graph {} mode={}",
         quote_if_needed(&g.name),
         g.mode.name()
     );
+    if !g.eval_layers.is_empty() {
+        let names: Vec<String> = g.eval_layers.iter().map(|l| format!("{l:?}")).collect();
+        let _ = write!(out, " eval_layers=[{}]", names.join(", "));
+    }
+    let _ = writeln!(out, " {{");
     for (i, n) in g.nodes.iter().enumerate() {
         let _ = write!(out, "  %{i} = {}", n.op.name());
         if !n.args.is_empty() {
@@ -128,8 +133,20 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
                     "infer" => Mode::Infer,
                     other => return Err(fail(format!("unknown mode `{other}`"))),
                 };
+                let mut g = Graph::new(&name, mode);
+                if c.peek() == Some('e') {
+                    c.keyword("eval_layers=").map_err(fail)?;
+                    c.expect('[').map_err(fail)?;
+                    while c.peek() == Some('"') {
+                        g.eval_layers.push(c.string().map_err(fail)?);
+                        if c.peek() == Some(',') {
+                            c.expect(',').map_err(fail)?;
+                        }
+                    }
+                    c.expect(']').map_err(fail)?;
+                }
                 c.expect('{').map_err(fail)?;
-                graph = Some(Graph::new(&name, mode));
+                graph = Some(g);
             }
             Some(g) => {
                 if line == "}" {
