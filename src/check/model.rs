@@ -35,6 +35,10 @@ pub enum TensorKind {
     Parameter,
     /// State that is saved but not trained (batch-norm running statistics).
     Buffer,
+    /// A `state_dict` entry nothing computes with: batch norm's
+    /// `num_batches_tracked` (nnc's momentum is fixed). Counted and named,
+    /// so keys match PyTorch's; accepted when loading, never lowered.
+    Counter,
 }
 
 #[derive(Clone, Debug)]

@@ -86,12 +86,13 @@ pub fn lower_with(
         for p in layer
             .params
             .iter()
-            .filter(|p| !crate::weights::is_ignored_key(&p.name))
+            .filter(|p| p.kind != TensorKind::Counter)
         {
             let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
             let role = match p.kind {
                 TensorKind::Parameter => Role::Parameter,
                 TensorKind::Buffer => Role::Buffer,
+                TensorKind::Counter => continue,
             };
             params.push(g.input(&p.name, role, shape, &scope));
         }

@@ -28,7 +28,7 @@ pub fn initialize(model: &Model, seed: u64) -> WeightSet {
     for layer in &model.layers {
         let fan_in = layer.op.fan_in().unwrap_or(1);
         for p in &layer.params {
-            if super::is_ignored_key(&p.name) {
+            if p.kind == crate::check::model::TensorKind::Counter {
                 continue;
             }
             let mut rng = Rng::new(seed ^ name_hash(&p.name));

@@ -160,7 +160,7 @@ impl Op {
             shape,
             kind,
         };
-        use TensorKind::{Buffer, Parameter};
+        use TensorKind::{Buffer, Counter, Parameter};
         match self {
             Op::Conv2d {
                 in_channels,
@@ -201,7 +201,7 @@ impl Op {
                 }
                 v.push(p("running_mean", vec![*features], Buffer));
                 v.push(p("running_var", vec![*features], Buffer));
-                v.push(p("num_batches_tracked", vec![], Buffer));
+                v.push(p("num_batches_tracked", vec![], Counter));
                 v
             }
             _ => Vec::new(),
