@@ -1981,3 +1981,24 @@ pub struct BlockParam {
     pub ty: Option<ParamType>,
     pub has_default: bool,
 }
+
+/// Block parameters bind through the same code as layer parameters.
+impl ops::args::Slot for BlockParam {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn accepts(&self, v: &Value) -> bool {
+        self.ty.as_ref().is_none_or(|t| t.accepts(v))
+    }
+
+    fn type_text(&self) -> String {
+        self.ty
+            .as_ref()
+            .map_or("a value".to_string(), |t| t.describe())
+    }
+
+    fn default_value(&self) -> Option<Option<Value>> {
+        self.has_default.then_some(None)
+    }
+}

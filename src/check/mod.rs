@@ -9,6 +9,7 @@ pub mod eval;
 mod lints;
 pub mod model;
 pub mod ops;
+pub mod params;
 pub mod program;
 mod suggest;
 pub mod train;

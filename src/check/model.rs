@@ -7,6 +7,7 @@
 
 use super::dim::Dim;
 use super::ops::Op;
+pub use super::params::{ParamInfo, TensorKind};
 use crate::syntax::source::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,32 +28,6 @@ pub struct ModelInput {
     /// Per axis, the default of a free size (`H = 224`), used when no
     /// input shape is given.
     pub default_sizes: Vec<Option<i64>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TensorKind {
-    /// Trained by the optimizer.
-    Parameter,
-    /// State that is saved but not trained (batch-norm running statistics).
-    Buffer,
-    /// A `state_dict` entry nothing computes with: batch norm's
-    /// `num_batches_tracked` (nnc's momentum is fixed). Counted and named,
-    /// so keys match PyTorch's; accepted when loading, never lowered.
-    Counter,
-}
-
-#[derive(Clone, Debug)]
-pub struct ParamInfo {
-    /// The full `state_dict` key.
-    pub name: String,
-    pub shape: Vec<i64>,
-    pub kind: TensorKind,
-}
-
-impl ParamInfo {
-    pub fn numel(&self) -> u128 {
-        self.shape.iter().map(|&d| d.max(0) as u128).product()
-    }
 }
 
 #[derive(Clone, Debug)]

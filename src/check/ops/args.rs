@@ -128,26 +128,6 @@ impl Slot for ParamSpec {
     }
 }
 
-impl Slot for crate::check::eval::BlockParam {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn accepts(&self, v: &Value) -> bool {
-        self.ty.as_ref().is_none_or(|t| t.accepts(v))
-    }
-
-    fn type_text(&self) -> String {
-        self.ty
-            .as_ref()
-            .map_or("a value".to_string(), |t| t.describe())
-    }
-
-    fn default_value(&self) -> Option<Option<Value>> {
-        self.has_default.then_some(None)
-    }
-}
-
 /// Matches the arguments of a layer call to the layer's parameters.
 pub fn bind_args(
     what: &str,

@@ -13,7 +13,7 @@ mod spatial;
 pub use args::{bind_args, ArgTy, ArgVal, Default, ParamSpec};
 
 use super::dim::Dim;
-use super::model::{ParamInfo, TensorKind};
+use super::params::{ParamInfo, TensorKind};
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
 use crate::syntax::source::Span;
