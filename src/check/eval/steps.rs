@@ -1,0 +1,399 @@
+//! The steps of a `->` chain: layer calls, block calls, loops and
+//! conditionals, each appending layers to the model.
+
+use super::*;
+
+impl<'p> Checker<'p> {
+    // ---- steps -------------------------------------------------------------
+
+    pub(super) fn apply_steps(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        mut input: Tensor,
+        steps: &[Step],
+    ) -> Option<Tensor> {
+        for step in steps {
+            if self.aborted {
+                return None;
+            }
+            input = self.apply_step(env, scope, input, step)?;
+        }
+        Some(input)
+    }
+
+    pub(super) fn apply_step(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        input: Tensor,
+        step: &Step,
+    ) -> Option<Tensor> {
+        if !self.spend(step.span) {
+            return None;
+        }
+        // `as name` on a loop or conditional makes it a named sub-scope.
+        if let (Some(name), StepKind::Repeat { .. } | StepKind::For { .. } | StepKind::If { .. }) =
+            (&step.name, &step.kind)
+        {
+            scope.next += 1;
+            let mut inner = Scope {
+                prefix: scope.child(&name.name),
+                next: 0,
+            };
+            let unnamed = Step {
+                kind: step.kind.clone(),
+                name: None,
+                span: step.span,
+            };
+            return self.apply_step(env, &mut inner, input, &unnamed);
+        }
+        match &step.kind {
+            StepKind::Call { callee, args, .. } => {
+                let name = match &step.name {
+                    Some(n) => n.name.clone(),
+                    None => scope.next.to_string(),
+                };
+                scope.next += 1;
+                let path = scope.child(&name);
+                match self.prog.resolve_callee(env.file, callee) {
+                    Some(Callee::Op(decl)) => {
+                        self.apply_op(env, scope, decl, args, input, path, step.span)
+                    }
+                    Some(Callee::Def(def)) => {
+                        let given = self.eval_args(env, scope, args)?;
+                        let out = self.instantiate(
+                            def,
+                            given,
+                            InputSource::Tensor(input),
+                            path,
+                            step.span,
+                        )?;
+                        // To the caller, the value comes from the call.
+                        Some(Tensor {
+                            id: out.id,
+                            origin: step.span,
+                        })
+                    }
+                    // Reported once by `lints::unknown_layers`.
+                    None => None,
+                }
+            }
+            StepKind::Scope { name, steps } => {
+                scope.next += 1;
+                let mut inner = Scope {
+                    prefix: scope.child(&name.name),
+                    next: 0,
+                };
+                self.apply_steps(env, &mut inner, input, steps)
+            }
+            StepKind::Repeat { count, steps } => {
+                let n = self.eval_count(env, scope, count)?;
+                let mut x = input;
+                for _ in 0..n {
+                    if !self.spend(count.span) {
+                        return None;
+                    }
+                    x = self.apply_steps(env, scope, x, steps)?;
+                }
+                Some(x)
+            }
+            StepKind::For {
+                var,
+                start,
+                end,
+                steps,
+            } => {
+                let items = self.for_items(env, scope, start, end.as_ref())?;
+                let saved = env.vars.remove(&var.name);
+                let mut x = Some(input);
+                for item in items {
+                    if !self.spend(var.span) {
+                        x = None;
+                        break;
+                    }
+                    env.set(&var.name, item);
+                    x = self.apply_steps(env, scope, x?, steps);
+                    if x.is_none() {
+                        break;
+                    }
+                }
+                env.vars.remove(&var.name);
+                if let Some(b) = saved {
+                    env.vars.insert(var.name.clone(), b);
+                }
+                x
+            }
+            StepKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                let branch = if self.eval_condition(env, scope, cond)? {
+                    then
+                } else {
+                    otherwise
+                };
+                self.apply_steps(env, scope, input, branch)
+            }
+        }
+    }
+
+    /// The value of an `if` condition; `None` after a diagnostic.
+    pub(super) fn eval_condition(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        cond: &Expr,
+    ) -> Option<bool> {
+        match self.eval(env, scope, cond) {
+            Value::Bool(b) => Some(b),
+            Value::Poison => None,
+            other => {
+                self.emit(
+                    Diagnostic::error(
+                        codes::TYPE_MISMATCH,
+                        format!(
+                            "an `if` condition must be a bool, but this is {}",
+                            other.describe()
+                        ),
+                    )
+                    .at(cond.span, "not a bool"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn eval_count(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        count: &Expr,
+    ) -> Option<i64> {
+        let v = self.eval(env, scope, count);
+        let n = self.known_int(&v, count.span, "a repeat count")?;
+        if !(0..=MAX_REPEAT).contains(&n) {
+            self.emit(
+                Diagnostic::error(
+                    codes::OUT_OF_RANGE,
+                    format!("a repeat count must be in 0..={MAX_REPEAT}, but it is {n}"),
+                )
+                .at(count.span, "out of range"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    pub(super) fn for_items(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        start: &Expr,
+        end: Option<&Expr>,
+    ) -> Option<Vec<Value>> {
+        match end {
+            Some(end) => {
+                let a = self.eval(env, scope, start);
+                let a = self.known_int(&a, start.span, "a range start")?;
+                let b = self.eval(env, scope, end);
+                let b = self.known_int(&b, end.span, "a range end")?;
+                if b.saturating_sub(a) > MAX_REPEAT {
+                    self.emit(
+                        Diagnostic::error(
+                            codes::OUT_OF_RANGE,
+                            format!("a `for` range may run at most {MAX_REPEAT} times"),
+                        )
+                        .at(start.span.to(end.span), "too long"),
+                    );
+                    return None;
+                }
+                Some((a..b).map(Value::int).collect())
+            }
+            None => match self.eval(env, scope, start) {
+                Value::List(items) => Some(items),
+                Value::Poison => None,
+                other => {
+                    self.emit(
+                        Diagnostic::error(
+                            codes::TYPE_MISMATCH,
+                            format!(
+                                "`for` runs over a range `a..b` or a list, but this is {}",
+                                other.describe()
+                            ),
+                        )
+                        .at(start.span, "not a list")
+                        .with_help("write `for i in 0..n { ... }`"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    pub(super) fn known_int(&mut self, v: &Value, span: Span, what: &str) -> Option<i64> {
+        match v {
+            Value::Int(d) => match d.as_const() {
+                Some(n) => Some(n),
+                None => {
+                    self.undecidable(span, what);
+                    None
+                }
+            },
+            Value::Poison => None,
+            other => {
+                self.emit(
+                    Diagnostic::error(
+                        codes::TYPE_MISMATCH,
+                        format!("{what} must be an int, but this is {}", other.describe()),
+                    )
+                    .at(span, "not an int"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn eval_args(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        args: &[ast::Arg],
+    ) -> Option<Vec<GivenArg>> {
+        let mut out = Vec::with_capacity(args.len());
+        let mut ok = true;
+        for a in args {
+            let value = self.eval(env, scope, &a.value);
+            if value.is_poison() {
+                ok = false;
+            }
+            if let Value::Tensor(_) = value {
+                self.emit(
+                    Diagnostic::error(
+                        codes::EXPECTED_TENSOR,
+                        "a layer argument cannot be a tensor",
+                    )
+                    .at(a.value.span, "this is a tensor")
+                    .with_help("tensors flow into layers with `->`: `x -> layer(...)`"),
+                );
+                ok = false;
+            }
+            out.push(GivenArg {
+                name: a.name.as_ref().map(|n| (n.name.clone(), n.span)),
+                value,
+                span: a.value.span,
+            });
+        }
+        ok.then_some(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply_op(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        decl: &'static OpDecl,
+        args: &[ast::Arg],
+        input: Tensor,
+        path: String,
+        span: Span,
+    ) -> Option<Tensor> {
+        let given = self.eval_args(env, scope, args)?;
+        let mut diags = Vec::new();
+        let bound = bind_args(decl.name, decl.params, given, span, &mut diags);
+        let built = bound.and_then(|slots| {
+            let shape = self.model.shape(input.id).to_vec();
+            let producer = self.model.values[input.id.0 as usize]
+                .producer
+                .map(|l| &self.model.layers[l])
+                .map(|l| {
+                    (
+                        l.op.name(),
+                        l.inputs
+                            .first()
+                            .map(|v| self.model.shape(*v))
+                            .unwrap_or(&[]),
+                    )
+                });
+            let mut ctx = OpCtx {
+                decl,
+                args: slots,
+                input: &shape,
+                input_origin: input.origin,
+                producer,
+                step_span: span,
+                diags: &mut diags,
+            };
+            (decl.build)(&mut ctx)
+        });
+        self.emit_all(diags);
+        let Built { op, shape } = built?;
+        self.add_layer(path, op, vec![input.id], shape, span)
+    }
+
+    pub(super) fn add_layer(
+        &mut self,
+        path: String,
+        op: Op,
+        inputs: Vec<ValueId>,
+        shape: Vec<Dim>,
+        span: Span,
+    ) -> Option<Tensor> {
+        if self.model.layers.len() >= MAX_LAYERS {
+            self.emit(
+                Diagnostic::error(
+                    codes::TOO_LARGE,
+                    format!("the network expands to more than {MAX_LAYERS} layers"),
+                )
+                .at(span, "while adding this layer")
+                .with_help("check the counts of `repeat` and `for`"),
+            );
+            self.aborted = true;
+            return None;
+        }
+        let params = op.params(&path);
+        if !params.is_empty() {
+            if let Some(&prev) = self.layer_paths.get(&path) {
+                self.emit(
+                    Diagnostic::error(
+                        codes::DUPLICATE_LAYER_NAME,
+                        format!("two layers are named `{path}`, so their parameters would collide"),
+                    )
+                    .at(span, "second layer with this name")
+                    .with_label(prev, "first layer with this name")
+                    .with_help("give one of them another name with `as`"),
+                );
+                return None;
+            }
+            self.layer_paths.insert(path.clone(), span);
+        }
+        if params
+            .iter()
+            .any(|p| p.kind == TensorKind::Parameter && p.numel() > (1u128 << 40))
+        {
+            self.emit(
+                Diagnostic::error(
+                    codes::OVERFLOW,
+                    format!("`{path}` would have more than 2^40 parameters"),
+                )
+                .at(span, "far too large"),
+            );
+            return None;
+        }
+        let layer_index = self.model.layers.len();
+        let output = self.model.add_value(shape, Some(layer_index));
+        self.model.layers.push(Layer {
+            path,
+            op,
+            inputs,
+            output,
+            params,
+            span,
+        });
+        Some(Tensor {
+            id: output,
+            origin: span,
+        })
+    }
+}
