@@ -146,12 +146,6 @@ pub(super) fn err(
 /// Trains as the training section says; flags in `opts` override it.
 pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<Report, RunError> {
     let started = Instant::now();
-    let say = |s: String| {
-        if !opts.quiet {
-            // Progress is best effort: a closed stderr must not stop training.
-            let _ = writeln!(std::io::stderr(), "{s}");
-        }
-    };
     let epochs = opts.epochs.unwrap_or(cfg.epochs as u64);
     if epochs == 0 {
         return Err(err(
@@ -165,15 +159,169 @@ pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     let seed = opts.seed.unwrap_or(cfg.seed as u64);
     let backend = crate::backend::by_name(&opts.backend)
         .ok_or_else(|| RunError::from(format!("no backend named `{}`", opts.backend)))?;
-
     // The model and the data, checked against each other.
-    let setup::Splits {
-        train,
-        val,
-        test,
-        pipeline,
-    } = setup::prepare(cfg, opts, &probe.model, seed)?;
-    // Parameters, buffers and optimizer state: fresh, loaded or resumed.
+    let splits = setup::prepare(cfg, opts, &probe.model, seed)?;
+    let paths = Paths::new(opts);
+    let state = match start(probe, cfg, opts, &paths, seed, epochs)? {
+        Start::Fresh(state) | Start::Resumed(state) => state,
+        Start::Finished(done) => {
+            return Ok(Report {
+                epochs: metrics::read_records(&paths.metrics, done.epoch),
+                test: None,
+                stopped_early_at: done.stopped_early.then_some(done.epoch),
+                seconds: started.elapsed().as_secs_f64(),
+                parameters: done.weights,
+                checkpoint_dir: paths.dir,
+                outcome: Outcome::AlreadyFinished { epochs: done.epoch },
+            })
+        }
+    };
+    let steps_per_epoch = splits.train.len().div_ceil(batch_size) as u64;
+    let mut schedule = Schedule::new(
+        cfg.schedule.clone(),
+        state.optimizer.base_lr(),
+        epochs,
+        steps_per_epoch,
+    );
+    if let Some((lr, best, bad)) = state.meta.plateau {
+        schedule.restore_plateau(lr, best, bad);
+    }
+    metrics::rewrite(&paths.metrics, &state.records).map_err(io_error)?;
+    say(
+        opts,
+        format!(
+            "training `{}` on {} images ({} for validation), {} epochs of {steps_per_epoch} steps, batch {batch_size}, {} backend",
+            cfg.network,
+            splits.train.len(),
+            splits.val.as_ref().map_or(0, |v| v.len()),
+            epochs,
+            backend.name()
+        ),
+    );
+    let session = Session::new(
+        backend.as_ref(),
+        probe,
+        state.weights,
+        state.optimizer,
+        state.optimizer_state,
+        &state.trainable,
+    )?;
+    let monitor = cfg
+        .early_stopping
+        .as_ref()
+        .map(|e| (e.monitor.clone(), e.mode))
+        .unwrap_or_else(|| {
+            if splits.val.is_some() {
+                ("val_accuracy".into(), MonitorMode::Max)
+            } else {
+                ("train_loss".into(), MonitorMode::Min)
+            }
+        });
+    let mut trainer = Trainer {
+        cfg,
+        opts,
+        splits,
+        session,
+        schedule,
+        meta: state.meta,
+        records: state.records,
+        monitor,
+        paths,
+        epochs,
+        batch_size,
+        seed,
+        steps_per_epoch,
+        started,
+    };
+    let mut outcome = Outcome::Finished;
+    for epoch in trainer.meta.epoch..epochs {
+        let Some(record) = trainer.train_epoch(epoch)? else {
+            outcome = Outcome::Interrupted {
+                epochs_done: epoch,
+                batches_done: trainer.meta.batches_done,
+                batches: steps_per_epoch,
+            };
+            break;
+        };
+        if trainer.end_epoch(record)? {
+            break;
+        }
+        if interrupt::requested() && epoch + 1 < epochs {
+            outcome = Outcome::Interrupted {
+                epochs_done: epoch + 1,
+                batches_done: 0,
+                batches: steps_per_epoch,
+            };
+            break;
+        }
+    }
+    trainer.finish(outcome)
+}
+
+/// Progress is best effort: a closed stderr must not stop training.
+fn say(opts: &RunOptions, s: String) {
+    if !opts.quiet {
+        let _ = writeln!(std::io::stderr(), "{s}");
+    }
+}
+
+/// Where a run writes.
+struct Paths {
+    dir: PathBuf,
+    last: PathBuf,
+    best: PathBuf,
+    metrics: PathBuf,
+}
+
+impl Paths {
+    fn new(opts: &RunOptions) -> Paths {
+        let dir = opts.checkpoint_dir.clone();
+        Paths {
+            last: dir.join("last.safetensors"),
+            best: dir.join("best.safetensors"),
+            metrics: opts
+                .metrics
+                .clone()
+                .unwrap_or_else(|| dir.join("metrics.jsonl")),
+            dir,
+        }
+    }
+}
+
+/// What training starts from: parameters and buffers, the optimizer and
+/// its state, where the run stands, and the epochs already recorded.
+struct State {
+    weights: WeightSet,
+    trainable: Vec<String>,
+    optimizer: Optimizer,
+    optimizer_state: WeightSet,
+    meta: Meta,
+    records: Vec<EpochRecord>,
+}
+
+/// A resumed run that had already finished.
+struct Done {
+    epoch: u64,
+    stopped_early: bool,
+    weights: WeightSet,
+}
+
+enum Start {
+    Fresh(State),
+    Resumed(State),
+    Finished(Done),
+}
+
+/// Fresh parameters (or `init`'s), or the checkpoint `--resume` continues,
+/// checked against this run before anything in its directory is written.
+fn start(
+    probe: &LoadedModel,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    paths: &Paths,
+    seed: u64,
+    epochs: u64,
+) -> Result<Start, RunError> {
     let frozen = |name: &str| cfg.freeze.iter().any(|p| crate::glob::matches(p, name));
     let mut weights = crate::weights::init::initialize(&probe.model, seed);
     let is_param = |name: &str| {
@@ -182,12 +330,12 @@ pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<
             .tensors()
             .any(|p| p.name == name && p.kind == crate::check::model::TensorKind::Parameter)
     };
-    let trainable_names: Vec<String> = weights
+    let trainable: Vec<String> = weights
         .keys()
         .filter(|k| is_param(k) && !frozen(k))
         .cloned()
         .collect();
-    if trainable_names.is_empty() {
+    if trainable.is_empty() {
         return Err(err(
             codes::BAD_FREEZE,
             "every parameter is frozen: nothing would train",
@@ -196,79 +344,70 @@ pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<
         ));
     }
     let optimizer = Optimizer::new(cfg.optimizer.clone());
-    let base_lr = optimizer.base_lr();
-    let trainable = |weights: &WeightSet| -> WeightSet {
-        trainable_names
+    let initial_state = |weights: &WeightSet| {
+        let params: WeightSet = trainable
             .iter()
             .map(|k| (k.clone(), weights[k].clone()))
-            .collect()
+            .collect();
+        optimizer.initial_state(&params)
     };
-    let mut optimizer_state = optimizer.initial_state(&trainable(&weights));
-    let steps_per_epoch = train.len().div_ceil(batch_size) as u64;
-    let mut schedule = Schedule::new(cfg.schedule.clone(), base_lr, epochs, steps_per_epoch);
-    let monitor = cfg
-        .early_stopping
-        .as_ref()
-        .map(|e| (e.monitor.clone(), e.mode))
-        .unwrap_or_else(|| {
-            if val.is_some() {
-                ("val_accuracy".into(), MonitorMode::Max)
-            } else {
-                ("train_loss".into(), MonitorMode::Min)
-            }
-        });
-    let dir = opts.checkpoint_dir.clone();
-    let last_path = dir.join("last.safetensors");
-    let best_path = dir.join("best.safetensors");
-    let metrics_path = opts
-        .metrics
-        .clone()
-        .unwrap_or_else(|| dir.join("metrics.jsonl"));
     let identity = Identity {
         network: &cfg.network,
         optimizer: cfg.optimizer.to_string(),
-        batch_size: batch_size as u64,
+        batch_size: cfg.batch_size as u64,
         limit: opts.limit.map(|l| l as u64),
         seed,
     };
-    let mut meta = Meta {
-        network: cfg.network.clone(),
-        optimizer: identity.optimizer.clone(),
-        batch_size: identity.batch_size,
-        limit: identity.limit,
-        seed,
-        epoch: 0,
-        batches_done: 0,
-        partial: Tally::new(want_top5(cfg)),
-        step: 0,
-        best: None,
-        bad_epochs: 0,
-        plateau: None,
-        stopped_early: false,
-    };
-    let mut records: Vec<EpochRecord> = Vec::new();
-    if opts.resume {
-        // Everything is checked before anything in `dir` is written.
-        let saved = checkpoint::load(
-            &last_path,
-            &identity,
-            &weights,
-            &optimizer_state,
-            want_top5(cfg),
-        )
-        .map_err(|m| err(codes::WEIGHTS, m.message, None, m.help))?;
-        weights = saved.weights;
-        optimizer_state = saved.optimizer_state;
-        meta = saved.meta;
-        if let Some((lr, best, bad)) = meta.plateau {
-            schedule.restore_plateau(lr, best, bad);
+    if !opts.resume {
+        std::fs::create_dir_all(&paths.dir)
+            .map_err(|e| io_error(format!("cannot create `{}`: {e}", paths.dir.display())))?;
+        if let Some(init) = &cfg.init {
+            let report = super::transfer::load_init(&mut weights, init)
+                .map_err(|e| err(codes::WEIGHTS, e, Some("init"), None))?;
+            say(opts, report);
         }
-        if meta.stopped_early || meta.epoch >= epochs {
-            let done = meta.epoch;
-            say(format!(
-                "the run in `{}` already finished: {done} epoch{}{}; nothing to resume{}",
-                dir.display(),
-                if done == 1 { "" } else { "s" },
+        // Lookahead's slow weights start at the (loaded) parameters.
+        let optimizer_state = initial_state(&weights);
+        return Ok(Start::Fresh(State {
+            weights,
+            trainable,
+            optimizer,
+            optimizer_state,
+            meta: Meta {
+                network: cfg.network.clone(),
+                optimizer: identity.optimizer.clone(),
+                batch_size: identity.batch_size,
+                limit: identity.limit,
+                seed,
+                epoch: 0,
+                batches_done: 0,
+                partial: Tally::new(want_top5(cfg)),
+                step: 0,
+                best: None,
+                bad_epochs: 0,
+                plateau: None,
+                stopped_early: false,
+            },
+            records: Vec::new(),
+        }));
+    }
+    let saved = checkpoint::load(
+        &paths.last,
+        &identity,
+        &weights,
+        &initial_state(&weights),
+        want_top5(cfg),
+    )
+    .map_err(|m| err(codes::WEIGHTS, m.message, None, m.help))?;
+    let meta = saved.meta;
+    if meta.stopped_early || meta.epoch >= epochs {
+        let done = meta.epoch;
+        say(
+            opts,
+            format!(
+                "the run in `{}` already finished: {}{}; nothing to resume{}",
+                paths.dir.display(),
+                crate::diag::count(done as i64, "epoch"),
                 if meta.stopped_early {
                     " (stopped early)"
                 } else {
@@ -279,19 +418,17 @@ pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 } else {
                     format!(" (pass `--epochs {}` or more to train longer)", done + 1)
                 }
-            ));
-            return Ok(Report {
-                epochs: metrics::read_records(&metrics_path, done),
-                test: None,
-                stopped_early_at: meta.stopped_early.then_some(done),
-                seconds: started.elapsed().as_secs_f64(),
-                parameters: weights,
-                checkpoint_dir: dir,
-                outcome: Outcome::AlreadyFinished { epochs: done },
-            });
-        }
-        records = metrics::read_records(&metrics_path, meta.epoch);
-        say(format!(
+            ),
+        );
+        return Ok(Start::Finished(Done {
+            epoch: done,
+            stopped_early: meta.stopped_early,
+            weights: saved.weights,
+        }));
+    }
+    say(
+        opts,
+        format!(
             "resuming `{}` after epoch {}{} (step {})",
             cfg.network,
             meta.epoch,
@@ -305,239 +442,270 @@ pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<
                 String::new()
             },
             meta.step
-        ));
-    } else {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| io_error(format!("cannot create `{}`: {e}", dir.display())))?;
-        if let Some(init) = &cfg.init {
-            let report = super::transfer::load_init(&mut weights, init)
-                .map_err(|e| err(codes::WEIGHTS, e, Some("init"), None))?;
-            say(report);
-            // Lookahead's slow weights start at the loaded parameters.
-            optimizer_state = optimizer.initial_state(&trainable(&weights));
-        }
-    }
-    metrics::rewrite(&metrics_path, &records).map_err(io_error)?;
-
-    say(format!(
-        "training `{}` on {} images ({} for validation), {} epochs of {} steps, batch {batch_size}, {} backend",
-        cfg.network,
-        train.len(),
-        val.as_ref().map_or(0, |v| v.len()),
-        epochs,
-        steps_per_epoch,
-        backend.name()
-    ));
-    let mut session = Session::new(
-        backend.as_ref(),
-        probe,
-        weights,
+        ),
+    );
+    Ok(Start::Resumed(State {
+        weights: saved.weights,
+        trainable,
         optimizer,
-        optimizer_state,
-        &trainable_names,
-    )?;
-    let save = |session: &Session<'_>, meta: &Meta| {
+        optimizer_state: saved.optimizer_state,
+        records: metrics::read_records(&paths.metrics, meta.epoch),
+        meta,
+    }))
+}
+
+/// A run in progress: the data, the model on its backend, and where it
+/// stands.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    opts: &'a RunOptions,
+    splits: setup::Splits,
+    session: Session<'a>,
+    schedule: Schedule,
+    meta: Meta,
+    records: Vec<EpochRecord>,
+    /// The monitored metric and whether larger is better.
+    monitor: (String, MonitorMode),
+    paths: Paths,
+    epochs: u64,
+    batch_size: usize,
+    seed: u64,
+    steps_per_epoch: u64,
+    started: Instant,
+}
+
+impl Trainer<'_> {
+    fn save(&self) -> Result<(), RunError> {
         checkpoint::save(
-            &last_path,
-            &session.weights(),
-            &session.optimizer_state(),
-            meta,
+            &self.paths.last,
+            &self.session.weights(),
+            &self.session.optimizer_state(),
+            &self.meta,
         )
         .map_err(io_error)
-    };
-    let mut outcome = Outcome::Finished;
-    for epoch in meta.epoch..epochs {
+    }
+
+    /// Trains epoch `epoch` (0-based), from where an interrupted run left
+    /// it, and evaluates on the validation split; `None` when Ctrl-C
+    /// stopped it (after a checkpoint of the partial epoch).
+    fn train_epoch(&mut self, epoch: u64) -> Result<Option<EpochRecord>, RunError> {
         let t0 = Instant::now();
+        let (train, batch_size) = (self.splits.train.clone(), self.batch_size);
         // An interrupted epoch continues where it stopped, with its tally.
-        let skip = std::mem::take(&mut meta.batches_done);
-        let mut sums = std::mem::replace(&mut meta.partial, Tally::new(want_top5(cfg)));
-        let mut order = loader::epoch_order(train.len(), seed, epoch);
+        let skip = std::mem::take(&mut self.meta.batches_done);
+        let mut sums = std::mem::replace(&mut self.meta.partial, Tally::new(want_top5(self.cfg)));
+        let mut order = loader::epoch_order(train.len(), self.seed, epoch);
         order.drain(..(skip as usize * batch_size).min(order.len()));
-        let batches = loader::start(
+        let mut batches = loader::start(
             train.clone(),
             order,
             batch_size,
-            pipeline.clone(),
-            Some((seed, epoch)),
+            self.splits.pipeline.clone(),
+            Some((self.seed, epoch)),
         );
-        let bar = progress(opts, epoch, epochs, train.len() as u64);
+        let bar = progress(self.opts, epoch, self.epochs, train.len() as u64);
         if let Some(b) = &bar.bar {
             b.set_position((skip as usize * batch_size).min(train.len()) as u64);
         }
         let mut wait = 0.0;
-        let mut lr = schedule.lr(epoch, meta.step);
+        let mut lr = self.schedule.lr(epoch, self.meta.step);
         let mut done = skip;
-        let mut batches = batches;
         loop {
             let tw = Instant::now();
             let Some(batch) = batches.next() else { break };
             let batch = batch.map_err(load_error)?;
             wait += tw.elapsed().as_secs_f64();
             let b = batch.labels.len();
-            lr = schedule.lr(epoch, meta.step);
+            lr = self.schedule.lr(epoch, self.meta.step);
             let labels = batch.labels.clone();
-            let step_seed = mix(seed ^ mix(meta.step + 1));
-            let out = match session.train_step(batch, lr, meta.step + 1, step_seed)? {
+            let step = self.meta.step + 1;
+            let step_seed = mix(self.seed ^ mix(step));
+            let out = match self.session.train_step(batch, lr, step, step_seed)? {
                 Ok(out) => out,
                 Err(NonFinite(first)) => {
                     bar.finish();
                     return Err(err(
                         codes::NON_FINITE,
                         format!(
-                            "the loss or a gradient became non-finite in epoch {}, step {}: {first}",
-                            epoch + 1,
-                            meta.step + 1
+                            "the loss or a gradient became non-finite in epoch {}, step {step}: {first}",
+                            epoch + 1
                         ),
                         Some("optimizer"),
                         Some(format!(
                             "try a lower learning rate (it was {}); the last good checkpoint is `{}`",
                             show_lr(lr),
-                            last_path.display()
+                            self.paths.last.display()
                         )),
                     ));
                 }
             };
-            meta.step += 1;
+            self.meta.step = step;
             sums.add(out.loss, &out.logits, &labels);
             done += 1;
             bar.step(b as u64, &sums.stats(), lr);
-            if interrupt::requested() && done < steps_per_epoch {
+            if interrupt::requested() && done < self.steps_per_epoch {
                 bar.finish();
-                meta.epoch = epoch;
-                meta.batches_done = done;
-                meta.partial = sums.clone();
-                save(&session, &meta)?;
-                outcome = Outcome::Interrupted {
-                    epochs_done: epoch,
-                    batches_done: done,
-                    batches: steps_per_epoch,
-                };
-                break;
+                self.meta.epoch = epoch;
+                self.meta.batches_done = done;
+                self.meta.partial = sums;
+                self.save()?;
+                return Ok(None);
             }
         }
-        if outcome != Outcome::Finished {
-            break;
-        }
         let train_stats = sums.stats();
-        let val_stats = match &val {
-            Some(v) => Some(evaluate(&mut session, v, batch_size, &pipeline, cfg)?),
+        let val_stats = match self.splits.val.clone() {
+            Some(v) => Some(evaluate(
+                &mut self.session,
+                &v,
+                batch_size,
+                &self.splits.pipeline,
+                self.cfg,
+            )?),
             None => None,
         };
         bar.finish();
-        let record = EpochRecord {
+        Ok(Some(EpochRecord {
             epoch: epoch + 1,
             train: train_stats,
             val: val_stats,
             lr,
             seconds: t0.elapsed().as_secs_f64(),
             data_wait: wait,
-        };
-        say(epoch_line(&record, epochs, train.len()));
-        metrics::append_record(&metrics_path, &record).map_err(io_error)?;
-        let value = metric_value(&record, &monitor.0)
-            .ok_or_else(|| format!("nothing computes `{}`", monitor.0))?;
-        if let Some(m) = schedule.monitor().map(str::to_string) {
+        }))
+    }
+
+    /// Records an epoch: metrics, the schedule's and early stopping's view
+    /// of the monitored metric, `best.safetensors` and the checkpoint.
+    /// Returns whether early stopping ends the run.
+    fn end_epoch(&mut self, record: EpochRecord) -> Result<bool, RunError> {
+        let epoch = record.epoch;
+        say(
+            self.opts,
+            epoch_line(&record, self.epochs, self.splits.train.len()),
+        );
+        metrics::append_record(&self.paths.metrics, &record).map_err(io_error)?;
+        let value = metric_value(&record, &self.monitor.0)
+            .ok_or_else(|| format!("nothing computes `{}`", self.monitor.0))?;
+        if let Some(m) = self.schedule.monitor().map(str::to_string) {
             if let Some(v) = metric_value(&record, &m) {
-                schedule.observe(v);
+                self.schedule.observe(v);
             }
         }
-        let min_delta = cfg.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
-        let improved = match meta.best {
+        let min_delta = self
+            .cfg
+            .early_stopping
+            .as_ref()
+            .map_or(0.0, |e| e.min_delta);
+        let improved = match self.meta.best {
             None => true,
-            Some((b, _)) => match monitor.1 {
+            Some((b, _)) => match self.monitor.1 {
                 MonitorMode::Min => value < b - min_delta,
                 MonitorMode::Max => value > b + min_delta,
             },
         };
         if improved {
-            meta.best = Some((value, epoch + 1));
-            meta.bad_epochs = 0;
-            st::save(&best_path, &session.weights()).map_err(|e| io_error(e.to_string()))?;
+            self.meta.best = Some((value, epoch));
+            self.meta.bad_epochs = 0;
+            st::save(&self.paths.best, &self.session.weights())
+                .map_err(|e| io_error(e.to_string()))?;
         } else {
-            meta.bad_epochs += 1;
+            self.meta.bad_epochs += 1;
         }
-        records.push(record);
-        let stop_early = cfg
-            .early_stopping
-            .as_ref()
-            .is_some_and(|es| meta.bad_epochs >= es.patience as u64 && epoch + 1 < epochs);
-        meta.epoch = epoch + 1;
-        meta.plateau = schedule.plateau_state();
-        meta.stopped_early = stop_early;
-        save(&session, &meta)?;
+        self.records.push(record);
+        let stop_early =
+            self.cfg.early_stopping.as_ref().is_some_and(|es| {
+                self.meta.bad_epochs >= es.patience as u64 && epoch < self.epochs
+            });
+        self.meta.epoch = epoch;
+        self.meta.plateau = self.schedule.plateau_state();
+        self.meta.stopped_early = stop_early;
+        self.save()?;
         if stop_early {
-            say(format!(
-                "early stopping after epoch {}: `{}` has not improved for {} epochs (best {:.4} at epoch {})",
-                epoch + 1,
-                monitor.0,
-                meta.bad_epochs,
-                meta.best.map_or(f64::NAN, |b| b.0),
-                meta.best.map_or(0, |b| b.1)
-            ));
-            break;
+            say(
+                self.opts,
+                format!(
+                    "early stopping after epoch {epoch}: `{}` has not improved for {} (best {:.4} at epoch {})",
+                    self.monitor.0,
+                    crate::diag::count(self.meta.bad_epochs as i64, "epoch"),
+                    self.meta.best.map_or(f64::NAN, |b| b.0),
+                    self.meta.best.map_or(0, |b| b.1)
+                ),
+            );
         }
-        if interrupt::requested() && epoch + 1 < epochs {
-            outcome = Outcome::Interrupted {
-                epochs_done: epoch + 1,
-                batches_done: 0,
-                batches: steps_per_epoch,
-            };
-            break;
-        }
+        Ok(stop_early)
     }
-    let test_stats = if outcome == Outcome::Finished {
-        let restore = cfg.early_stopping.as_ref().is_some_and(|e| e.restore_best);
-        if restore && best_path.exists() {
-            let best_weights = st::read(&best_path).map_err(|e| io_error(e.to_string()))?;
-            session.set_weights(best_weights)?;
-            if let Some((v, e)) = meta.best {
-                say(format!(
-                    "restored the weights of epoch {e} (`{}` = {v:.4})",
-                    monitor.0
-                ));
+
+    /// After the last epoch: the best weights restored (when early
+    /// stopping says so), the test split, the curves, the report.
+    fn finish(mut self, outcome: Outcome) -> Result<Report, RunError> {
+        let test_stats = if outcome == Outcome::Finished {
+            let restore = self
+                .cfg
+                .early_stopping
+                .as_ref()
+                .is_some_and(|e| e.restore_best);
+            if restore && self.paths.best.exists() {
+                let best = st::read(&self.paths.best).map_err(|e| io_error(e.to_string()))?;
+                self.session.set_weights(best)?;
+                if let Some((v, e)) = self.meta.best {
+                    say(
+                        self.opts,
+                        format!(
+                            "restored the weights of epoch {e} (`{}` = {v:.4})",
+                            self.monitor.0
+                        ),
+                    );
+                }
+            }
+            match self.splits.test.clone() {
+                Some(t) => {
+                    let s = evaluate(
+                        &mut self.session,
+                        &t,
+                        self.batch_size,
+                        &self.splits.pipeline,
+                        self.cfg,
+                    )?;
+                    let row = metrics::test_row(
+                        self.records.last().map_or(0, |r| r.epoch),
+                        &s,
+                        self.records.last().map_or(0.0, |r| r.lr),
+                        self.started.elapsed().as_secs_f64(),
+                    );
+                    metrics::append_line(&self.paths.metrics, &row).map_err(io_error)?;
+                    Some(s)
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        if !self.records.is_empty() {
+            let stem = self.paths.metrics.with_extension("");
+            match super::plot::write(
+                &self.records,
+                test_stats.as_ref(),
+                &format!("{} on {}", self.cfg.network, train_name(self.cfg)),
+                &stem,
+            ) {
+                Ok(paths) => {
+                    let names: Vec<String> =
+                        paths.iter().map(|p| p.display().to_string()).collect();
+                    say(self.opts, format!("curves: {}", names.join(", ")));
+                }
+                Err(e) => say(self.opts, format!("note: {e}")),
             }
         }
-        match &test {
-            Some(t) => {
-                let s = evaluate(&mut session, t, batch_size, &pipeline, cfg)?;
-                let row = metrics::test_row(
-                    records.last().map_or(0, |r| r.epoch),
-                    &s,
-                    records.last().map_or(0.0, |r| r.lr),
-                    started.elapsed().as_secs_f64(),
-                );
-                metrics::append_line(&metrics_path, &row).map_err(io_error)?;
-                Some(s)
-            }
-            None => None,
-        }
-    } else {
-        None
-    };
-    if !records.is_empty() {
-        let stem = metrics_path.with_extension("");
-        match super::plot::write(
-            &records,
-            test_stats.as_ref(),
-            &format!("{} on {}", cfg.network, train_name(cfg)),
-            &stem,
-        ) {
-            Ok(paths) => {
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                say(format!("curves: {}", names.join(", ")));
-            }
-            Err(e) => say(format!("note: {e}")),
-        }
+        Ok(Report {
+            stopped_early_at: self.meta.stopped_early.then_some(self.meta.epoch),
+            seconds: self.started.elapsed().as_secs_f64(),
+            parameters: self.session.weights(),
+            checkpoint_dir: self.paths.dir,
+            epochs: self.records,
+            test: test_stats,
+            outcome,
+        })
     }
-    Ok(Report {
-        epochs: records,
-        test: test_stats,
-        stopped_early_at: meta.stopped_early.then_some(meta.epoch),
-        seconds: started.elapsed().as_secs_f64(),
-        parameters: session.weights(),
-        checkpoint_dir: dir,
-        outcome,
-    })
 }
 
 fn train_name(cfg: &TrainConfig) -> &'static str {
