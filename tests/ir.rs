@@ -317,3 +317,28 @@ fn a_training_graph_names_its_frozen_layers() {
     let inference = loaded.lower(nnc::ir::Mode::Infer).unwrap();
     assert!(inference.eval_layers.is_empty());
 }
+
+/// Names, attributes and parsing of ops are written in three places in
+/// `ir/ops.rs`; for every op of the catalogue they must agree: parsing an
+/// op's name and attributes gives the op back, and its class and key
+/// exist (an input has no key: it is never merged).
+#[test]
+fn every_op_reads_back_from_its_name_and_attributes() {
+    use nnc::ir::ops::{Attr, Attrs, Op};
+    for (op, shapes, _) in nnc::ir::catalogue::examples() {
+        let attrs = Attrs(
+            op.attrs()
+                .into_iter()
+                .map(|(k, v): (&str, Attr)| (k.to_string(), v))
+                .collect(),
+        );
+        let shape = match &op {
+            Op::Input { shape, .. } | Op::Const { shape, .. } => shape.clone(),
+            _ => shapes.first().cloned().unwrap_or_default(),
+        };
+        let back = Op::from_parts(op.name(), &attrs, &shape);
+        assert_eq!(back.as_ref(), Some(&op), "`{}` does not read back", op.name());
+        let _ = op.class();
+        assert_eq!(op.key().is_none(), matches!(op, Op::Input { .. }), "{op:?}");
+    }
+}
