@@ -337,7 +337,12 @@ fn every_op_reads_back_from_its_name_and_attributes() {
             _ => shapes.first().cloned().unwrap_or_default(),
         };
         let back = Op::from_parts(op.name(), &attrs, &shape);
-        assert_eq!(back.as_ref(), Some(&op), "`{}` does not read back", op.name());
+        assert_eq!(
+            back.as_ref(),
+            Some(&op),
+            "`{}` does not read back",
+            op.name()
+        );
         let _ = op.class();
         assert_eq!(op.key().is_none(), matches!(op, Op::Input { .. }), "{op:?}");
     }

@@ -141,45 +141,52 @@ pub fn bind_args(
 
 /// Matches given arguments to parameters. Every problem is reported; the
 /// result is `None` when any argument could not be bound.
-pub fn bind_generic<P: Slot>(
+/// One argument as the binder sees it: an optional name, a value of any
+/// kind (a checked `Value`, or a training-section literal) and its span.
+pub type Written<T> = (Option<(String, Span)>, T, Span);
+
+/// Matches written arguments to parameter `names`, by position (first)
+/// and by name: the one binder of layer, block and training-section calls.
+/// Reports a positional argument after a named one, too many arguments, an
+/// unknown name (with the nearest one) and an argument given twice; what
+/// matches comes back in parameter order, with its span.
+pub fn match_args<T>(
     what: &str,
-    params: &[P],
-    given: Vec<GivenArg>,
-    call_span: Span,
+    names: &[&str],
+    given: Vec<Written<T>>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Vec<Option<ArgVal>>> {
-    let mut slots: Vec<Option<ArgVal>> = vec![None; params.len()];
-    let names: Vec<&str> = params.iter().map(|p| p.name()).collect();
+) -> (Vec<Option<(T, Span)>>, bool) {
+    let mut slots: Vec<Option<(T, Span)>> = names.iter().map(|_| None).collect();
     let mut ok = true;
     let mut positional = 0;
     let mut seen_named = false;
-    for arg in given {
-        let index = match &arg.name {
+    for (name, value, span) in given {
+        let index = match &name {
             None => {
                 if seen_named {
                     diags.push(
                         Diagnostic::error(codes::SYNTAX, "positional argument after a named one")
-                            .at(arg.span, "give this argument a name")
+                            .at(span, "give this argument a name")
                             .with_help("put positional arguments first"),
                     );
                     ok = false;
                     continue;
                 }
                 positional += 1;
-                if positional > params.len() {
+                if positional > names.len() {
                     let d = if names.is_empty() {
                         Diagnostic::error(
                             codes::TOO_MANY_ARGUMENTS,
                             format!("`{what}` takes no arguments"),
                         )
-                        .at(arg.span, "not expected")
+                        .at(span, "not expected")
                         .with_help(format!("write `{what}` without parentheses"))
                     } else {
                         Diagnostic::error(
                             codes::TOO_MANY_ARGUMENTS,
-                            format!("`{what}` takes at most {} arguments", params.len()),
+                            format!("`{what}` takes at most {} arguments", names.len()),
                         )
-                        .at(arg.span, "one too many")
+                        .at(span, "one too many")
                         .with_help(format!("its parameters are: {}", names.join(", ")))
                     };
                     diags.push(d);
@@ -188,7 +195,7 @@ pub fn bind_generic<P: Slot>(
                 }
                 positional - 1
             }
-            Some((name, span)) => {
+            Some((name, name_span)) => {
                 seen_named = true;
                 match names.iter().position(|p| p == name) {
                     Some(i) => i,
@@ -197,7 +204,7 @@ pub fn bind_generic<P: Slot>(
                             codes::UNKNOWN_ARGUMENT,
                             format!("`{what}` has no parameter `{name}`"),
                         )
-                        .at(*span, "unknown parameter");
+                        .at(*name_span, "unknown parameter");
                         d = match did_you_mean(name, names.iter().copied()) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None if names.is_empty() => {
@@ -214,18 +221,44 @@ pub fn bind_generic<P: Slot>(
                 }
             }
         };
-        if let Some(prev) = &slots[index] {
+        if let Some((_, prev)) = &slots[index] {
             diags.push(
                 Diagnostic::error(
                     codes::DUPLICATE_ARGUMENT,
                     format!("`{}` is given twice", names[index]),
                 )
-                .at(arg.span, "given again here")
-                .with_label(prev.span, "first given here"),
+                .at(span, "given again here")
+                .with_label(*prev, "first given here"),
             );
             ok = false;
             continue;
         }
+        slots[index] = Some((value, span));
+    }
+    (slots, ok)
+}
+
+pub fn bind_generic<P: Slot>(
+    what: &str,
+    params: &[P],
+    given: Vec<GivenArg>,
+    call_span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<Option<ArgVal>>> {
+    let names: Vec<&str> = params.iter().map(|p| p.name()).collect();
+    let written = given
+        .into_iter()
+        .map(|a| (a.name, a.value, a.span))
+        .collect();
+    let (matched, mut ok) = match_args(what, &names, written, diags);
+    let mut slots: Vec<Option<ArgVal>> = vec![None; params.len()];
+    for (index, m) in matched.into_iter().enumerate() {
+        let Some((value, span)) = m else { continue };
+        let arg = GivenArg {
+            name: None,
+            value,
+            span,
+        };
         if arg.value.is_poison() {
             ok = false;
             continue;

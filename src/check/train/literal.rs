@@ -145,51 +145,19 @@ impl Args {
         given: Vec<(Option<String>, V, Span)>,
         params: &[&str],
     ) -> Option<Args> {
-        let mut items: Vec<(String, V, Span)> = Vec::new();
-        let mut ok = true;
-        for (i, (name, v, s)) in given.into_iter().enumerate() {
-            let name = match name {
-                Some(n) => n,
-                None => match params.get(i) {
-                    Some(p) => p.to_string(),
-                    None => {
-                        ctx.err(
-                            codes::TOO_MANY_ARGUMENTS,
-                            format!("`{what}` takes at most {} arguments", params.len()),
-                            s,
-                            "one too many",
-                        );
-                        ok = false;
-                        continue;
-                    }
-                },
-            };
-            if !params.contains(&name.as_str()) {
-                let mut d = Diagnostic::error(
-                    codes::UNKNOWN_ARGUMENT,
-                    format!("`{what}` has no parameter `{name}`"),
-                )
-                .at(s, "unknown parameter");
-                d = match did_you_mean(&name, params.iter().copied()) {
-                    Some(sug) => d.with_help(format!("did you mean `{sug}`?")),
-                    None => d.with_help(format!("its parameters are: {}", params.join(", "))),
-                };
-                ctx.diags.push(d);
-                ok = false;
-                continue;
-            }
-            if items.iter().any(|(n, _, _)| *n == name) {
-                ctx.err(
-                    codes::DUPLICATE_ARGUMENT,
-                    format!("`{name}` is given twice"),
-                    s,
-                    "given again",
-                );
-                ok = false;
-                continue;
-            }
-            items.push((name, v, s));
-        }
+        // The binder of layer and block calls; the values stay literals,
+        // typed later by the getters below.
+        let written = given
+            .into_iter()
+            .map(|(name, v, s)| (name.map(|n| (n, s)), v, s))
+            .collect();
+        let (matched, ok) =
+            crate::check::ops::args::match_args(what, params, written, &mut ctx.diags);
+        let items: Vec<(String, V, Span)> = matched
+            .into_iter()
+            .zip(params)
+            .filter_map(|(m, name)| m.map(|(v, s)| (name.to_string(), v, s)))
+            .collect();
         ok.then(|| Args {
             what: what.to_string(),
             span,
