@@ -248,14 +248,7 @@ fn compile_writes_ir_that_parses_and_dot() {
 
 #[test]
 fn infer_runs_a_model_on_an_npy_batch() {
-    use nnc::check::BuildOptions;
-    let mut prog = nnc::check::program::Program::new();
-    let options = BuildOptions {
-        input_shape: Some(vec![3, 1, 28, 28]),
-        params: vec![],
-    };
-    let loaded = nnc::driver::load_model(&mut prog, "examples/mlp.nn", None, &options)
-        .unwrap_or_else(|_| panic!("mlp builds"));
+    let loaded = mlp_model(3);
     let weights = nnc::weights::init::initialize(&loaded.model, 3);
     let w = temp("mlp.safetensors");
     nnc::weights::safetensors::save(&w, &weights).unwrap();
@@ -385,16 +378,20 @@ fn a_full_output_is_an_io_error_and_a_full_stderr_no_crash() {
     let _ = std::fs::remove_file(bad);
 }
 
-/// Writes a small model's weights and an input batch for `infer`.
-fn mlp_inputs(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    use nnc::check::BuildOptions;
+/// `examples/mlp.nn` built for a batch of `batch`.
+fn mlp_model(batch: i64) -> nnc::driver::LoadedModel {
     let mut prog = nnc::check::program::Program::new();
-    let options = BuildOptions {
-        input_shape: Some(vec![2, 1, 28, 28]),
+    let options = nnc::check::BuildOptions {
+        input_shape: Some(vec![batch, 1, 28, 28]),
         params: vec![],
     };
-    let loaded = nnc::driver::load_model(&mut prog, "examples/mlp.nn", None, &options)
-        .unwrap_or_else(|_| panic!("mlp builds"));
+    nnc::driver::load_model(&mut prog, "examples/mlp.nn", None, &options)
+        .unwrap_or_else(|_| panic!("mlp builds"))
+}
+
+/// Writes a small model's weights and an input batch for `infer`.
+fn mlp_inputs(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let loaded = mlp_model(2);
     let w = temp(&format!("{tag}-w.safetensors"));
     nnc::weights::safetensors::save(&w, &nnc::weights::init::initialize(&loaded.model, 3)).unwrap();
     let x = temp(&format!("{tag}-x.npy"));

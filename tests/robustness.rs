@@ -3,24 +3,12 @@
 //! diagnostics that render, never in a panic or a hang (the checker bounds
 //! nesting, expansion and work, so every case finishes).
 
+mod common;
+
 use nnc::diag::{render_all, RenderOptions};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// xorshift64*: deterministic, so a failure names a reproducible case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use common::Rng;
 
 const TOKENS: &[&str] = &[
     "->",
