@@ -83,6 +83,27 @@ pub enum UnaryFn {
 }
 
 impl UnaryFn {
+    /// The name of the op that computes `dy * f'(x)`.
+    pub fn grad_name(self) -> &'static str {
+        match self {
+            UnaryFn::Neg => "neg_grad",
+            UnaryFn::Exp => "exp_grad",
+            UnaryFn::Log => "log_grad",
+            UnaryFn::Sqrt => "sqrt_grad",
+            UnaryFn::Rsqrt => "rsqrt_grad",
+            UnaryFn::Square => "square_grad",
+            UnaryFn::Relu => "relu_grad",
+            UnaryFn::Relu6 => "relu6_grad",
+            UnaryFn::Sigmoid => "sigmoid_grad",
+            UnaryFn::Tanh => "tanh_grad",
+            UnaryFn::LeakyRelu { .. } => "leaky_relu_grad",
+            UnaryFn::Gelu { .. } => "gelu_grad",
+            UnaryFn::Elu { .. } => "elu_grad",
+            UnaryFn::Silu => "silu_grad",
+            UnaryFn::Pow { .. } => "pow_grad",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             UnaryFn::Neg => "neg",
@@ -235,112 +256,292 @@ pub enum OpClass {
     Layout,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    /// A graph input: data, target, parameter or buffer.
-    Input {
-        name: String,
-        role: Role,
-        shape: Vec<usize>,
-    },
-    /// A tensor filled with one value; scalars have shape `[]`.
-    Const {
-        value: f64,
-        shape: Vec<usize>,
-    },
-    Unary(UnaryFn),
-    /// `dy * f'(x)` with arguments `(x, dy)`.
-    UnaryGrad(UnaryFn),
-    /// Elementwise with NumPy broadcasting.
-    Binary(BinaryFn),
+/// Declares the ops: each regular op once, with its variant, its text
+/// name and its class; the name, class, attributes and parsing of the text
+/// form are generated from that one line. Attributes are the variant's
+/// fields, in order, each written and read by its `AttrValue` (a geometry
+/// stands for its several attributes). The few ops whose name or
+/// attributes come from elsewhere (inputs, constants, unary and binary
+/// functions) are the `special` ones, written out in `special_*` below.
+macro_rules! declare_ops {
+    (
+        special {
+            $( $(#[$smeta:meta])* $sv:ident $( { $( $sf:ident : $sft:ty ),* $(,)? } )? $( ( $st:ty ) )? , )*
+        }
+        $(
+            $(#[$meta:meta])*
+            $v:ident $( { $( $f:ident : $ft:ty ),* $(,)? } )? $( ( $tf:ident : $tt:ty ) )?
+                => $name:literal, $class:ident;
+        )*
+    ) => {
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Op {
+            $( $(#[$smeta])* $sv $( { $( $sf: $sft ),* } )? $( ( $st ) )? , )*
+            $( $(#[$meta])* $v $( { $( $f: $ft ),* } )? $( ( $tt ) )? , )*
+        }
+
+        impl Op {
+            /// The text name of the op.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Op::$v { .. } => $name, )*
+                    special => special.special_name(),
+                }
+            }
+
+            /// What kind of computation the op is, for the passes that
+            /// group ops into kernels (TVM's OpPatternKind, tinygrad's op
+            /// classes).
+            pub fn class(&self) -> OpClass {
+                match self {
+                    $( Op::$v { .. } => OpClass::$class, )*
+                    special => special.special_class(),
+                }
+            }
+
+            /// The op's attributes, in the order the text form writes them.
+            pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
+                let mut out = Vec::new();
+                match self {
+                    $(
+                        Op::$v $( { $( $f ),* } )? $( ( $tf ) )? => {
+                            $( $( AttrValue::write($f, stringify!($f), &mut out); )* )?
+                            $( AttrValue::write($tf, stringify!($tf), &mut out); )?
+                        }
+                    )*
+                    special => special.special_attrs(&mut out),
+                }
+                out
+            }
+
+            /// The op named `name` with attributes `a`; `shape` is the
+            /// result type's shape (inputs and constants take theirs from it).
+            pub fn from_parts(name: &str, a: &Attrs, shape: &[usize]) -> Option<Op> {
+                match name {
+                    $(
+                        $name => Some(Op::$v
+                            $( { $( $f: <$ft as AttrValue>::read(stringify!($f), a)? ),* } )?
+                            $( ( <$tt as AttrValue>::read(stringify!($tf), a)? ) )?),
+                    )*
+                    _ => Op::special_from_parts(name, a, shape),
+                }
+            }
+        }
+    };
+}
+
+declare_ops! {
+    special {
+        /// A graph input: data, target, parameter, buffer or scalar.
+        Input { name: String, role: Role, shape: Vec<usize> },
+        /// A tensor filled with one value; scalars have shape `[]`.
+        Const { value: f64, shape: Vec<usize> },
+        Unary(UnaryFn),
+        /// `dy * f'(x)` with arguments `(x, dy)`.
+        UnaryGrad(UnaryFn),
+        /// Elementwise with NumPy broadcasting.
+        Binary(BinaryFn),
+    }
     /// Sums over `axes`, keeping them with size 1.
-    ReduceSum {
-        axes: Vec<usize>,
-    },
-    ReduceMean {
-        axes: Vec<usize>,
-    },
-    ReduceMax {
-        axes: Vec<usize>,
-    },
-    BroadcastTo {
-        shape: Vec<usize>,
-    },
+    ReduceSum { axes: Vec<usize> } => "reduce_sum", Reduction;
+    ReduceMean { axes: Vec<usize> } => "reduce_mean", Reduction;
+    ReduceMax { axes: Vec<usize> } => "reduce_max", Reduction;
+    BroadcastTo { shape: Vec<usize> } => "broadcast_to", Broadcast;
     /// The inverse of broadcasting: sums the broadcast axes away.
-    SumTo {
-        shape: Vec<usize>,
-    },
-    Reshape {
-        shape: Vec<usize>,
-    },
+    SumTo { shape: Vec<usize> } => "sum_to", Reduction;
+    Reshape { shape: Vec<usize> } => "reshape", Layout;
     /// 2-d matrix product `op(a) @ op(b)`.
-    MatMul {
-        trans_a: bool,
-        trans_b: bool,
-    },
+    MatMul { trans_a: bool, trans_b: bool } => "matmul", Contraction;
     /// `(x, w)`; no bias (added with `add`).
-    Conv2d(ConvGeom),
+    Conv2d(geom: ConvGeom) => "conv2d", Contraction;
     /// `(dy, w)` to dx of shape `shape`.
-    Conv2dGradInput {
-        geom: ConvGeom,
-        shape: Vec<usize>,
-    },
+    Conv2dGradInput { geom: ConvGeom, shape: Vec<usize> } => "conv2d_grad_input", Contraction;
     /// `(x, dy)` to dw of shape `shape`.
-    Conv2dGradWeight {
-        geom: ConvGeom,
-        shape: Vec<usize>,
-    },
-    MaxPool2d(PoolGeom),
+    Conv2dGradWeight { geom: ConvGeom, shape: Vec<usize> } => "conv2d_grad_weight", Contraction;
+    MaxPool2d(geom: PoolGeom) => "max_pool2d", Window;
     /// `(x, dy)`: the gradient goes to the (first) maximum of each window.
-    MaxPool2dGrad(PoolGeom),
-    AvgPool2d {
-        geom: PoolGeom,
-        count_include_pad: bool,
-    },
+    MaxPool2dGrad(geom: PoolGeom) => "max_pool2d_grad", Window;
+    AvgPool2d { geom: PoolGeom, count_include_pad: bool } => "avg_pool2d", Window;
     /// `(dy)` to dx of shape `shape`.
-    AvgPool2dGrad {
-        geom: PoolGeom,
-        count_include_pad: bool,
-        shape: Vec<usize>,
-    },
-    AdaptiveAvgPool2d {
-        size: [usize; 2],
-    },
-    AdaptiveAvgPool2dGrad {
-        shape: Vec<usize>,
-    },
-    AdaptiveMaxPool2d {
-        size: [usize; 2],
-    },
+    AvgPool2dGrad { geom: PoolGeom, count_include_pad: bool, shape: Vec<usize> }
+        => "avg_pool2d_grad", Window;
+    AdaptiveAvgPool2d { size: [usize; 2] } => "adaptive_avg_pool2d", Window;
+    AdaptiveAvgPool2dGrad { shape: Vec<usize> } => "adaptive_avg_pool2d_grad", Window;
+    AdaptiveMaxPool2d { size: [usize; 2] } => "adaptive_max_pool2d", Window;
     /// `(x, dy)`.
-    AdaptiveMaxPool2dGrad,
+    AdaptiveMaxPool2dGrad => "adaptive_max_pool2d_grad", Window;
     /// Sum over a window of `size` channels around each channel, with
     /// `before` and `after` channels of zero padding (local response norm).
-    ChannelWindowSum {
-        size: usize,
-        before: usize,
-        after: usize,
-    },
-    Concat {
-        axis: usize,
-    },
-    Slice {
-        axis: usize,
-        start: usize,
-        end: usize,
-    },
-    PadAxis {
-        axis: usize,
-        before: usize,
-        after: usize,
-    },
+    ChannelWindowSum { size: usize, before: usize, after: usize } => "channel_window_sum", Reduction;
+    Concat { axis: usize } => "concat", Layout;
+    Slice { axis: usize, start: usize, end: usize } => "slice", Layout;
+    PadAxis { axis: usize, before: usize, after: usize } => "pad_axis", Layout;
     /// Inverted dropout: zero with probability `p`, scale the rest by
     /// `1/(1-p)`. The mask is a function of the run's seed, `salt` and the
     /// element index, so the backward pass applies the same op to `dy`.
-    Dropout {
-        p: f64,
-        salt: u64,
-    },
+    Dropout { p: f64, salt: u64 } => "dropout", Elementwise;
+}
+
+/// A value an op stores as text attributes: most as one, a geometry as
+/// several (it ignores the field's name and writes its own).
+pub trait AttrValue: Sized {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>);
+    fn read(key: &str, a: &Attrs) -> Option<Self>;
+}
+
+fn ints(v: &[usize]) -> Attr {
+    Attr::Ints(v.iter().map(|&x| x as i64).collect())
+}
+
+impl AttrValue for usize {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Int(*self as i64)));
+    }
+    fn read(key: &str, a: &Attrs) -> Option<Self> {
+        a.usize(key)
+    }
+}
+
+impl AttrValue for u64 {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Int(*self as i64)));
+    }
+    fn read(key: &str, a: &Attrs) -> Option<Self> {
+        Some(a.int(key)? as u64)
+    }
+}
+
+impl AttrValue for f64 {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Float(*self)));
+    }
+    fn read(key: &str, a: &Attrs) -> Option<Self> {
+        a.float(key)
+    }
+}
+
+impl AttrValue for bool {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Bool(*self)));
+    }
+    fn read(key: &str, a: &Attrs) -> Option<Self> {
+        a.bool(key)
+    }
+}
+
+impl AttrValue for Vec<usize> {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, ints(self)));
+    }
+    fn read(key: &str, a: &Attrs) -> Option<Self> {
+        a.usizes(key)
+    }
+}
+
+impl<const N: usize> AttrValue for [usize; N] {
+    fn write(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, ints(self)));
+    }
+    fn read(key: &str, a: &Attrs) -> Option<Self> {
+        a.array::<N>(key)
+    }
+}
+
+impl AttrValue for ConvGeom {
+    fn write(&self, _: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        self.stride.write("stride", out);
+        self.padding.write("padding", out);
+        self.dilation.write("dilation", out);
+        self.groups.write("groups", out);
+    }
+    fn read(_: &str, a: &Attrs) -> Option<Self> {
+        Some(ConvGeom {
+            stride: AttrValue::read("stride", a)?,
+            padding: AttrValue::read("padding", a)?,
+            dilation: AttrValue::read("dilation", a)?,
+            groups: AttrValue::read("groups", a)?,
+        })
+    }
+}
+
+impl AttrValue for PoolGeom {
+    fn write(&self, _: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        self.kernel.write("kernel", out);
+        self.stride.write("stride", out);
+        self.padding.write("padding", out);
+        self.dilation.write("dilation", out);
+        self.ceil_mode.write("ceil_mode", out);
+    }
+    fn read(_: &str, a: &Attrs) -> Option<Self> {
+        Some(PoolGeom {
+            kernel: AttrValue::read("kernel", a)?,
+            stride: AttrValue::read("stride", a)?,
+            padding: AttrValue::read("padding", a)?,
+            dilation: AttrValue::read("dilation", a)?,
+            ceil_mode: AttrValue::read("ceil_mode", a)?,
+        })
+    }
+}
+
+/// The ops `declare_ops!` cannot describe by their fields alone.
+impl Op {
+    fn special_name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Const { .. } => "const",
+            Op::Unary(f) => f.name(),
+            Op::UnaryGrad(f) => f.grad_name(),
+            Op::Binary(f) => f.name(),
+            regular => unreachable!("`{regular:?}` is declared by declare_ops!"),
+        }
+    }
+
+    fn special_class(&self) -> OpClass {
+        match self {
+            Op::Input { .. } | Op::Const { .. } => OpClass::Leaf,
+            Op::Unary(_) | Op::UnaryGrad(_) | Op::Binary(_) => OpClass::Elementwise,
+            regular => unreachable!("`{regular:?}` is declared by declare_ops!"),
+        }
+    }
+
+    fn special_attrs(&self, out: &mut Vec<(&'static str, Attr)>) {
+        match self {
+            Op::Input { name, role, .. } => {
+                out.push(("name", Attr::Str(name.clone())));
+                out.push(("role", Attr::Str(role.name().into())));
+            }
+            Op::Const { value, .. } => value.write("value", out),
+            Op::Unary(f) | Op::UnaryGrad(f) => out.extend(f.attrs()),
+            Op::Binary(_) => {}
+            regular => unreachable!("`{regular:?}` is declared by declare_ops!"),
+        }
+    }
+
+    fn special_from_parts(name: &str, a: &Attrs, shape: &[usize]) -> Option<Op> {
+        if let Some(f) = UnaryFn::from_parts(name, a) {
+            return Some(Op::Unary(f));
+        }
+        if let Some(base) = name.strip_suffix("_grad") {
+            if let Some(f) = UnaryFn::from_parts(base, a) {
+                return Some(Op::UnaryGrad(f));
+            }
+        }
+        if let Some(f) = BinaryFn::ALL.into_iter().find(|f| f.name() == name) {
+            return Some(Op::Binary(f));
+        }
+        match name {
+            "input" => Some(Op::Input {
+                name: a.str("name")?,
+                role: Role::parse(&a.str("role")?)?,
+                shape: shape.to_vec(),
+            }),
+            "const" => Some(Op::Const {
+                value: a.float("value")?,
+                shape: shape.to_vec(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 fn err(msg: impl Into<String>) -> TypeError {
@@ -410,87 +611,6 @@ fn check_axes(axes: &[usize], rank: usize) -> Result<(), TypeError> {
 }
 
 impl Op {
-    /// The text name of the op.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Input { .. } => "input",
-            Op::Const { .. } => "const",
-            Op::Unary(f) => f.name(),
-            Op::UnaryGrad(f) => match f {
-                UnaryFn::Neg => "neg_grad",
-                UnaryFn::Exp => "exp_grad",
-                UnaryFn::Log => "log_grad",
-                UnaryFn::Sqrt => "sqrt_grad",
-                UnaryFn::Rsqrt => "rsqrt_grad",
-                UnaryFn::Square => "square_grad",
-                UnaryFn::Relu => "relu_grad",
-                UnaryFn::Relu6 => "relu6_grad",
-                UnaryFn::Sigmoid => "sigmoid_grad",
-                UnaryFn::Tanh => "tanh_grad",
-                UnaryFn::LeakyRelu { .. } => "leaky_relu_grad",
-                UnaryFn::Gelu { .. } => "gelu_grad",
-                UnaryFn::Elu { .. } => "elu_grad",
-                UnaryFn::Silu => "silu_grad",
-                UnaryFn::Pow { .. } => "pow_grad",
-            },
-            Op::Binary(f) => f.name(),
-            Op::ReduceSum { .. } => "reduce_sum",
-            Op::ReduceMean { .. } => "reduce_mean",
-            Op::ReduceMax { .. } => "reduce_max",
-            Op::BroadcastTo { .. } => "broadcast_to",
-            Op::SumTo { .. } => "sum_to",
-            Op::Reshape { .. } => "reshape",
-            Op::MatMul { .. } => "matmul",
-            Op::Conv2d(_) => "conv2d",
-            Op::Conv2dGradInput { .. } => "conv2d_grad_input",
-            Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
-            Op::MaxPool2d(_) => "max_pool2d",
-            Op::MaxPool2dGrad(_) => "max_pool2d_grad",
-            Op::AvgPool2d { .. } => "avg_pool2d",
-            Op::AvgPool2dGrad { .. } => "avg_pool2d_grad",
-            Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
-            Op::AdaptiveAvgPool2dGrad { .. } => "adaptive_avg_pool2d_grad",
-            Op::AdaptiveMaxPool2d { .. } => "adaptive_max_pool2d",
-            Op::AdaptiveMaxPool2dGrad => "adaptive_max_pool2d_grad",
-            Op::ChannelWindowSum { .. } => "channel_window_sum",
-            Op::Concat { .. } => "concat",
-            Op::Slice { .. } => "slice",
-            Op::PadAxis { .. } => "pad_axis",
-            Op::Dropout { .. } => "dropout",
-        }
-    }
-
-    /// What kind of computation the op is, for the passes that group ops
-    /// into kernels (TVM's OpPatternKind, tinygrad's op classes).
-    pub fn class(&self) -> OpClass {
-        use OpClass::*;
-        match self {
-            Op::Input { .. } | Op::Const { .. } => Leaf,
-            Op::Unary(_) | Op::UnaryGrad(_) | Op::Binary(_) | Op::Dropout { .. } => Elementwise,
-            Op::BroadcastTo { .. } => Broadcast,
-            Op::ReduceSum { .. }
-            | Op::ReduceMean { .. }
-            | Op::ReduceMax { .. }
-            | Op::SumTo { .. }
-            | Op::ChannelWindowSum { .. } => Reduction,
-            Op::MatMul { .. }
-            | Op::Conv2d(_)
-            | Op::Conv2dGradInput { .. }
-            | Op::Conv2dGradWeight { .. } => Contraction,
-            Op::Reshape { .. } | Op::Concat { .. } | Op::Slice { .. } | Op::PadAxis { .. } => {
-                Layout
-            }
-            Op::MaxPool2d(_)
-            | Op::MaxPool2dGrad(_)
-            | Op::AvgPool2d { .. }
-            | Op::AvgPool2dGrad { .. }
-            | Op::AdaptiveAvgPool2d { .. }
-            | Op::AdaptiveAvgPool2dGrad { .. }
-            | Op::AdaptiveMaxPool2d { .. }
-            | Op::AdaptiveMaxPool2dGrad => Window,
-        }
-    }
-
     /// A key equal for two ops exactly when they compute the same function
     /// of the same arguments: the name and every attribute, floats by their
     /// bits. Inputs are never equal to one another (each is its own value).
@@ -772,222 +892,6 @@ impl Op {
                 same(s)
             }
         }
-    }
-
-    /// The attributes, in the order the text form prints them.
-    pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
-        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
-        let conv = |g: &ConvGeom| {
-            vec![
-                ("stride", ints(&g.stride)),
-                ("padding", ints(&g.padding)),
-                ("dilation", ints(&g.dilation)),
-                ("groups", Attr::Int(g.groups as i64)),
-            ]
-        };
-        let pool = |g: &PoolGeom| {
-            vec![
-                ("kernel", ints(&g.kernel)),
-                ("stride", ints(&g.stride)),
-                ("padding", ints(&g.padding)),
-                ("dilation", ints(&g.dilation)),
-                ("ceil_mode", Attr::Bool(g.ceil_mode)),
-            ]
-        };
-        match self {
-            Op::Input { name, role, .. } => vec![
-                ("name", Attr::Str(name.clone())),
-                ("role", Attr::Str(role.name().into())),
-            ],
-            Op::Const { value, .. } => vec![("value", Attr::Float(*value))],
-            Op::Unary(f) | Op::UnaryGrad(f) => f.attrs(),
-            Op::Binary(_) | Op::AdaptiveMaxPool2dGrad => Vec::new(),
-            Op::ReduceSum { axes } | Op::ReduceMean { axes } | Op::ReduceMax { axes } => {
-                vec![("axes", ints(axes))]
-            }
-            Op::BroadcastTo { shape } | Op::SumTo { shape } | Op::Reshape { shape } => {
-                vec![("shape", ints(shape))]
-            }
-            Op::MatMul { trans_a, trans_b } => vec![
-                ("trans_a", Attr::Bool(*trans_a)),
-                ("trans_b", Attr::Bool(*trans_b)),
-            ],
-            Op::Conv2d(g) => conv(g),
-            Op::Conv2dGradInput { geom, shape } | Op::Conv2dGradWeight { geom, shape } => {
-                let mut v = conv(geom);
-                v.push(("shape", ints(shape)));
-                v
-            }
-            Op::MaxPool2d(g) | Op::MaxPool2dGrad(g) => pool(g),
-            Op::AvgPool2d {
-                geom,
-                count_include_pad,
-            } => {
-                let mut v = pool(geom);
-                v.push(("count_include_pad", Attr::Bool(*count_include_pad)));
-                v
-            }
-            Op::AvgPool2dGrad {
-                geom,
-                count_include_pad,
-                shape,
-            } => {
-                let mut v = pool(geom);
-                v.push(("count_include_pad", Attr::Bool(*count_include_pad)));
-                v.push(("shape", ints(shape)));
-                v
-            }
-            Op::AdaptiveAvgPool2d { size } | Op::AdaptiveMaxPool2d { size } => {
-                vec![("size", ints(size))]
-            }
-            Op::AdaptiveAvgPool2dGrad { shape } => vec![("shape", ints(shape))],
-            Op::ChannelWindowSum {
-                size,
-                before,
-                after,
-            } => vec![
-                ("size", Attr::Int(*size as i64)),
-                ("before", Attr::Int(*before as i64)),
-                ("after", Attr::Int(*after as i64)),
-            ],
-            Op::Concat { axis } => vec![("axis", Attr::Int(*axis as i64))],
-            Op::Slice { axis, start, end } => vec![
-                ("axis", Attr::Int(*axis as i64)),
-                ("start", Attr::Int(*start as i64)),
-                ("end", Attr::Int(*end as i64)),
-            ],
-            Op::PadAxis {
-                axis,
-                before,
-                after,
-            } => vec![
-                ("axis", Attr::Int(*axis as i64)),
-                ("before", Attr::Int(*before as i64)),
-                ("after", Attr::Int(*after as i64)),
-            ],
-            Op::Dropout { p, salt } => {
-                vec![("p", Attr::Float(*p)), ("salt", Attr::Int(*salt as i64))]
-            }
-        }
-    }
-
-    /// The op named `name` with attributes `a`; `shape` is the result type's
-    /// shape (inputs and constants take theirs from it).
-    pub fn from_parts(name: &str, a: &Attrs, shape: &[usize]) -> Option<Op> {
-        let conv = || -> Option<ConvGeom> {
-            Some(ConvGeom {
-                stride: a.pair("stride")?,
-                padding: a.array::<4>("padding")?,
-                dilation: a.pair("dilation")?,
-                groups: a.usize("groups")?,
-            })
-        };
-        let pool = || -> Option<PoolGeom> {
-            Some(PoolGeom {
-                kernel: a.pair("kernel")?,
-                stride: a.pair("stride")?,
-                padding: a.pair("padding")?,
-                dilation: a.pair("dilation")?,
-                ceil_mode: a.bool("ceil_mode")?,
-            })
-        };
-        if let Some(f) = UnaryFn::from_parts(name, a) {
-            return Some(Op::Unary(f));
-        }
-        if let Some(base) = name.strip_suffix("_grad") {
-            if let Some(f) = UnaryFn::from_parts(base, a) {
-                return Some(Op::UnaryGrad(f));
-            }
-        }
-        if let Some(f) = BinaryFn::ALL.into_iter().find(|f| f.name() == name) {
-            return Some(Op::Binary(f));
-        }
-        Some(match name {
-            "input" => Op::Input {
-                name: a.str("name")?,
-                role: Role::parse(&a.str("role")?)?,
-                shape: shape.to_vec(),
-            },
-            "const" => Op::Const {
-                value: a.float("value")?,
-                shape: shape.to_vec(),
-            },
-            "reduce_sum" => Op::ReduceSum {
-                axes: a.usizes("axes")?,
-            },
-            "reduce_mean" => Op::ReduceMean {
-                axes: a.usizes("axes")?,
-            },
-            "reduce_max" => Op::ReduceMax {
-                axes: a.usizes("axes")?,
-            },
-            "broadcast_to" => Op::BroadcastTo {
-                shape: a.usizes("shape")?,
-            },
-            "sum_to" => Op::SumTo {
-                shape: a.usizes("shape")?,
-            },
-            "reshape" => Op::Reshape {
-                shape: a.usizes("shape")?,
-            },
-            "matmul" => Op::MatMul {
-                trans_a: a.bool("trans_a")?,
-                trans_b: a.bool("trans_b")?,
-            },
-            "conv2d" => Op::Conv2d(conv()?),
-            "conv2d_grad_input" => Op::Conv2dGradInput {
-                geom: conv()?,
-                shape: a.usizes("shape")?,
-            },
-            "conv2d_grad_weight" => Op::Conv2dGradWeight {
-                geom: conv()?,
-                shape: a.usizes("shape")?,
-            },
-            "max_pool2d" => Op::MaxPool2d(pool()?),
-            "max_pool2d_grad" => Op::MaxPool2dGrad(pool()?),
-            "avg_pool2d" => Op::AvgPool2d {
-                geom: pool()?,
-                count_include_pad: a.bool("count_include_pad")?,
-            },
-            "avg_pool2d_grad" => Op::AvgPool2dGrad {
-                geom: pool()?,
-                count_include_pad: a.bool("count_include_pad")?,
-                shape: a.usizes("shape")?,
-            },
-            "adaptive_avg_pool2d" => Op::AdaptiveAvgPool2d {
-                size: a.pair("size")?,
-            },
-            "adaptive_avg_pool2d_grad" => Op::AdaptiveAvgPool2dGrad {
-                shape: a.usizes("shape")?,
-            },
-            "adaptive_max_pool2d" => Op::AdaptiveMaxPool2d {
-                size: a.pair("size")?,
-            },
-            "adaptive_max_pool2d_grad" => Op::AdaptiveMaxPool2dGrad,
-            "channel_window_sum" => Op::ChannelWindowSum {
-                size: a.usize("size")?,
-                before: a.usize("before")?,
-                after: a.usize("after")?,
-            },
-            "concat" => Op::Concat {
-                axis: a.usize("axis")?,
-            },
-            "slice" => Op::Slice {
-                axis: a.usize("axis")?,
-                start: a.usize("start")?,
-                end: a.usize("end")?,
-            },
-            "pad_axis" => Op::PadAxis {
-                axis: a.usize("axis")?,
-                before: a.usize("before")?,
-                after: a.usize("after")?,
-            },
-            "dropout" => Op::Dropout {
-                p: a.float("p")?,
-                salt: a.int("salt")? as u64,
-            },
-            _ => return None,
-        })
     }
 }
 
