@@ -625,3 +625,18 @@ fn the_test_split_is_checked_before_training() {
     let o = nnc(&run_file(f, data.to_str().unwrap(), ds, &["--epochs", "1"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// A run whose checkpoint directory cannot be created says which path and
+/// why, with the I/O code, before it trains.
+#[test]
+fn an_unwritable_checkpoint_directory_is_an_io_error() {
+    let data = temp("io-data");
+    synthetic_mnist(&data, 64, 8);
+    let blocker = temp("io-file").join("not-a-dir");
+    std::fs::write(&blocker, b"a file").unwrap();
+    let dir = blocker.join("run");
+    fails_with(
+        &run_args(data.to_str().unwrap(), dir.to_str().unwrap(), &[]),
+        &["[E0606]", "cannot create", "not-a-dir"],
+    );
+}
