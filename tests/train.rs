@@ -128,9 +128,11 @@ fn training_learns_and_writes_metrics_and_checkpoints() {
                 .unwrap_or_else(|_| panic!("{f} missing: {}", stderr(&o)));
             assert!(bytes.len() > 1000, "{f} is too small");
         }
-        assert!(std::fs::read_to_string(dir.join("metrics.svg"))
-            .unwrap()
-            .contains("accuracy"));
+        let svg = std::fs::read_to_string(dir.join("metrics.svg")).unwrap();
+        // Loss, accuracy and learning-rate panels, and the test result.
+        for text in ["accuracy", "learning rate", "test"] {
+            assert!(svg.contains(text), "no `{text}` in the plot");
+        }
     } else {
         println!("skipped the plot checks: no DejaVu font (apt-get install fonts-dejavu-core)");
     }

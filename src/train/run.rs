@@ -888,6 +888,15 @@ pub fn table(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_loader_bug_is_internal_and_bad_data_is_not() {
+        use super::{load_error, loader::LoadError};
+        let bug = load_error(LoadError::Bug("index out of bounds".into()));
+        assert!(bug.is_internal() && bug.message.contains("index out of bounds"));
+        let data = load_error(LoadError::Data("label 12".into()));
+        assert!(!data.is_internal() && data.code == crate::diag_codes::DATA);
+    }
+
+    #[test]
     fn learning_rates_read_as_written() {
         use super::show_lr;
         assert_eq!(show_lr(1.0), "1");
