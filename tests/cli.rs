@@ -258,16 +258,7 @@ fn infer_runs_a_model_on_an_npy_batch() {
     let xp = temp("x.npy");
     nnc::weights::npy::write(&xp, &x).unwrap();
     let yp = temp("y.npy");
-    let o = nnc(&[
-        "infer",
-        "examples/mlp.nn",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        xp.to_str().unwrap(),
-        "--output",
-        yp.to_str().unwrap(),
-    ]);
+    let o = infer_to(&w, &xp, yp.to_str().unwrap());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let y = nnc::weights::npy::read(&yp).unwrap();
     assert_eq!(y.shape(), &[3, 10]);
@@ -302,16 +293,7 @@ fn infer_runs_a_model_on_an_npy_batch() {
     // An input of the wrong shape is a located shape error.
     let bad = temp("bad.npy");
     nnc::weights::npy::write(&bad, &ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 5]))).unwrap();
-    let o = nnc(&[
-        "infer",
-        "examples/mlp.nn",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        bad.to_str().unwrap(),
-        "--output",
-        yp.to_str().unwrap(),
-    ]);
+    let o = infer_to(&w, &bad, yp.to_str().unwrap());
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("axes"), "{}", stderr(&o));
     for p in [w, xp, yp, bad] {
