@@ -18,6 +18,7 @@
 
 pub mod autodiff;
 pub mod backend;
+pub mod bench;
 pub mod check;
 pub mod diag;
 pub mod diag_codes;

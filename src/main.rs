@@ -125,6 +125,14 @@ enum Command {
     /// metrics and checkpoints (last.safetensors and best.safetensors, each
     /// written atomically). Flags override the file.
     Run(RunArgs),
+    /// Measure a model's throughput on a backend: compile once, warm up, then
+    /// the median of timed steps on one fixed random batch.
+    ///
+    /// Reports images per second, the median, fastest and slowest step,
+    /// the time to lower, optimize and compile the graph, and the memory
+    /// of its values as planned (buffers reused by liveness), at most alive
+    /// at once, and without reuse. Parameters and state are not counted.
+    Bench(BenchArgs),
     /// Run a model on a batch of inputs, in evaluation mode.
     ///
     /// The input is a float32 .npy array whose shape is the model's input
@@ -154,6 +162,37 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         network: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A .nn file or std::NAME.
+    model: String,
+    /// The input shape, comma-separated (default: the declared one, batch 1).
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "DIMS")]
+    input_shape: Option<Vec<i64>>,
+    /// Number of classes (sets the network's `classes` parameter).
+    #[arg(long, value_name = "K")]
+    classes: Option<i64>,
+    /// Which network of the file, when it has several.
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// Inference, or a training step (forward, loss, backward and an SGD
+    /// update with momentum 0.9, as one graph).
+    #[arg(long, value_enum, default_value = "infer")]
+    mode: ModeArg,
+    /// Which backend runs it.
+    #[arg(long, value_enum, default_value = "reference")]
+    backend: BackendArg,
+    /// Untimed runs first.
+    #[arg(long, default_value = "2", value_name = "N")]
+    warmup: usize,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value = "10", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    steps: u64,
+    /// Print JSON (images_per_second, step_ms, compile_ms, peak_bytes, ...).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -313,6 +352,7 @@ fn run(cli: Cli) -> ExitCode {
             (&passes, explain),
         ),
         Command::Run(args) => run_training(&args),
+        Command::Bench(args) => bench(&args),
         Command::Infer {
             model,
             weights,
@@ -646,6 +686,37 @@ fn infer(
     }
 }
 
+fn bench(args: &BenchArgs) -> ExitCode {
+    let options = match build_options(args.input_shape.clone(), args.classes) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let mut prog = nnc::check::program::Program::new();
+    let loaded = match driver::load_model(&mut prog, &args.model, args.network.as_deref(), &options)
+    {
+        Ok(l) => l,
+        Err(diags) => return report(&prog, &diags),
+    };
+    let opts = nnc::bench::Options {
+        mode: match args.mode {
+            ModeArg::Infer => nnc::ir::Mode::Infer,
+            ModeArg::Train => nnc::ir::Mode::Train,
+        },
+        warmup: args.warmup,
+        steps: args.steps as usize,
+        seed: 0,
+    };
+    match nnc::bench::run(&loaded, args.backend.backend().as_ref(), &opts) {
+        Ok(r) if args.json => {
+            let mut text = serde_json::to_string_pretty(&r.to_json()).unwrap_or_default();
+            text.push('\n');
+            emit(&text)
+        }
+        Ok(r) => emit(&r.to_text()),
+        Err(e) => fail(&e),
+    }
+}
+
 fn check(files: &[PathBuf], deny_warnings: bool) -> ExitCode {
     let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
     let (prog, checked) = driver::check_paths(&paths);
@@ -680,13 +751,32 @@ fn summary(
     match driver::load_model(&mut prog, model, network, &options) {
         Ok(loaded) => {
             let s = nnc::summary::summarize(&loaded.model, &loaded.freeze);
+            // The graphs' memory, planned: values only (parameters, state
+            // and the batch are counted above).
+            let memory = nnc::bench::memory(&loaded).ok();
             if json {
-                let mut text =
-                    serde_json::to_string_pretty(&nnc::summary::to_json(&s)).unwrap_or_default();
+                let mut value = nnc::summary::to_json(&s);
+                if let Some([infer, train]) = &memory {
+                    let plan = |p: &nnc::passes::memory::MemoryPlan| serde_json::json!({"peak_bytes": p.peak_bytes, "live_bytes": p.live_bytes, "total_bytes": p.total_bytes});
+                    value["memory"] =
+                        serde_json::json!({"inference": plan(infer), "training_step": plan(train)});
+                }
+                let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
                 text.push('\n');
                 emit(&text)
             } else {
-                emit(&nnc::summary::to_text(&s))
+                let mut text = nnc::summary::to_text(&s);
+                if let Some([infer, train]) = &memory {
+                    let show = nnc::bench::show_bytes;
+                    text.push_str(&format!(
+                        "planned memory     inference {} ({} without reuse), training step {} ({} without reuse)\n",
+                        show(infer.peak_bytes),
+                        show(infer.total_bytes),
+                        show(train.peak_bytes),
+                        show(train.total_bytes)
+                    ));
+                }
+                emit(&text)
             }
         }
         Err(diags) => report(&prog, &diags),

@@ -207,7 +207,7 @@ fn help_explains_each_command() {
             && out.contains("std::NAME"),
         "{out}"
     );
-    for cmd in ["check", "summary", "compile", "infer", "run"] {
+    for cmd in ["check", "summary", "compile", "infer", "run", "bench"] {
         let o = nnc(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         assert!(stdout(&o).len() > 200, "{cmd} --help is too short");
@@ -494,4 +494,46 @@ fn compile_prints_the_graph_before_and_after_passes() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown pass `fold`"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_reports_throughput_compile_time_and_memory() {
+    for mode in ["infer", "train"] {
+        let o = nnc(&[
+            "bench",
+            "examples/lenet.nn",
+            "--input-shape",
+            "4,1,28,28",
+            "--mode",
+            mode,
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        for key in ["images_per_second", "step_ms", "compile_ms"] {
+            assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+        }
+        let peak = v["peak_bytes"].as_u64().unwrap();
+        let total = v["total_bytes"].as_u64().unwrap();
+        assert!(peak > 0 && peak < total, "{v}");
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["steps"], 2);
+        assert_eq!(v["input_shape"], serde_json::json!([4, 1, 28, 28]));
+    }
+    // The summary reports the planned memory of both graphs.
+    let o = nnc(&["summary", "examples/lenet.nn", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for graph in ["inference", "training_step"] {
+        let m = &v["memory"][graph];
+        assert!(
+            m["peak_bytes"].as_u64().unwrap() < m["total_bytes"].as_u64().unwrap(),
+            "{m}"
+        );
+    }
+    let o = nnc(&["bench", "examples/lenet.nn", "--steps", "0"]);
+    assert_eq!(o.status.code(), Some(1));
 }

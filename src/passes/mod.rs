@@ -3,11 +3,13 @@
 //! signature (every input stays, every output stays, in order); the
 //! verifier runs after each pass in debug builds.
 //!
-//! Today: common-subexpression elimination and dead-code elimination, the
-//! first two of the pipeline that fusion and memory planning will extend.
+//! Today: common-subexpression elimination, dead-code elimination, and
+//! memory planning (`memory::plan`, buffer reuse by liveness), the start of
+//! the pipeline that fusion will extend.
 
 mod cse;
 mod dce;
+pub mod memory;
 
 pub use cse::cse;
 pub use dce::dce;
