@@ -113,7 +113,9 @@ enum Command {
         /// lowered).
         #[arg(long, value_delimiter = ',', default_value = "none", value_name = "PASSES", value_parser = parse_pass)]
         passes: Vec<PassArg>,
-        /// With --passes: print to stderr how many nodes each pass removed.
+        /// Print to stderr how many nodes each pass removed and the fusion
+        /// plan: the kernels of several ops, and why each op left alone was
+        /// not fused.
         #[arg(long)]
         explain: bool,
     },
@@ -598,6 +600,10 @@ fn compile(
         if explain {
             say!("{}; {} nodes", pass.describe(count), graph.nodes.len());
         }
+    }
+    if explain {
+        let plan = nnc::passes::fusion::plan(&graph);
+        let _ = std::io::stderr().write_all(nnc::passes::fusion::explain(&graph, &plan).as_bytes());
     }
     let text = match target {
         Target::Ir => nnc::ir::text::print(&graph),

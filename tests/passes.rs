@@ -23,7 +23,8 @@ fn before_and_after_text() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
-            p.to_string_lossy().ends_with(".ir") && !p.to_string_lossy().ends_with(".out.ir")
+            let name = p.to_string_lossy();
+            name.ends_with(".ir") && !name.ends_with(".out.ir") && !name.ends_with(".fusion.ir")
         })
         .collect();
     cases.sort();
@@ -177,6 +178,76 @@ fn memory_plans_reuse_buffers_and_stay_valid() {
                 p.live_bytes <= p.peak_bytes && p.peak_bytes < p.total_bytes,
                 "{model}: {p:?}"
             );
+        }
+    }
+}
+
+/// Fusion plans: `tests/passes/NAME.fusion.ir` with the expected
+/// `--explain` text in `NAME.fusion.txt` (`NNC_BLESS=1` rewrites it).
+#[test]
+fn fusion_plans_as_text() {
+    let bless = std::env::var_os("NNC_BLESS").is_some();
+    let mut cases: Vec<_> = std::fs::read_dir("tests/passes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".fusion.ir"))
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    let mut failures = Vec::new();
+    for path in &cases {
+        let g = text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let plan = nnc::passes::fusion::plan(&g);
+        let got = nnc::passes::fusion::explain(&g, &plan);
+        let expected_path = path.with_extension("txt");
+        if bless {
+            std::fs::write(&expected_path, &got).unwrap();
+        }
+        if std::fs::read_to_string(&expected_path).unwrap_or_default() != got {
+            failures.push(format!("{}:\n{got}", path.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "(NNC_BLESS=1 to accept)\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every op of a real training step is planned into exactly one kernel,
+/// and a kernel's values other than its last are read only inside it.
+#[test]
+fn fusion_keeps_fused_values_private() {
+    let loaded = common::load("tests/fixtures/small_resnet.nn", None, &[2, 3, 16, 16]);
+    for g in [
+        loaded.lower(Mode::Infer).unwrap(),
+        loaded.lower_step().unwrap(),
+    ] {
+        let plan = nnc::passes::fusion::plan(&g);
+        let users = passes::users(&g);
+        let outputs: std::collections::HashSet<_> = g.outputs.iter().map(|(_, id)| *id).collect();
+        for (k, kernel) in plan.kernels.iter().enumerate() {
+            for id in &kernel.nodes {
+                assert_eq!(plan.kernel_of[id.0 as usize], Some(k));
+            }
+            // A value consumed inside the kernel stays there.
+            for id in &kernel.nodes {
+                let inside = users[id.0 as usize]
+                    .iter()
+                    .any(|u| plan.kernel_of[u.0 as usize] == Some(k));
+                if inside {
+                    assert!(!outputs.contains(id), "{id} is fused but an output");
+                    assert_eq!(
+                        users[id.0 as usize].len(),
+                        1,
+                        "{id} is fused but read twice"
+                    );
+                }
+            }
+        }
+        for (i, n) in g.nodes.iter().enumerate() {
+            let leaf = matches!(n.op, nnc::ir::Op::Input { .. } | nnc::ir::Op::Const { .. });
+            assert_eq!(plan.kernel_of[i].is_none(), leaf, "%{i}");
         }
     }
 }

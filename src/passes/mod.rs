@@ -9,6 +9,7 @@
 
 mod cse;
 mod dce;
+pub mod fusion;
 pub mod memory;
 
 pub use cse::cse;
