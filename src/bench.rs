@@ -58,12 +58,9 @@ fn sgd() -> Optimizer {
 pub fn graph(loaded: &LoadedModel, mode: Mode) -> Result<Graph, String> {
     let mut g = match mode {
         Mode::Infer => loaded.lower(Mode::Infer),
-        Mode::Train => loaded.lower(Mode::Train),
+        Mode::Train => loaded.lower_step_with(&sgd(), None),
     }
     .map_err(|d| d.message)?;
-    if mode == Mode::Train {
-        sgd().training_step(&mut g)?;
-    }
     for pass in passes::DEFAULT {
         pass.run(&mut g);
     }

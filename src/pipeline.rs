@@ -55,8 +55,18 @@ impl LoadedModel {
     /// model's own batch when `None`), from the checked model: nothing is
     /// read or checked again.
     pub fn lower_step_at(&self, batch: Option<usize>) -> Result<crate::ir::Graph, Diagnostic> {
+        self.lower_step_with(&self.optimizer(), batch)
+    }
+
+    /// The training step with another optimizer (`nnc bench` uses SGD with
+    /// momentum whatever the training section says).
+    pub fn lower_step_with(
+        &self,
+        optimizer: &crate::autodiff::optimizer::Optimizer,
+        batch: Option<usize>,
+    ) -> Result<crate::ir::Graph, Diagnostic> {
         let mut g = self.lower_graph(crate::ir::Mode::Train, true, batch)?;
-        self.optimizer()
+        optimizer
             .training_step(&mut g)
             .map_err(|e| Diagnostic::error(codes::LOWERING, e))?;
         Ok(g)
@@ -64,16 +74,10 @@ impl LoadedModel {
 
     /// The training section's optimizer, or SGD at 0.01 (its default).
     pub fn optimizer(&self) -> crate::autodiff::optimizer::Optimizer {
-        let spec = self.train.as_ref().map_or(
-            crate::check::train::Optimizer::Sgd {
-                lr: 0.01,
-                momentum: 0.0,
-                dampening: 0.0,
-                nesterov: false,
-                weight_decay: 0.0,
-            },
-            |t| t.optimizer.clone(),
-        );
+        let spec = self
+            .train
+            .as_ref()
+            .map_or_else(Default::default, |t| t.optimizer.clone());
         crate::autodiff::optimizer::Optimizer::new(spec)
     }
 

@@ -74,6 +74,20 @@ pub enum Optimizer {
     },
 }
 
+/// Without an `optimizer` setting: SGD at 0.01, no momentum (torch.optim's
+/// SGD with D2L's usual rate).
+impl Default for Optimizer {
+    fn default() -> Optimizer {
+        Optimizer::Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
 /// As it would be written in the training section, every setting spelled
 /// out (checkpoints record it, and messages quote it).
 impl std::fmt::Display for Optimizer {
@@ -425,13 +439,7 @@ fn check_inner(
         Some((v, s, _)) => read_metrics(ctx, v, s),
     };
     let optimizer = match get("optimizer") {
-        None => Some(Optimizer::Sgd {
-            lr: 0.01,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        }),
+        None => Some(Optimizer::default()),
         Some((v, s, _)) => read_optimizer(ctx, v, s, true),
     };
     let computed = |m: &str| -> bool {
