@@ -4,7 +4,7 @@
 
 use super::augment::Pipeline;
 use super::data::Dataset;
-pub use crate::rng::mix;
+use crate::rng::mix;
 use crate::rng::{name_hash, Rng};
 use ndarray::{ArrayD, IxDyn};
 use std::sync::mpsc::{sync_channel, Receiver};

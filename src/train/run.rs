@@ -15,7 +15,7 @@
 use super::augment::Pipeline;
 use super::checkpoint::{self, Identity, Meta};
 use super::data::Dataset;
-use super::loader::{self, mix};
+use super::loader;
 use super::metrics::{self, metric_value, EpochRecord, Stats, Tally};
 use super::schedule::Schedule;
 use super::session::{NonFinite, Session};
@@ -24,6 +24,7 @@ use crate::autodiff::optimizer::Optimizer;
 use crate::check::train::{Mode as MonitorMode, TrainConfig};
 use crate::diag_codes as codes;
 use crate::pipeline::LoadedModel;
+use crate::rng::mix;
 
 use crate::weights::{safetensors as st, WeightSet};
 

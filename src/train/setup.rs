@@ -6,12 +6,13 @@
 
 use super::augment::Pipeline;
 use super::data::{self, Dataset};
-use super::loader::{self, mix};
+use super::loader;
 use super::run::{err, RunError, RunOptions};
 use crate::check::model::Model;
 use crate::check::train::TrainConfig;
 use crate::diag_codes as codes;
-use crate::rng::name_hash;
+use crate::rng::{mix, name_hash};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
