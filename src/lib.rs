@@ -25,6 +25,7 @@ pub mod diag_codes;
 pub mod driver;
 pub mod glob;
 pub mod ir;
+pub mod kernel;
 pub mod passes;
 pub mod pipeline;
 pub mod rng;

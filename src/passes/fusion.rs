@@ -82,7 +82,12 @@ pub fn plan(g: &Graph) -> FusionPlan {
             // starts a kernel of its own.
             let host = node.args.iter().find_map(|a| {
                 let k = kernel_of[a.0 as usize]?;
-                let takes = kernels[k].class != OpClass::Layout;
+                // A layout kernel moves values and takes nothing; the
+                // gradient of a pooling window scatters into its result, so
+                // no loop over that result exists to put an epilogue in.
+                let anchor = &g.nodes[kernels[k].nodes[0].0 as usize].op;
+                let takes =
+                    kernels[k].class != OpClass::Layout && !crate::kernel::lower::scatters(anchor);
                 let same_domain = g.shape(*a) == node.ty.shape.as_slice()
                     || matches!(node.op, Op::Reshape { .. });
                 (private(*a) && takes && same_domain).then_some(k)
@@ -185,6 +190,11 @@ fn alone_reason(
             Some(_) if uses[v] > 1 => format!("{a} is read by {} ops", uses[v]),
             Some(k) if kernels[k].class == OpClass::Layout => {
                 format!("{a} = {} is a layout op", arg.op.name())
+            }
+            Some(k)
+                if crate::kernel::lower::scatters(&g.nodes[kernels[k].nodes[0].0 as usize].op) =>
+            {
+                format!("{a} = {} scatters into its result", arg.op.name())
             }
             Some(_) if g.shape(*a) != node.ty.shape.as_slice() => {
                 format!("it broadcasts {a} to {:?}", node.ty.shape)

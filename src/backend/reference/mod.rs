@@ -9,6 +9,7 @@ mod conv;
 mod executable;
 mod pool;
 
+pub use basic::dropout_keep;
 pub use executable::{Reference, ReferenceExecutable};
 
 use crate::ir::{Graph, Op, UnaryFn};

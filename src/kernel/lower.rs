@@ -1,0 +1,1072 @@
+//! From the graph and its fusion plan to loop nests.
+//!
+//! A value is *materialized* (gets a buffer, and a kernel that writes it)
+//! when it leaves its fusion group: a graph output, a value read by
+//! another group or read twice, or an op whose loops cannot take a
+//! consumer (the gradients of pooling scatter into their result). Every
+//! other value is *inlined*: computed where its one reader needs it, at
+//! the reader's index, so it never touches memory. Each materialized value
+//! gets one kernel: loops over its elements and, inside, the expression of
+//! its group's inlined ops. A reduction, a contraction or a pooling window
+//! inside that expression becomes an inner loop into a register.
+//!
+//! This is the general, output-stationary schedule every op has; the
+//! contractions will get tiled schedules of their own on top of it.
+
+use super::{
+    BinOp, BufId, Buffer, BufferKind, CmpOp, Cond, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var,
+};
+use crate::ir::ops::{ConvGeom, PoolGeom};
+use crate::ir::{BinaryFn, Graph, NodeId, Op, Output};
+use crate::passes::fusion::FusionPlan;
+
+/// A program with the buffer of each graph value and output.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    pub program: Program,
+    /// Per node: its buffer, for inputs and materialized values.
+    pub buffer_of: Vec<Option<BufId>>,
+    pub outputs: Vec<(Output, BufId)>,
+}
+
+/// Whether `op`'s loops scatter into its result, so nothing can be fused
+/// after it: the gradients of pooling, which add each output gradient into
+/// the input positions its window read.
+pub fn scatters(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::MaxPool2dGrad(_)
+            | Op::AvgPool2dGrad { .. }
+            | Op::AdaptiveAvgPool2dGrad { .. }
+            | Op::AdaptiveMaxPool2dGrad
+    )
+}
+
+pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
+    let n = g.nodes.len();
+    let mut uses = vec![0usize; n];
+    let mut reader: Vec<Option<usize>> = vec![None; n];
+    for (i, node) in g.nodes.iter().enumerate() {
+        for a in &node.args {
+            uses[a.0 as usize] += 1;
+            reader[a.0 as usize] = Some(i);
+        }
+    }
+    let mut is_output = vec![false; n];
+    for (_, id) in &g.outputs {
+        is_output[id.0 as usize] = true;
+    }
+    let mut program = Program::default();
+    let mut buffer_of: Vec<Option<BufId>> = vec![None; n];
+    let mut inline = vec![false; n];
+    for (i, node) in g.nodes.iter().enumerate() {
+        let add_buffer = |program: &mut Program, kind| {
+            program.buffers.push(Buffer {
+                kind,
+                len: node.ty.numel(),
+                shape: node.ty.shape.clone(),
+            });
+            Some(BufId(program.buffers.len() as u32 - 1))
+        };
+        match &node.op {
+            Op::Input { name, .. } => {
+                buffer_of[i] = add_buffer(&mut program, BufferKind::Input(name.clone()));
+            }
+            Op::Const { .. } if !is_output[i] => inline[i] = true,
+            _ => {
+                let same_group = reader[i].is_some_and(|r| {
+                    plan.kernel_of[r].is_some() && plan.kernel_of[r] == plan.kernel_of[i]
+                });
+                let private = uses[i] == 1 && !is_output[i] && same_group;
+                if private && !scatters(&node.op) {
+                    inline[i] = true;
+                } else {
+                    buffer_of[i] = add_buffer(&mut program, BufferKind::Value(NodeId(i as u32)));
+                }
+            }
+        }
+    }
+    for (i, node) in g.nodes.iter().enumerate() {
+        if inline[i] || matches!(node.op, Op::Input { .. }) {
+            continue;
+        }
+        let out = buffer_of[i].expect("materialized values have buffers");
+        let mut b = Builder {
+            g,
+            inline: &inline,
+            buffer_of: &buffer_of,
+            vars: 0,
+            regs: 0,
+        };
+        let name = format!("k{}_{}", program.kernels.len(), node.op.name());
+        for body in b.kernels_for(NodeId(i as u32), out) {
+            program.kernels.push(Kernel {
+                name: name.clone(),
+                parallel: body.parallel,
+                body: body.stmts,
+                vars: b.vars,
+                regs: b.regs,
+            });
+        }
+    }
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|(o, id)| {
+            (
+                o.clone(),
+                buffer_of[id.0 as usize].expect("outputs are materialized"),
+            )
+        })
+        .collect();
+    Lowered {
+        program,
+        buffer_of,
+        outputs,
+    }
+}
+
+struct Body {
+    parallel: bool,
+    stmts: Vec<Stmt>,
+}
+
+struct Builder<'a> {
+    g: &'a Graph,
+    inline: &'a [bool],
+    buffer_of: &'a [Option<BufId>],
+    vars: u32,
+    regs: u32,
+}
+
+fn strides(shape: &[usize]) -> Vec<i64> {
+    let mut s = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1] as i64;
+    }
+    s
+}
+
+/// The flat index of a multi-index.
+fn linearize(idx: &[IExpr], shape: &[usize]) -> IExpr {
+    let st = strides(shape);
+    idx.iter()
+        .zip(&st)
+        .zip(shape)
+        .fold(IExpr::c(0), |acc, ((e, &s), &d)| {
+            if d == 1 {
+                acc
+            } else {
+                acc.plus(e.clone().mul_c(s))
+            }
+        })
+}
+
+/// The multi-index of a flat index (`lin` is below the shape's size, so
+/// the first axis that is not 1 needs no remainder).
+fn unravel(lin: &IExpr, shape: &[usize]) -> Vec<IExpr> {
+    let st = strides(shape);
+    (0..shape.len())
+        .map(|i| {
+            if shape[i] == 1 {
+                IExpr::c(0)
+            } else if shape[..i].iter().all(|&d| d == 1) {
+                lin.clone().div_c(st[i])
+            } else {
+                lin.clone().div_c(st[i]).rem_c(shape[i] as i64)
+            }
+        })
+        .collect()
+}
+
+/// The index into an argument of shape `from` that a broadcast to `to`
+/// reads for output index `idx`.
+fn broadcast_index(idx: &[IExpr], to: &[usize], from: &[usize]) -> Vec<IExpr> {
+    let lead = to.len() - from.len();
+    (0..from.len())
+        .map(|j| {
+            if from[j] == 1 {
+                IExpr::c(0)
+            } else {
+                idx[j + lead].clone()
+            }
+        })
+        .collect()
+}
+
+/// A reshape's index map: direct when the shapes differ only by axes of
+/// size 1, through the flat index otherwise.
+fn reshape_index(idx: &[IExpr], to: &[usize], from: &[usize]) -> Vec<IExpr> {
+    let to_big: Vec<usize> = (0..to.len()).filter(|&i| to[i] != 1).collect();
+    let from_big: Vec<usize> = (0..from.len()).filter(|&i| from[i] != 1).collect();
+    let same = to_big.len() == from_big.len()
+        && to_big
+            .iter()
+            .zip(&from_big)
+            .all(|(&a, &b)| to[a] == from[b]);
+    if same {
+        let mut out = vec![IExpr::c(0); from.len()];
+        for (&a, &b) in to_big.iter().zip(&from_big) {
+            out[b] = idx[a].clone();
+        }
+        out
+    } else {
+        unravel(&linearize(idx, to), from)
+    }
+}
+
+impl Builder<'_> {
+    fn var(&mut self) -> Var {
+        self.vars += 1;
+        Var(self.vars - 1)
+    }
+
+    fn reg(&mut self) -> Reg {
+        self.regs += 1;
+        Reg(self.regs - 1)
+    }
+
+    fn shape(&self, id: NodeId) -> &[usize] {
+        self.g.shape(id)
+    }
+
+    /// Loops over `shape` around `inner`, which receives the index; axes of
+    /// size 1 get no loop. Returns the statements and whether there is an
+    /// outermost loop to split over threads.
+    fn nest(
+        &mut self,
+        shape: &[usize],
+        inner: impl FnOnce(&mut Self, &[IExpr]) -> Vec<Stmt>,
+    ) -> Body {
+        let mut idx = Vec::new();
+        let mut vars = Vec::new();
+        for &d in shape {
+            if d == 1 {
+                idx.push(IExpr::c(0));
+            } else {
+                let v = self.var();
+                vars.push((v, d));
+                idx.push(IExpr::var(v));
+            }
+        }
+        let mut stmts = inner(self, &idx);
+        let parallel = !vars.is_empty();
+        for (v, d) in vars.into_iter().rev() {
+            stmts = vec![Stmt::For {
+                var: v,
+                start: IExpr::c(0),
+                end: IExpr::c(d as i64),
+                body: stmts,
+            }];
+        }
+        Body { parallel, stmts }
+    }
+
+    /// The kernels that write node `id` into `out`.
+    fn kernels_for(&mut self, id: NodeId, out: BufId) -> Vec<Body> {
+        let node = &self.g.nodes[id.0 as usize];
+        let shape = node.ty.shape.clone();
+        if scatters(&node.op) {
+            let zero = self.nest(&shape, |_, idx| {
+                vec![Stmt::Store {
+                    buf: out,
+                    index: linearize(idx, &shape),
+                    value: SExpr::c(0.0),
+                }]
+            });
+            let scatter = self.scatter(id, out);
+            return vec![zero, scatter];
+        }
+        vec![self.nest(&shape, |b, idx| {
+            let mut pre = Vec::new();
+            let value = b.compute(id, idx, &mut pre);
+            pre.push(Stmt::Store {
+                buf: out,
+                index: linearize(idx, &shape),
+                value,
+            });
+            pre
+        })]
+    }
+
+    /// The value of node `id` at `idx`: a load of a materialized value, or
+    /// the inlined computation (its statements, such as an inner
+    /// reduction loop, appended to `pre`).
+    fn value(&mut self, id: NodeId, idx: &[IExpr], pre: &mut Vec<Stmt>) -> SExpr {
+        let i = id.0 as usize;
+        if let Op::Const { value, .. } = self.g.nodes[i].op {
+            return SExpr::c(value as f32);
+        }
+        if !self.inline[i] {
+            let buf = self.buffer_of[i].expect("materialized values have buffers");
+            return SExpr::load(buf, linearize(idx, self.shape(id)));
+        }
+        self.compute(id, idx, pre)
+    }
+
+    /// A value needed more than once, held in a register.
+    fn bind(&mut self, value: SExpr, pre: &mut Vec<Stmt>) -> SExpr {
+        match value {
+            SExpr::Const(_) | SExpr::Reg(_) => value,
+            v => {
+                let r = self.reg();
+                pre.push(Stmt::Set { reg: r, value: v });
+                SExpr::Reg(r)
+            }
+        }
+    }
+
+    /// Node `id`'s own computation at `idx`, reading its arguments.
+    fn compute(&mut self, id: NodeId, idx: &[IExpr], pre: &mut Vec<Stmt>) -> SExpr {
+        let node = &self.g.nodes[id.0 as usize];
+        let shape = node.ty.shape.clone();
+        let args = node.args.clone();
+        let arg_shape = |b: &Self, k: usize| b.shape(args[k]).to_vec();
+        match &node.op {
+            Op::Input { .. } => unreachable!("inputs are loaded"),
+            Op::Const { value, .. } => SExpr::c(*value as f32),
+            Op::Unary(f) => {
+                let x = self.value(args[0], idx, pre);
+                let x = self.bind(x, pre);
+                super::unary(*f, x)
+            }
+            Op::UnaryGrad(f) => {
+                let x = self.value(args[0], idx, pre);
+                let x = self.bind(x, pre);
+                let dy = self.value(args[1], idx, pre);
+                super::unary_grad(*f, x, dy)
+            }
+            Op::Binary(f) => {
+                let ia = broadcast_index(idx, &shape, &arg_shape(self, 0));
+                let a = self.value(args[0], &ia, pre);
+                let ib = broadcast_index(idx, &shape, &arg_shape(self, 1));
+                let b = self.value(args[1], &ib, pre);
+                let op = match f {
+                    BinaryFn::Add => BinOp::Add,
+                    BinaryFn::Sub => BinOp::Sub,
+                    BinaryFn::Mul => BinOp::Mul,
+                    BinaryFn::Div => BinOp::Div,
+                    BinaryFn::Max => BinOp::Max,
+                    BinaryFn::Eq => {
+                        return SExpr::select(
+                            Cond::cmp(CmpOp::Eq, a, b),
+                            SExpr::c(1.0),
+                            SExpr::c(0.0),
+                        )
+                    }
+                };
+                SExpr::bin(op, a, b)
+            }
+            Op::BroadcastTo { .. } => {
+                let i = broadcast_index(idx, &shape, &arg_shape(self, 0));
+                self.value(args[0], &i, pre)
+            }
+            Op::Reshape { .. } => {
+                let i = reshape_index(idx, &shape, &arg_shape(self, 0));
+                self.value(args[0], &i, pre)
+            }
+            Op::Dropout { p, salt } => {
+                let x = self.value(args[0], idx, pre);
+                let scale = (1.0 / (1.0 - p)) as f32;
+                SExpr::select(
+                    Cond::Keep {
+                        p: *p,
+                        salt: *salt,
+                        index: linearize(idx, &shape),
+                    },
+                    x.times(SExpr::c(scale)),
+                    SExpr::c(0.0),
+                )
+            }
+            Op::ReduceSum { axes } | Op::ReduceMean { axes } | Op::ReduceMax { axes } => {
+                let from = arg_shape(self, 0);
+                let max = matches!(node.op, Op::ReduceMax { .. });
+                let count: usize = axes.iter().map(|&a| from[a]).product();
+                let reduced: Vec<bool> = (0..from.len()).map(|a| axes.contains(&a)).collect();
+                let r = self.reduce(args[0], idx, &from, &reduced, max, pre);
+                if matches!(node.op, Op::ReduceMean { .. }) {
+                    r.over(SExpr::c(count as f32))
+                } else {
+                    r
+                }
+            }
+            Op::SumTo { shape: to } => {
+                let from = arg_shape(self, 0);
+                let lead = from.len() - to.len();
+                let reduced: Vec<bool> = (0..from.len())
+                    .map(|a| a < lead || (to[a - lead] == 1 && from[a] != 1))
+                    .collect();
+                // The output index, widened with zeros for the leading axes.
+                let mut wide = vec![IExpr::c(0); lead];
+                wide.extend(idx.iter().cloned());
+                self.reduce(args[0], &wide, &from, &reduced, false, pre)
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                let (ta, tb) = (*trans_a, *trans_b);
+                let a_shape = arg_shape(self, 0);
+                let k = if ta { a_shape[0] } else { a_shape[1] };
+                let acc = self.reg();
+                pre.push(Stmt::Set {
+                    reg: acc,
+                    value: SExpr::c(0.0),
+                });
+                let kv = self.var();
+                let kk = IExpr::var(kv);
+                let mut body = Vec::new();
+                let ia = if ta {
+                    [kk.clone(), idx[0].clone()]
+                } else {
+                    [idx[0].clone(), kk.clone()]
+                };
+                let ib = if tb {
+                    [idx[1].clone(), kk.clone()]
+                } else {
+                    [kk.clone(), idx[1].clone()]
+                };
+                let a = self.value(args[0], &ia, &mut body);
+                let b = self.value(args[1], &ib, &mut body);
+                body.push(Stmt::Set {
+                    reg: acc,
+                    value: SExpr::Reg(acc).plus(a.times(b)),
+                });
+                pre.push(Stmt::For {
+                    var: kv,
+                    start: IExpr::c(0),
+                    end: IExpr::c(k as i64),
+                    body,
+                });
+                SExpr::Reg(acc)
+            }
+            Op::Conv2d(geom) => self.conv_forward(&args, idx, geom, pre),
+            Op::Conv2dGradInput { geom, .. } => self.conv_grad_input(&args, idx, &shape, geom, pre),
+            Op::Conv2dGradWeight { geom, .. } => {
+                self.conv_grad_weight(&args, idx, &shape, geom, pre)
+            }
+            Op::MaxPool2d(geom) => {
+                let x = arg_shape(self, 0);
+                let (best, _) = self.window_max(args[0], &x, idx, Window::Pool(*geom), pre);
+                best
+            }
+            Op::AdaptiveMaxPool2d { .. } => {
+                let x = arg_shape(self, 0);
+                let (best, _) =
+                    self.window_max(args[0], &x, idx, Window::Adaptive(shape[2..].to_vec()), pre);
+                best
+            }
+            Op::AvgPool2d {
+                geom,
+                count_include_pad,
+            } => {
+                let x = arg_shape(self, 0);
+                let w = Window::Avg(*geom, *count_include_pad);
+                self.window_mean(args[0], &x, idx, &w, pre)
+            }
+            Op::AdaptiveAvgPool2d { .. } => {
+                let x = arg_shape(self, 0);
+                let w = Window::Adaptive(shape[2..].to_vec());
+                self.window_mean(args[0], &x, idx, &w, pre)
+            }
+            Op::ChannelWindowSum { before, after, .. } => {
+                let c = shape[1] as i64;
+                let acc = self.reg();
+                pre.push(Stmt::Set {
+                    reg: acc,
+                    value: SExpr::c(0.0),
+                });
+                let j = self.var();
+                let mut inner = idx.to_vec();
+                inner[1] = IExpr::var(j);
+                let mut body = Vec::new();
+                let v = self.value(args[0], &inner, &mut body);
+                body.push(Stmt::Set {
+                    reg: acc,
+                    value: SExpr::Reg(acc).plus(v),
+                });
+                pre.push(Stmt::For {
+                    var: j,
+                    start: idx[1].clone().add_c(-(*before as i64)).max(IExpr::c(0)),
+                    end: idx[1].clone().add_c(*after as i64 + 1).min(IExpr::c(c)),
+                    body,
+                });
+                SExpr::Reg(acc)
+            }
+            Op::Concat { axis } => {
+                let axis = *axis;
+                // Nested selects, last argument innermost; each branch is
+                // guarded by the range its argument covers.
+                let mut offsets = Vec::new();
+                let mut off = 0i64;
+                for a in &args {
+                    offsets.push(off);
+                    off += self.shape(*a)[axis] as i64;
+                }
+                let mut value = SExpr::c(0.0);
+                for k in (0..args.len()).rev() {
+                    let len = self.shape(args[k])[axis] as i64;
+                    let mut inner = idx.to_vec();
+                    inner[axis] = idx[axis].clone().add_c(-offsets[k]);
+                    let mut branch = Vec::new();
+                    let v = self.value(args[k], &inner, &mut branch);
+                    debug_assert!(branch.is_empty(), "concat reads materialized values");
+                    value = SExpr::select(
+                        Cond::in_range(idx[axis].clone(), offsets[k], offsets[k] + len),
+                        v,
+                        value,
+                    );
+                }
+                value
+            }
+            Op::Slice { axis, start, .. } => {
+                let mut inner = idx.to_vec();
+                inner[*axis] = idx[*axis].clone().add_c(*start as i64);
+                self.value(args[0], &inner, pre)
+            }
+            Op::PadAxis { axis, before, .. } => {
+                let len = self.shape(args[0])[*axis] as i64;
+                let mut inner = idx.to_vec();
+                inner[*axis] = idx[*axis].clone().add_c(-(*before as i64));
+                let mut branch = Vec::new();
+                let v = self.value(args[0], &inner, &mut branch);
+                debug_assert!(branch.is_empty(), "padding reads a materialized value");
+                SExpr::select(
+                    Cond::in_range(inner[*axis].clone(), 0, len),
+                    v,
+                    SExpr::c(0.0),
+                )
+            }
+            Op::MaxPool2dGrad(_)
+            | Op::AvgPool2dGrad { .. }
+            | Op::AdaptiveAvgPool2dGrad { .. }
+            | Op::AdaptiveMaxPool2dGrad => unreachable!("scattering ops are materialized"),
+        }
+    }
+
+    /// A sum (or NaN-propagating maximum) of `arg` over the axes marked in
+    /// `reduced`; `idx` gives the other axes (and is ignored on reduced
+    /// ones).
+    fn reduce(
+        &mut self,
+        arg: NodeId,
+        idx: &[IExpr],
+        from: &[usize],
+        reduced: &[bool],
+        max: bool,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        let acc = self.reg();
+        pre.push(Stmt::Set {
+            reg: acc,
+            value: SExpr::c(if max { f32::NEG_INFINITY } else { 0.0 }),
+        });
+        let mut inner = Vec::new();
+        let mut loops = Vec::new();
+        for (a, &d) in from.iter().enumerate() {
+            if reduced[a] && d != 1 {
+                let v = self.var();
+                loops.push((v, d));
+                inner.push(IExpr::var(v));
+            } else if reduced[a] {
+                inner.push(IExpr::c(0));
+            } else {
+                inner.push(idx[a].clone());
+            }
+        }
+        let mut body = Vec::new();
+        let v = self.value(arg, &inner, &mut body);
+        let op = if max { BinOp::Max } else { BinOp::Add };
+        body.push(Stmt::Set {
+            reg: acc,
+            value: SExpr::bin(op, SExpr::Reg(acc), v),
+        });
+        for (v, d) in loops.into_iter().rev() {
+            body = vec![Stmt::For {
+                var: v,
+                start: IExpr::c(0),
+                end: IExpr::c(d as i64),
+                body,
+            }];
+        }
+        pre.extend(body);
+        SExpr::Reg(acc)
+    }
+
+    fn conv_forward(
+        &mut self,
+        args: &[NodeId],
+        idx: &[IExpr],
+        g: &ConvGeom,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        let xs = self.shape(args[0]).to_vec();
+        let ws = self.shape(args[1]).to_vec();
+        let (cg, og) = (ws[1], ws[0] / g.groups);
+        let acc = self.reg();
+        pre.push(Stmt::Set {
+            reg: acc,
+            value: SExpr::c(0.0),
+        });
+        let (c, i, j) = (self.var(), self.var(), self.var());
+        let (o, oy, ox) = (&idx[1], &idx[2], &idx[3]);
+        // The group's first input channel: (o / og) * cg.
+        let channel = o
+            .clone()
+            .div_c(og as i64)
+            .mul_c(cg as i64)
+            .plus(IExpr::var(c));
+        let iy = oy
+            .clone()
+            .mul_c(g.stride[0] as i64)
+            .plus(IExpr::var(i).mul_c(g.dilation[0] as i64))
+            .add_c(-(g.padding[0] as i64));
+        let ix = ox
+            .clone()
+            .mul_c(g.stride[1] as i64)
+            .plus(IExpr::var(j).mul_c(g.dilation[1] as i64))
+            .add_c(-(g.padding[2] as i64));
+        let mut body = Vec::new();
+        let x = self.value(
+            args[0],
+            &[idx[0].clone(), channel, iy.clone(), ix.clone()],
+            &mut body,
+        );
+        let w = self.value(
+            args[1],
+            &[o.clone(), IExpr::var(c), IExpr::var(i), IExpr::var(j)],
+            &mut body,
+        );
+        body.push(Stmt::If {
+            cond: Cond::in_range(iy, 0, xs[2] as i64).and(Cond::in_range(ix, 0, xs[3] as i64)),
+            then: vec![Stmt::Set {
+                reg: acc,
+                value: SExpr::Reg(acc).plus(x.times(w)),
+            }],
+        });
+        pre.push(loops(&[(c, cg), (i, ws[2]), (j, ws[3])], body));
+        SExpr::Reg(acc)
+    }
+
+    /// dx[n, c, iy, ix]: the sum over the taps (o, i, j) whose output
+    /// position `(iy + pad - i * dilation) / stride` is whole and inside.
+    fn conv_grad_input(
+        &mut self,
+        args: &[NodeId],
+        idx: &[IExpr],
+        dx_shape: &[usize],
+        g: &ConvGeom,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        let dys = self.shape(args[0]).to_vec();
+        let ws = self.shape(args[1]).to_vec();
+        let (cg, og) = (dx_shape[1] / g.groups, ws[0] / g.groups);
+        let acc = self.reg();
+        pre.push(Stmt::Set {
+            reg: acc,
+            value: SExpr::c(0.0),
+        });
+        let (o, i, j) = (self.var(), self.var(), self.var());
+        let (c, iy, ix) = (&idx[1], &idx[2], &idx[3]);
+        let out_channel = c
+            .clone()
+            .div_c(cg as i64)
+            .mul_c(og as i64)
+            .plus(IExpr::var(o));
+        let ty = iy
+            .clone()
+            .add_c(g.padding[0] as i64)
+            .plus(IExpr::var(i).mul_c(-(g.dilation[0] as i64)));
+        let tx = ix
+            .clone()
+            .add_c(g.padding[2] as i64)
+            .plus(IExpr::var(j).mul_c(-(g.dilation[1] as i64)));
+        let (sy, sx) = (g.stride[0] as i64, g.stride[1] as i64);
+        let oy = ty.clone().div_c(sy);
+        let ox = tx.clone().div_c(sx);
+        let mut body = Vec::new();
+        let dy = self.value(
+            args[0],
+            &[idx[0].clone(), out_channel.clone(), oy, ox],
+            &mut body,
+        );
+        let w = self.value(
+            args[1],
+            &[
+                out_channel,
+                c.clone().rem_c(cg as i64),
+                IExpr::var(i),
+                IExpr::var(j),
+            ],
+            &mut body,
+        );
+        let mut cond = Cond::in_range(ty.clone(), 0, dys[2] as i64 * sy).and(Cond::in_range(
+            tx.clone(),
+            0,
+            dys[3] as i64 * sx,
+        ));
+        if sy > 1 {
+            cond = cond.and(Cond::Divides { value: ty, by: sy });
+        }
+        if sx > 1 {
+            cond = cond.and(Cond::Divides { value: tx, by: sx });
+        }
+        body.push(Stmt::If {
+            cond,
+            then: vec![Stmt::Set {
+                reg: acc,
+                value: SExpr::Reg(acc).plus(dy.times(w)),
+            }],
+        });
+        pre.push(loops(&[(o, og), (i, ws[2]), (j, ws[3])], body));
+        SExpr::Reg(acc)
+    }
+
+    /// dw[o, c, i, j]: the sum over the batch and the output positions.
+    fn conv_grad_weight(
+        &mut self,
+        args: &[NodeId],
+        idx: &[IExpr],
+        w_shape: &[usize],
+        g: &ConvGeom,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        let xs = self.shape(args[0]).to_vec();
+        let dys = self.shape(args[1]).to_vec();
+        let (cg, og) = (w_shape[1], w_shape[0] / g.groups);
+        let acc = self.reg();
+        pre.push(Stmt::Set {
+            reg: acc,
+            value: SExpr::c(0.0),
+        });
+        let (n, oy, ox) = (self.var(), self.var(), self.var());
+        let (o, c, i, j) = (&idx[0], &idx[1], &idx[2], &idx[3]);
+        let channel = o.clone().div_c(og as i64).mul_c(cg as i64).plus(c.clone());
+        let iy = IExpr::var(oy)
+            .mul_c(g.stride[0] as i64)
+            .plus(i.clone().mul_c(g.dilation[0] as i64))
+            .add_c(-(g.padding[0] as i64));
+        let ix = IExpr::var(ox)
+            .mul_c(g.stride[1] as i64)
+            .plus(j.clone().mul_c(g.dilation[1] as i64))
+            .add_c(-(g.padding[2] as i64));
+        let mut body = Vec::new();
+        let x = self.value(
+            args[0],
+            &[IExpr::var(n), channel, iy.clone(), ix.clone()],
+            &mut body,
+        );
+        let dy = self.value(
+            args[1],
+            &[IExpr::var(n), o.clone(), IExpr::var(oy), IExpr::var(ox)],
+            &mut body,
+        );
+        body.push(Stmt::If {
+            cond: Cond::in_range(iy, 0, xs[2] as i64).and(Cond::in_range(ix, 0, xs[3] as i64)),
+            then: vec![Stmt::Set {
+                reg: acc,
+                value: SExpr::Reg(acc).plus(x.times(dy)),
+            }],
+        });
+        pre.push(loops(&[(n, dys[0]), (oy, dys[2]), (ox, dys[3])], body));
+        SExpr::Reg(acc)
+    }
+
+    /// The input rows (or columns) of output position `o` along `axis`:
+    /// `(start, end, taps)` where a tap `t` reads `start + t * step` for
+    /// `t` in `0..taps`, and `guard` says whether a tap needs a bounds
+    /// check.
+    fn window_axis(&self, w: &Window, axis: usize, o: &IExpr, size: usize) -> WindowAxis {
+        match w {
+            Window::Pool(g) => WindowAxis::Taps {
+                base: o
+                    .clone()
+                    .mul_c(g.stride[axis] as i64)
+                    .add_c(-(g.padding[axis] as i64)),
+                taps: g.kernel[axis],
+                step: g.dilation[axis] as i64,
+            },
+            Window::Avg(g, _) => {
+                let base = o
+                    .clone()
+                    .mul_c(g.stride[axis] as i64)
+                    .add_c(-(g.padding[axis] as i64));
+                let end = base.clone().add_c(g.kernel[axis] as i64);
+                WindowAxis::Range {
+                    start: base.clone().max(IExpr::c(0)),
+                    end: end.clone().min(IExpr::c(size as i64)),
+                    span: Some((base, end.min(IExpr::c((size + g.padding[axis]) as i64)))),
+                }
+            }
+            Window::Adaptive(out) => {
+                let out = out[axis] as i64;
+                let size = size as i64;
+                WindowAxis::Range {
+                    start: o.clone().mul_c(size).div_c(out),
+                    end: o.clone().add_c(1).mul_c(size).add_c(out - 1).div_c(out),
+                    span: None,
+                }
+            }
+        }
+    }
+
+    /// Loops over a window of `x` at output `idx`, calling `f` with the
+    /// input row and column and the tap number; returns the loop.
+    fn window_loops(
+        &mut self,
+        w: &Window,
+        x: &[usize],
+        idx: &[IExpr],
+        f: impl FnOnce(&mut Self, IExpr, IExpr, IExpr) -> Vec<Stmt>,
+    ) -> Stmt {
+        let ay = self.window_axis(w, 0, &idx[2], x[2]);
+        let ax = self.window_axis(w, 1, &idx[3], x[3]);
+        let (vy, vx) = (self.var(), self.var());
+        let (iy, y_lo, y_hi, guard_y) = ay.position(vy);
+        let (ix, x_lo, x_hi, guard_x) = ax.position(vx);
+        let ty = IExpr::var(vy).plus(y_lo.clone().mul_c(-1));
+        let tx = IExpr::var(vx).plus(x_lo.clone().mul_c(-1));
+        let kw = ax.extent_bound(x[3]);
+        let tap = ty.mul_c(kw).plus(tx);
+        let mut body = f(self, iy.clone(), ix.clone(), tap);
+        let mut guard: Option<Cond> = None;
+        if guard_y {
+            guard = Some(Cond::in_range(iy, 0, x[2] as i64));
+        }
+        if guard_x {
+            let c = Cond::in_range(ix, 0, x[3] as i64);
+            guard = Some(match guard {
+                Some(g) => g.and(c),
+                None => c,
+            });
+        }
+        if let Some(cond) = guard {
+            body = vec![Stmt::If { cond, then: body }];
+        }
+        Stmt::For {
+            var: vy,
+            start: y_lo,
+            end: y_hi,
+            body: vec![Stmt::For {
+                var: vx,
+                start: x_lo,
+                end: x_hi,
+                body,
+            }],
+        }
+    }
+
+    /// The maximum of a window (NaN wins; the first maximum is kept, as
+    /// the reference executor keeps it) and the register holding its tap.
+    fn window_max(
+        &mut self,
+        arg: NodeId,
+        x: &[usize],
+        idx: &[IExpr],
+        w: Window,
+        pre: &mut Vec<Stmt>,
+    ) -> (SExpr, Reg) {
+        let best = self.reg();
+        let at = self.reg();
+        let v = self.reg();
+        pre.push(Stmt::Set {
+            reg: best,
+            value: SExpr::c(f32::NEG_INFINITY),
+        });
+        pre.push(Stmt::Set {
+            reg: at,
+            value: SExpr::c(-1.0),
+        });
+        let stmt = self.window_loops(&w, x, idx, |b, iy, ix, tap| {
+            let mut body = Vec::new();
+            let load = b.value(arg, &[idx[0].clone(), idx[1].clone(), iy, ix], &mut body);
+            body.push(Stmt::Set {
+                reg: v,
+                value: load,
+            });
+            let (vr, br, ar) = (SExpr::Reg(v), SExpr::Reg(best), SExpr::Reg(at));
+            let take = Cond::Or(
+                Box::new(Cond::cmp(CmpOp::Gt, vr.clone(), br)),
+                Box::new(Cond::Or(
+                    Box::new(Cond::cmp(CmpOp::Ne, vr.clone(), vr.clone())),
+                    Box::new(Cond::cmp(CmpOp::Lt, ar, SExpr::c(0.0))),
+                )),
+            );
+            body.push(Stmt::If {
+                cond: take,
+                then: vec![
+                    Stmt::Set {
+                        reg: best,
+                        value: vr,
+                    },
+                    Stmt::Set {
+                        reg: at,
+                        value: SExpr::Index(tap),
+                    },
+                ],
+            });
+            body
+        });
+        pre.push(stmt);
+        (SExpr::Reg(best), at)
+    }
+
+    fn window_mean(
+        &mut self,
+        arg: NodeId,
+        x: &[usize],
+        idx: &[IExpr],
+        w: &Window,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        let acc = self.reg();
+        pre.push(Stmt::Set {
+            reg: acc,
+            value: SExpr::c(0.0),
+        });
+        let stmt = self.window_loops(w, x, idx, |b, iy, ix, _| {
+            let mut body = Vec::new();
+            let v = b.value(arg, &[idx[0].clone(), idx[1].clone(), iy, ix], &mut body);
+            body.push(Stmt::Set {
+                reg: acc,
+                value: SExpr::Reg(acc).plus(v),
+            });
+            body
+        });
+        pre.push(stmt);
+        SExpr::Reg(acc).over(self.window_divisor(w, x, idx))
+    }
+
+    fn window_divisor(&self, w: &Window, x: &[usize], idx: &[IExpr]) -> SExpr {
+        let count =
+            |b: &Self, axis: usize| match b.window_axis(w, axis, &idx[2 + axis], x[2 + axis]) {
+                WindowAxis::Range {
+                    span: Some((lo, hi)),
+                    ..
+                } if matches!(w, Window::Avg(_, true)) => hi.plus(lo.mul_c(-1)),
+                WindowAxis::Range { start, end, .. } => end.plus(start.mul_c(-1)),
+                WindowAxis::Taps { .. } => unreachable!("means have ranges"),
+            };
+        SExpr::Index(count(self, 0).times(count(self, 1)))
+    }
+
+    /// A pooling gradient: each output gradient added into the input
+    /// positions of its window (the maximum's alone, for max pooling).
+    /// Parallel over the batch: each image's scatter stays in its plane.
+    fn scatter(&mut self, id: NodeId, out: BufId) -> Body {
+        let node = &self.g.nodes[id.0 as usize];
+        let xs = node.ty.shape.clone();
+        let args = node.args.clone();
+        let op = node.op.clone();
+        let dy_arg = if args.len() == 2 { args[1] } else { args[0] };
+        let dys = self.shape(dy_arg).to_vec();
+        let window = match &op {
+            Op::MaxPool2dGrad(g) => Window::Pool(*g),
+            Op::AvgPool2dGrad {
+                geom,
+                count_include_pad,
+                ..
+            } => Window::Avg(*geom, *count_include_pad),
+            _ => Window::Adaptive(dys[2..].to_vec()),
+        };
+        let max = matches!(op, Op::MaxPool2dGrad(_) | Op::AdaptiveMaxPool2dGrad);
+        let mut body = self.nest(&dys, |b, idx| {
+            let mut pre = Vec::new();
+            let dy = b.value(dy_arg, idx, &mut pre);
+            let dy = b.bind(dy, &mut pre);
+            let add_into = |iy: IExpr, ix: IExpr, v: SExpr| {
+                let at = linearize(&[idx[0].clone(), idx[1].clone(), iy, ix], &xs);
+                Stmt::Store {
+                    buf: out,
+                    index: at.clone(),
+                    value: SExpr::load(out, at).plus(v),
+                }
+            };
+            if max {
+                let (_, at) = b.window_max(args[0], &xs, idx, window.clone(), &mut pre);
+                let stmt = b.window_loops(&window, &xs, idx, |_, iy, ix, tap| {
+                    vec![Stmt::If {
+                        cond: Cond::cmp(CmpOp::Eq, SExpr::Reg(at), SExpr::Index(tap)),
+                        then: vec![add_into(iy, ix, dy.clone())],
+                    }]
+                });
+                pre.push(stmt);
+            } else {
+                let share = dy.over(b.window_divisor(&window, &xs, idx));
+                let share = b.bind(share, &mut pre);
+                let stmt = b.window_loops(&window, &xs, idx, |_, iy, ix, _| {
+                    vec![add_into(iy, ix, share)]
+                });
+                pre.push(stmt);
+            }
+            pre
+        });
+        // Only the batch or channel axis may be split: a window's scatter
+        // crosses the spatial axes of its plane but never leaves the plane.
+        body.parallel = dys[0] > 1 || dys[1] > 1;
+        body
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Window {
+    /// Max pooling: taps with dilation, bounds-checked.
+    Pool(PoolGeom),
+    /// Average pooling: the clipped window; whether the padding counts.
+    Avg(PoolGeom, bool),
+    /// Adaptive pooling to this output size.
+    Adaptive(Vec<usize>),
+}
+
+enum WindowAxis {
+    Taps {
+        base: IExpr,
+        taps: usize,
+        step: i64,
+    },
+    Range {
+        start: IExpr,
+        end: IExpr,
+        /// The unclipped window (for a divisor that counts padding).
+        span: Option<(IExpr, IExpr)>,
+    },
+}
+
+impl WindowAxis {
+    /// For loop variable `v`: the input position, the loop bounds, and
+    /// whether the position needs a bounds guard.
+    fn position(&self, v: Var) -> (IExpr, IExpr, IExpr, bool) {
+        match self {
+            WindowAxis::Taps { base, taps, step } => (
+                base.clone().plus(IExpr::var(v).mul_c(*step)),
+                IExpr::c(0),
+                IExpr::c(*taps as i64),
+                true,
+            ),
+            WindowAxis::Range { start, end, .. } => {
+                (IExpr::var(v), start.clone(), end.clone(), false)
+            }
+        }
+    }
+
+    /// A bound on the number of taps of a row, to number the taps row by
+    /// row: a range window is at most the input's `size` wide. The numbers
+    /// stay below 2^24 for inputs up to 4096 x 4096, so they are exact as
+    /// f32.
+    fn extent_bound(&self, size: usize) -> i64 {
+        match self {
+            WindowAxis::Taps { taps, .. } => *taps as i64,
+            WindowAxis::Range { .. } => size as i64,
+        }
+    }
+}
+
+fn loops(vars: &[(Var, usize)], body: Vec<Stmt>) -> Stmt {
+    let mut body = body;
+    for &(v, d) in vars.iter().rev() {
+        body = vec![Stmt::For {
+            var: v,
+            start: IExpr::c(0),
+            end: IExpr::c(d as i64),
+            body,
+        }];
+    }
+    body.pop().expect("one loop")
+}

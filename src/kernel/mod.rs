@@ -1,0 +1,458 @@
+//! The kernel IR: loop nests over flat f32 buffers, the one language every
+//! code generator consumes. A fusion decision (`passes::fusion`) is made
+//! once, on the graph; `lower` turns each planned kernel into a loop nest
+//! here; the interpreter (`interp`) runs it as a second oracle, and the
+//! cpu backend compiles it to native code. A later WGSL backend reads the
+//! same kernels.
+//!
+//! A [`Program`] is a list of buffers (one per value that leaves a kernel:
+//! graph inputs, kernel results) and of [`Kernel`]s run in order. A kernel
+//! is structured code: counted loops, scalar registers, guarded stores.
+//! Index arithmetic ([`IExpr`]) is on i64; values ([`SExpr`]) are f32.
+//!
+//! Invariants, checked by [`verify::verify`] before anything runs a
+//! program (the generated code has no bounds checks):
+//! - every loop variable is used only inside its loop, and every register
+//!   is set before it is read, on every path;
+//! - every load and store index lies inside its buffer, for every value of
+//!   the loop variables, given the guards (`Cond::InRange`) in force;
+//! - `Div` and `Rem` see only non-negative numerators and positive
+//!   divisors;
+//! - a kernel marked `parallel` writes, for different values of its
+//!   outermost loop variable, disjoint elements (the lowering guarantees
+//!   it: the outermost loop is an output axis, or a plane a scatter stays
+//!   inside), so its iterations may run on different threads.
+
+pub mod interp;
+pub mod lower;
+pub mod text;
+pub mod verify;
+
+use crate::ir::UnaryFn;
+
+/// A buffer of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufId(pub u32);
+
+/// A loop variable of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(pub u32);
+
+/// A scalar f32 register of a kernel (an accumulator, a running maximum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reg(pub u32);
+
+/// Where a buffer's contents come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufferKind {
+    /// A graph input, filled by the host or from the state.
+    Input(String),
+    /// The value of a graph node, written by one kernel.
+    Value(crate::ir::NodeId),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    pub kind: BufferKind,
+    /// Elements (f32).
+    pub len: usize,
+    /// The logical shape, for the text form and messages.
+    pub shape: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    /// Whether iterations of the outermost loop may run on different
+    /// threads (see the module's invariants).
+    pub parallel: bool,
+    pub body: Vec<Stmt>,
+    /// How many loop variables and registers the kernel numbers.
+    pub vars: u32,
+    pub regs: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for var in start..end`: bounds may use outer variables.
+    For {
+        var: Var,
+        start: IExpr,
+        end: IExpr,
+        body: Vec<Stmt>,
+    },
+    /// `reg = value`.
+    Set {
+        reg: Reg,
+        value: SExpr,
+    },
+    /// `buf[index] = value`.
+    Store {
+        buf: BufId,
+        index: IExpr,
+        value: SExpr,
+    },
+    If {
+        cond: Cond,
+        then: Vec<Stmt>,
+    },
+}
+
+/// Integer (index) arithmetic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IExpr {
+    Const(i64),
+    Var(Var),
+    Add(Box<IExpr>, Box<IExpr>),
+    Mul(Box<IExpr>, Box<IExpr>),
+    /// Floor division by a positive constant of a non-negative value.
+    Div(Box<IExpr>, i64),
+    /// Remainder by a positive constant of a non-negative value.
+    Rem(Box<IExpr>, i64),
+    Min(Box<IExpr>, Box<IExpr>),
+    Max(Box<IExpr>, Box<IExpr>),
+}
+
+/// Scalar f32 operations of two operands. `Max` and `Min` propagate NaN
+/// from either side, as `torch.maximum` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+/// Scalar f32 functions of one operand. The first few are instructions on
+/// every target; the transcendental ones are calls (or polynomials).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Exp,
+    Log,
+    Tanh,
+    Erf,
+    /// `x^e` for a constant `e`.
+    Pow(f32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+/// A condition: guards of loads and stores, and comparisons of values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cond {
+    /// `lo <= value < hi`. Inside what it guards, `value` is known to lie
+    /// in that range (the verifier uses this to prove padded loads safe).
+    InRange { value: IExpr, lo: i64, hi: i64 },
+    /// `value` is a multiple of `by` (`by > 0`; `value` may be negative).
+    Divides { value: IExpr, by: i64 },
+    /// A comparison of f32 values (false when either is NaN, except `Ne`).
+    FCmp { op: CmpOp, a: SExpr, b: SExpr },
+    /// Both; the second is evaluated only when the first holds.
+    And(Box<Cond>, Box<Cond>),
+    /// Either; the second is evaluated only when the first fails. Guards
+    /// inside it prove nothing.
+    Or(Box<Cond>, Box<Cond>),
+    /// Dropout's keep decision for element `index` of layer `salt` in the
+    /// run's seed: the same function as the reference executor's.
+    Keep { p: f64, salt: u64, index: IExpr },
+}
+
+/// A scalar f32 value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SExpr {
+    Const(f32),
+    Load {
+        buf: BufId,
+        index: IExpr,
+    },
+    Reg(Reg),
+    /// An index as a float (window counts, argmax positions).
+    Index(IExpr),
+    Un(UnOp, Box<SExpr>),
+    Bin(BinOp, Box<SExpr>, Box<SExpr>),
+    /// `cond ? a : b`, evaluating only the side chosen (a guarded load is
+    /// never performed out of bounds).
+    Select(Box<Cond>, Box<SExpr>, Box<SExpr>),
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Program {
+    pub buffers: Vec<Buffer>,
+    pub kernels: Vec<Kernel>,
+}
+
+impl Program {
+    pub fn buffer(&self, b: BufId) -> &Buffer {
+        &self.buffers[b.0 as usize]
+    }
+}
+
+// Builders, so that the lowering reads like the loops it makes.
+
+impl IExpr {
+    pub fn c(v: i64) -> IExpr {
+        IExpr::Const(v)
+    }
+
+    pub fn var(v: Var) -> IExpr {
+        IExpr::Var(v)
+    }
+
+    /// `self + other`, folding constants and zeros.
+    pub fn plus(self, other: IExpr) -> IExpr {
+        match (self, other) {
+            (IExpr::Const(0), e) | (e, IExpr::Const(0)) => e,
+            (IExpr::Const(a), IExpr::Const(b)) => IExpr::Const(a + b),
+            (a, b) => IExpr::Add(Box::new(a), Box::new(b)),
+        }
+    }
+
+    pub fn add_c(self, v: i64) -> IExpr {
+        self.plus(IExpr::Const(v))
+    }
+
+    /// `self * other`, folding constants, zeros and ones.
+    pub fn times(self, other: IExpr) -> IExpr {
+        match (self, other) {
+            (IExpr::Const(0), _) | (_, IExpr::Const(0)) => IExpr::Const(0),
+            (IExpr::Const(1), e) | (e, IExpr::Const(1)) => e,
+            (IExpr::Const(a), IExpr::Const(b)) => IExpr::Const(a * b),
+            (a, b) => IExpr::Mul(Box::new(a), Box::new(b)),
+        }
+    }
+
+    pub fn mul_c(self, v: i64) -> IExpr {
+        self.times(IExpr::Const(v))
+    }
+
+    pub fn div_c(self, d: i64) -> IExpr {
+        match self {
+            _ if d == 1 => self,
+            IExpr::Const(a) if a >= 0 => IExpr::Const(a / d),
+            e => IExpr::Div(Box::new(e), d),
+        }
+    }
+
+    pub fn rem_c(self, d: i64) -> IExpr {
+        match self {
+            _ if d == 1 => IExpr::Const(0),
+            IExpr::Const(a) if a >= 0 => IExpr::Const(a % d),
+            e => IExpr::Rem(Box::new(e), d),
+        }
+    }
+
+    pub fn min(self, other: IExpr) -> IExpr {
+        IExpr::Min(Box::new(self), Box::new(other))
+    }
+
+    pub fn max(self, other: IExpr) -> IExpr {
+        IExpr::Max(Box::new(self), Box::new(other))
+    }
+}
+
+impl SExpr {
+    pub fn c(v: f32) -> SExpr {
+        SExpr::Const(v)
+    }
+
+    pub fn load(buf: BufId, index: IExpr) -> SExpr {
+        SExpr::Load { buf, index }
+    }
+
+    pub fn un(op: UnOp, a: SExpr) -> SExpr {
+        SExpr::Un(op, Box::new(a))
+    }
+
+    pub fn bin(op: BinOp, a: SExpr, b: SExpr) -> SExpr {
+        SExpr::Bin(op, Box::new(a), Box::new(b))
+    }
+
+    pub fn plus(self, b: SExpr) -> SExpr {
+        SExpr::bin(BinOp::Add, self, b)
+    }
+
+    pub fn minus(self, b: SExpr) -> SExpr {
+        SExpr::bin(BinOp::Sub, self, b)
+    }
+
+    pub fn times(self, b: SExpr) -> SExpr {
+        SExpr::bin(BinOp::Mul, self, b)
+    }
+
+    pub fn over(self, b: SExpr) -> SExpr {
+        SExpr::bin(BinOp::Div, self, b)
+    }
+
+    pub fn select(cond: Cond, a: SExpr, b: SExpr) -> SExpr {
+        SExpr::Select(Box::new(cond), Box::new(a), Box::new(b))
+    }
+
+    /// Whether evaluating the expression may touch memory (a load), so that
+    /// a select around it must branch rather than compute both sides.
+    pub fn has_load(&self) -> bool {
+        match self {
+            SExpr::Load { .. } => true,
+            SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => false,
+            SExpr::Un(_, a) => a.has_load(),
+            SExpr::Bin(_, a, b) => a.has_load() || b.has_load(),
+            SExpr::Select(c, a, b) => c.has_load() || a.has_load() || b.has_load(),
+        }
+    }
+}
+
+impl Cond {
+    pub fn cmp(op: CmpOp, a: SExpr, b: SExpr) -> Cond {
+        Cond::FCmp { op, a, b }
+    }
+
+    pub fn in_range(value: IExpr, lo: i64, hi: i64) -> Cond {
+        Cond::InRange { value, lo, hi }
+    }
+
+    pub fn and(self, other: Cond) -> Cond {
+        Cond::And(Box::new(self), Box::new(other))
+    }
+
+    pub fn has_load(&self) -> bool {
+        match self {
+            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => false,
+            Cond::FCmp { a, b, .. } => a.has_load() || b.has_load(),
+            Cond::And(a, b) | Cond::Or(a, b) => a.has_load() || b.has_load(),
+        }
+    }
+}
+
+/// The scalar definition of each graph-level unary function, shared by the
+/// lowering of `Op::Unary` and the interpreter's checks: `f(x)` built from
+/// kernel operations, matching the reference executor's choices (NaN in,
+/// NaN out; relu'(0) = 0).
+pub fn unary(f: UnaryFn, x: SExpr) -> SExpr {
+    use SExpr as S;
+    let c = S::c;
+    let sigmoid = |x: SExpr| c(1.0).over(c(1.0).plus(S::un(UnOp::Exp, S::un(UnOp::Neg, x))));
+    match f {
+        UnaryFn::Neg => S::un(UnOp::Neg, x),
+        UnaryFn::Exp => S::un(UnOp::Exp, x),
+        UnaryFn::Log => S::un(UnOp::Log, x),
+        UnaryFn::Sqrt => S::un(UnOp::Sqrt, x),
+        UnaryFn::Rsqrt => c(1.0).over(S::un(UnOp::Sqrt, x)),
+        UnaryFn::Square => x.clone().times(x),
+        UnaryFn::Relu => S::bin(BinOp::Max, x, c(0.0)),
+        UnaryFn::Relu6 => S::bin(BinOp::Min, S::bin(BinOp::Max, x, c(0.0)), c(6.0)),
+        UnaryFn::Sigmoid => sigmoid(x),
+        UnaryFn::Tanh => S::un(UnOp::Tanh, x),
+        UnaryFn::LeakyRelu { slope } => S::select(
+            Cond::cmp(CmpOp::Gt, x.clone(), c(0.0)),
+            x.clone(),
+            c(slope as f32).times(x),
+        ),
+        UnaryFn::Gelu { tanh: false } => c(0.5).times(x.clone()).times(c(1.0).plus(S::un(
+            UnOp::Erf,
+            x.times(c(std::f32::consts::FRAC_1_SQRT_2)),
+        ))),
+        UnaryFn::Gelu { tanh: true } => {
+            let cube = x.clone().times(x.clone()).times(x.clone());
+            let inner = c(SQRT_2_OVER_PI).times(x.clone().plus(c(GELU_C).times(cube)));
+            c(0.5).times(x).times(c(1.0).plus(S::un(UnOp::Tanh, inner)))
+        }
+        UnaryFn::Elu { alpha } => S::select(
+            Cond::cmp(CmpOp::Gt, x.clone(), c(0.0)),
+            x.clone(),
+            c(alpha as f32).times(S::un(UnOp::Exp, x).minus(c(1.0))),
+        ),
+        UnaryFn::Silu => x.clone().times(sigmoid(x)),
+        UnaryFn::Pow { exponent } => S::un(UnOp::Pow(exponent as f32), x),
+    }
+}
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_C: f32 = 0.044_715;
+
+/// `dy * f'(x)`, with the reference executor's conventions: f'(NaN) is
+/// NaN, and the kinks take PyTorch's values.
+pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
+    use SExpr as S;
+    let c = S::c;
+    let gt0 = |x: &SExpr| Cond::cmp(CmpOp::Gt, x.clone(), c(0.0));
+    let sigmoid = |x: SExpr| c(1.0).over(c(1.0).plus(S::un(UnOp::Exp, S::un(UnOp::Neg, x))));
+    let d = match f {
+        UnaryFn::Neg => c(-1.0),
+        UnaryFn::Exp => S::un(UnOp::Exp, x.clone()),
+        UnaryFn::Log => c(1.0).over(x.clone()),
+        UnaryFn::Sqrt => c(0.5).over(S::un(UnOp::Sqrt, x.clone())),
+        UnaryFn::Rsqrt => c(-0.5).over(x.clone().times(S::un(UnOp::Sqrt, x.clone()))),
+        UnaryFn::Square => c(2.0).times(x.clone()),
+        UnaryFn::Relu => S::select(gt0(&x), c(1.0), c(0.0)),
+        UnaryFn::Relu6 => S::select(
+            gt0(&x).and(Cond::cmp(CmpOp::Lt, x.clone(), c(6.0))),
+            c(1.0),
+            c(0.0),
+        ),
+        UnaryFn::Sigmoid => {
+            let s = sigmoid(x.clone());
+            s.clone().times(c(1.0).minus(s))
+        }
+        UnaryFn::Tanh => {
+            let t = S::un(UnOp::Tanh, x.clone());
+            c(1.0).minus(t.clone().times(t))
+        }
+        UnaryFn::LeakyRelu { slope } => S::select(gt0(&x), c(1.0), c(slope as f32)),
+        UnaryFn::Gelu { tanh: false } => {
+            let cdf = c(0.5).times(c(1.0).plus(S::un(
+                UnOp::Erf,
+                x.clone().times(c(std::f32::consts::FRAC_1_SQRT_2)),
+            )));
+            let pdf =
+                S::un(UnOp::Exp, c(-0.5).times(x.clone()).times(x.clone())).times(c(0.398_942_3));
+            cdf.plus(x.clone().times(pdf))
+        }
+        UnaryFn::Gelu { tanh: true } => {
+            let cube = x.clone().times(x.clone()).times(x.clone());
+            let inner = c(SQRT_2_OVER_PI).times(x.clone().plus(c(GELU_C).times(cube)));
+            let t = S::un(UnOp::Tanh, inner);
+            let dinner = c(SQRT_2_OVER_PI)
+                .times(c(1.0).plus(c(3.0 * GELU_C).times(x.clone()).times(x.clone())));
+            c(0.5).times(c(1.0).plus(t.clone())).plus(
+                c(0.5)
+                    .times(x.clone())
+                    .times(c(1.0).minus(t.clone().times(t)))
+                    .times(dinner),
+            )
+        }
+        UnaryFn::Elu { alpha } => S::select(
+            gt0(&x),
+            c(1.0),
+            c(alpha as f32).times(S::un(UnOp::Exp, x.clone())),
+        ),
+        UnaryFn::Silu => {
+            let s = sigmoid(x.clone());
+            s.clone()
+                .times(c(1.0).plus(x.clone().times(c(1.0).minus(s))))
+        }
+        UnaryFn::Pow { exponent } => {
+            c(exponent as f32).times(S::un(UnOp::Pow((exponent - 1.0) as f32), x.clone()))
+        }
+    };
+    // A NaN input gives a NaN gradient even where the formula would not
+    // (relu's 0 or 1): `x != x` only for NaN.
+    let d = match f {
+        UnaryFn::Relu | UnaryFn::Relu6 | UnaryFn::LeakyRelu { .. } | UnaryFn::Neg => {
+            S::select(Cond::cmp(CmpOp::Ne, x.clone(), x), c(f32::NAN), d)
+        }
+        _ => d,
+    };
+    dy.times(d)
+}

@@ -1,0 +1,286 @@
+//! The verifier: proves, before any code runs, that every load and store
+//! of a program stays inside its buffer, so that generated code needs no
+//! bounds checks. It is interval arithmetic over the loop ranges, narrowed
+//! by the guards in force: inside `if lo <= e < hi` (or the chosen side of
+//! a select on it), the expression `e` is known to lie in `lo..hi`
+//! wherever it occurs again, structurally equal.
+
+use super::{Cond, IExpr, Kernel, Program, SExpr, Stmt};
+use std::collections::HashMap;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyError {
+    pub kernel: String,
+    pub message: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel `{}`: {}", self.kernel, self.message)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+pub fn verify(p: &Program) -> Result<(), VerifyError> {
+    for k in &p.kernels {
+        Checker {
+            program: p,
+            kernel: k,
+            vars: HashMap::new(),
+            facts: Vec::new(),
+            set: vec![false; k.regs as usize],
+        }
+        .kernel()
+        .map_err(|message| VerifyError {
+            kernel: k.name.clone(),
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+type Range = (i64, i64);
+
+struct Checker<'a> {
+    program: &'a Program,
+    kernel: &'a Kernel,
+    vars: HashMap<u32, Range>,
+    /// Guards in force: the expression lies in `lo..=hi`.
+    facts: Vec<(IExpr, Range)>,
+    /// Registers set on every path to here.
+    set: Vec<bool>,
+}
+
+impl Checker<'_> {
+    fn kernel(&mut self) -> Result<(), String> {
+        if self.kernel.parallel {
+            match self.kernel.body.as_slice() {
+                [Stmt::For {
+                    start: IExpr::Const(0),
+                    end: IExpr::Const(_),
+                    ..
+                }] => {}
+                _ => {
+                    return Err(
+                        "a parallel kernel is one loop from 0 to a constant, split over threads"
+                            .into(),
+                    )
+                }
+            }
+        }
+        let body = &self.kernel.body;
+        self.block(body)
+    }
+
+    fn block(&mut self, body: &[Stmt]) -> Result<(), String> {
+        for s in body {
+            self.stmt(s)?;
+        }
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Result<(), String> {
+        match s {
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+            } => {
+                if var.0 >= self.kernel.vars {
+                    return Err(format!("v{} is not numbered by the kernel", var.0));
+                }
+                if self.vars.contains_key(&var.0) {
+                    return Err(format!("v{} is bound twice", var.0));
+                }
+                let (lo, _) = self.range(start)?;
+                let (_, hi) = self.range(end)?;
+                if hi <= lo {
+                    // The loop never runs: nothing inside it happens.
+                    return Ok(());
+                }
+                self.vars.insert(var.0, (lo, hi - 1));
+                let saved = self.set.clone();
+                let r = self.block(body);
+                // A loop may run zero times: what it sets is not set after it.
+                self.set = saved;
+                self.vars.remove(&var.0);
+                r
+            }
+            Stmt::Set { reg, value } => {
+                if reg.0 >= self.kernel.regs {
+                    return Err(format!("r{} is not numbered by the kernel", reg.0));
+                }
+                self.value(value)?;
+                self.set[reg.0 as usize] = true;
+                Ok(())
+            }
+            Stmt::Store { buf, index, value } => {
+                self.value(value)?;
+                self.access(buf.0, index)
+            }
+            Stmt::If { cond, then } => {
+                let facts = self.facts.len();
+                self.cond(cond)?;
+                let saved = self.set.clone();
+                let r = self.block(then);
+                self.set = saved;
+                self.facts.truncate(facts);
+                r
+            }
+        }
+    }
+
+    /// Checks a condition and leaves the facts it proves in force (the
+    /// caller truncates them where they stop holding).
+    fn cond(&mut self, c: &Cond) -> Result<(), String> {
+        match c {
+            Cond::InRange { value, lo, hi } => {
+                self.range(value)?;
+                self.facts.push((value.clone(), (*lo, hi - 1)));
+                Ok(())
+            }
+            Cond::Divides { value, by } => {
+                if *by <= 0 {
+                    return Err(format!("divisibility by {by}"));
+                }
+                self.range(value).map(|_| ())
+            }
+            Cond::FCmp { a, b, .. } => {
+                self.value(a)?;
+                self.value(b)
+            }
+            Cond::And(a, b) => {
+                self.cond(a)?;
+                self.cond(b)
+            }
+            Cond::Or(a, b) => {
+                let facts = self.facts.len();
+                self.cond(a)?;
+                self.facts.truncate(facts);
+                self.cond(b)?;
+                self.facts.truncate(facts);
+                Ok(())
+            }
+            Cond::Keep { index, p, .. } => {
+                if !(0.0..1.0).contains(p) {
+                    return Err(format!("dropout probability {p}"));
+                }
+                let (lo, _) = self.range(index)?;
+                if lo < 0 {
+                    return Err(format!("dropout index {index} may be negative"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn value(&mut self, e: &SExpr) -> Result<(), String> {
+        match e {
+            SExpr::Const(_) => Ok(()),
+            SExpr::Load { buf, index } => self.access(buf.0, index),
+            SExpr::Reg(r) => match self.set.get(r.0 as usize) {
+                Some(true) => Ok(()),
+                Some(false) => Err(format!("r{} is read before it is set", r.0)),
+                None => Err(format!("r{} is not numbered by the kernel", r.0)),
+            },
+            SExpr::Index(i) => self.range(i).map(|_| ()),
+            SExpr::Un(_, a) => self.value(a),
+            SExpr::Bin(_, a, b) => {
+                self.value(a)?;
+                self.value(b)
+            }
+            SExpr::Select(c, a, b) => {
+                let facts = self.facts.len();
+                self.cond(c)?;
+                self.value(a)?;
+                self.facts.truncate(facts);
+                self.value(b)
+            }
+        }
+    }
+
+    fn access(&mut self, buf: u32, index: &IExpr) -> Result<(), String> {
+        let len = self
+            .program
+            .buffers
+            .get(buf as usize)
+            .ok_or_else(|| format!("b{buf} is not a buffer of the program"))?
+            .len as i64;
+        let (lo, hi) = self.range(index)?;
+        // An empty range is code the guards in force make unreachable.
+        if lo <= hi && (lo < 0 || hi >= len) {
+            return Err(format!(
+                "b{buf}[{index}] may reach {lo}..={hi}, outside the buffer of {len}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The values `e` may take.
+    fn range(&self, e: &IExpr) -> Result<Range, String> {
+        let r = match e {
+            IExpr::Const(v) => (*v, *v),
+            IExpr::Var(v) => *self
+                .vars
+                .get(&v.0)
+                .ok_or_else(|| format!("v{} is used outside its loop", v.0))?,
+            IExpr::Add(a, b) => {
+                let (a, b) = (self.range(a)?, self.range(b)?);
+                (
+                    a.0.checked_add(b.0).ok_or("index overflow")?,
+                    a.1.checked_add(b.1).ok_or("index overflow")?,
+                )
+            }
+            IExpr::Mul(a, b) => {
+                let (a, b) = (self.range(a)?, self.range(b)?);
+                let products = [
+                    a.0.checked_mul(b.0),
+                    a.0.checked_mul(b.1),
+                    a.1.checked_mul(b.0),
+                    a.1.checked_mul(b.1),
+                ];
+                let mut lo = i64::MAX;
+                let mut hi = i64::MIN;
+                for p in products {
+                    let p = p.ok_or("index overflow")?;
+                    lo = lo.min(p);
+                    hi = hi.max(p);
+                }
+                (lo, hi)
+            }
+            IExpr::Div(a, d) | IExpr::Rem(a, d) => {
+                let r = self.range(a)?;
+                if *d <= 0 {
+                    return Err(format!("division by {d}"));
+                }
+                if r.0 < 0 {
+                    return Err(format!("{a} may be negative where it is divided"));
+                }
+                match e {
+                    IExpr::Div(..) => (r.0 / d, r.1 / d),
+                    _ if r.1 < *d => r,
+                    _ => (0, d - 1),
+                }
+            }
+            IExpr::Min(a, b) => {
+                let (a, b) = (self.range(a)?, self.range(b)?);
+                (a.0.min(b.0), a.1.min(b.1))
+            }
+            IExpr::Max(a, b) => {
+                let (a, b) = (self.range(a)?, self.range(b)?);
+                (a.0.max(b.0), a.1.max(b.1))
+            }
+        };
+        // Guards narrow what the arithmetic alone allows.
+        let mut r = r;
+        for (fact, (lo, hi)) in &self.facts {
+            if fact == e {
+                r = (r.0.max(*lo), r.1.min(*hi));
+            }
+        }
+        Ok(r)
+    }
+}
