@@ -11,6 +11,7 @@
 //! only what it asks for: the loss and logits every step, the state at a
 //! checkpoint.
 
+pub mod cpu;
 pub mod reference;
 
 use crate::ir::{Graph, Output, Role};
@@ -141,6 +142,7 @@ impl dyn Executable + '_ {
 pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {
         "reference" => Some(Box::new(reference::Reference)),
+        "cpu" => Some(Box::new(cpu::Cpu)),
         _ => None,
     }
 }

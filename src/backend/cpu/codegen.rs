@@ -1,0 +1,545 @@
+//! Native code for kernels, with Cranelift's JIT.
+//!
+//! Each kernel becomes one function
+//! `extern "C" fn(buffers: *const *mut f32, lo: i64, hi: i64, seed: i64)`:
+//! `buffers` holds the base address of every program buffer, `lo..hi` is
+//! the part of the outermost loop to run (the whole loop, or one thread's
+//! share of a parallel kernel), and `seed` picks the dropout masks. Loads
+//! and stores carry no bounds checks: the program passed the verifier,
+//! which proved every index in range.
+
+use crate::kernel::{BinOp, BufId, CmpOp, Cond, IExpr, Kernel, Program, SExpr, Stmt, UnOp};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module};
+use std::collections::HashMap;
+
+/// A compiled kernel's entry point.
+pub type KernelFn = unsafe extern "C" fn(*const *mut f32, i64, i64, i64);
+
+/// The compiled kernels of one program, and the JIT memory that holds
+/// their code (freed with it).
+pub struct Compiled {
+    module: Option<JITModule>,
+    pub functions: Vec<KernelFn>,
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the functions pointing into this memory are dropped
+            // with `self` and never called after.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+// The math the kernels call. `extern "C"` so that generated code can call
+// them by address; the interpreter uses the same functions.
+extern "C" fn nnc_expf(x: f32) -> f32 {
+    x.exp()
+}
+extern "C" fn nnc_logf(x: f32) -> f32 {
+    x.ln()
+}
+extern "C" fn nnc_tanhf(x: f32) -> f32 {
+    x.tanh()
+}
+extern "C" fn nnc_erff(x: f32) -> f32 {
+    libm::erff(x)
+}
+extern "C" fn nnc_powf(x: f32, e: f32) -> f32 {
+    x.powf(e)
+}
+
+const MATH: [(&str, usize); 5] = [
+    ("nnc_expf", 1),
+    ("nnc_logf", 1),
+    ("nnc_tanhf", 1),
+    ("nnc_erff", 1),
+    ("nnc_powf", 2),
+];
+
+fn math_symbol(op: UnOp) -> Option<usize> {
+    Some(match op {
+        UnOp::Exp => 0,
+        UnOp::Log => 1,
+        UnOp::Tanh => 2,
+        UnOp::Erf => 3,
+        UnOp::Pow(_) => 4,
+        UnOp::Neg | UnOp::Abs | UnOp::Sqrt => return None,
+    })
+}
+
+/// Compiles every kernel of `p` (which must have passed the verifier).
+pub fn compile(p: &Program) -> Result<Compiled, String> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v)
+            .map_err(|e| format!("cranelift setting {k}: {e}"))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "is_pic", "false")?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| format!("this CPU is not supported by Cranelift: {e}"))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| format!("cranelift: {e}"))?;
+    let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    let addresses: [*const u8; 5] = [
+        nnc_expf as *const u8,
+        nnc_logf as *const u8,
+        nnc_tanhf as *const u8,
+        nnc_erff as *const u8,
+        nnc_powf as *const u8,
+    ];
+    for ((name, _), addr) in MATH.iter().zip(addresses) {
+        jb.symbol(*name, addr);
+    }
+    let mut module = JITModule::new(jb);
+    let mut math = Vec::new();
+    for (name, arity) in MATH {
+        let mut sig = module.make_signature();
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(types::F32));
+        }
+        sig.returns.push(AbiParam::new(types::F32));
+        let id = module
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(|e| e.to_string())?;
+        math.push(id);
+    }
+    let config = module.target_config();
+    let ptr = config.pointer_type();
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ids = Vec::new();
+    for (i, k) in p.kernels.iter().enumerate() {
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        for _ in 0..3 {
+            ctx.func.signature.params.push(AbiParam::new(types::I64));
+        }
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let mut refs = Vec::new();
+            for id in &math {
+                refs.push(module.declare_func_in_func(*id, b.func));
+            }
+            Emitter::emit(&mut b, k, ptr, &refs);
+            b.finalize(config);
+        }
+        let id = module
+            .declare_function(&format!("k{i}"), Linkage::Local, &ctx.func.signature)
+            .map_err(|e| e.to_string())?;
+        module
+            .define_function(id, &mut ctx)
+            .map_err(|e| format!("kernel `{}`: {e:?}", k.name))?;
+        module.clear_context(&mut ctx);
+        ids.push(id);
+    }
+    module.finalize_definitions().map_err(|e| e.to_string())?;
+    let functions = ids
+        .iter()
+        .map(|id: &FuncId| {
+            let code = module.get_finalized_function(*id);
+            // SAFETY: the function was defined with exactly this signature.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
+        })
+        .collect();
+    Ok(Compiled {
+        module: Some(module),
+        functions,
+    })
+}
+
+struct Emitter<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    bases: HashMap<BufId, Value>,
+    vars: Vec<Variable>,
+    regs: Vec<Variable>,
+    math: &'a [FuncRef],
+    lo: Value,
+    hi: Value,
+    seed: Value,
+    /// Aligned, non-trapping: what the verifier proved of every access.
+    trusted: MemFlagsData,
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn emit(b: &'a mut FunctionBuilder<'b>, k: &Kernel, ptr: types::Type, math: &'a [FuncRef]) {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let trusted = MemFlagsData::trusted();
+        let params = b.block_params(entry).to_vec();
+        let (table, lo, hi, seed) = (params[0], params[1], params[2], params[3]);
+        // Every buffer's base address, loaded once.
+        let mut used = Vec::new();
+        for s in &k.body {
+            buffers_of(s, &mut used);
+        }
+        used.sort();
+        used.dedup();
+        let mut bases = HashMap::new();
+        for buf in used {
+            let offset = (buf.0 as usize * ptr.bytes() as usize) as i32;
+            let base = b.ins().load(ptr, trusted, table, offset);
+            bases.insert(buf, base);
+        }
+        let vars = (0..k.vars).map(|_| b.declare_var(types::I64)).collect();
+        let regs: Vec<Variable> = (0..k.regs).map(|_| b.declare_var(types::F32)).collect();
+        for r in &regs {
+            let zero = b.ins().f32const(0.0);
+            b.def_var(*r, zero);
+        }
+        let mut e = Emitter {
+            b,
+            bases,
+            vars,
+            regs,
+            math,
+            lo,
+            hi,
+            seed,
+            trusted,
+        };
+        for (i, s) in k.body.iter().enumerate() {
+            // The outermost loop of a parallel kernel runs `lo..hi`.
+            e.stmt(s, k.parallel && i == 0);
+        }
+        e.b.ins().return_(&[]);
+    }
+
+    fn stmt(&mut self, s: &Stmt, split: bool) {
+        match s {
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+            } => {
+                let (start, end) = if split {
+                    (self.lo, self.hi)
+                } else {
+                    (self.int(start), self.int(end))
+                };
+                let v = self.vars[var.0 as usize];
+                self.b.def_var(v, start);
+                let header = self.b.create_block();
+                let inner = self.b.create_block();
+                let exit = self.b.create_block();
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                let i = self.b.use_var(v);
+                let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+                self.b.ins().brif(more, inner, &[], exit, &[]);
+                self.b.switch_to_block(inner);
+                self.b.seal_block(inner);
+                for s in body {
+                    self.stmt(s, false);
+                }
+                let i = self.b.use_var(v);
+                let next = self.b.ins().iadd_imm_s(i, 1);
+                self.b.def_var(v, next);
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
+            Stmt::Set { reg, value } => {
+                let v = self.float(value);
+                self.b.def_var(self.regs[reg.0 as usize], v);
+            }
+            Stmt::Store { buf, index, value } => {
+                let v = self.float(value);
+                let addr = self.address(*buf, index);
+                self.b.ins().store(self.trusted, v, addr, 0);
+            }
+            Stmt::If { cond, then } => {
+                let c = self.cond(cond);
+                let yes = self.b.create_block();
+                let done = self.b.create_block();
+                self.b.ins().brif(c, yes, &[], done, &[]);
+                self.b.switch_to_block(yes);
+                self.b.seal_block(yes);
+                for s in then {
+                    self.stmt(s, false);
+                }
+                self.b.ins().jump(done, &[]);
+                self.b.switch_to_block(done);
+                self.b.seal_block(done);
+            }
+        }
+    }
+
+    fn address(&mut self, buf: BufId, index: &IExpr) -> Value {
+        let i = self.int(index);
+        let bytes = self.b.ins().ishl_imm_s(i, 2);
+        let base = self.bases[&buf];
+        self.b.ins().iadd(base, bytes)
+    }
+
+    fn int(&mut self, e: &IExpr) -> Value {
+        match e {
+            IExpr::Const(v) => self.b.ins().iconst(types::I64, *v),
+            IExpr::Var(v) => self.b.use_var(self.vars[v.0 as usize]),
+            IExpr::Add(a, b) => {
+                if let IExpr::Const(c) = **b {
+                    let a = self.int(a);
+                    return self.b.ins().iadd_imm_s(a, c);
+                }
+                let (a, b) = (self.int(a), self.int(b));
+                self.b.ins().iadd(a, b)
+            }
+            IExpr::Mul(a, b) => {
+                if let IExpr::Const(c) = **b {
+                    let a = self.int(a);
+                    return self.b.ins().imul_imm_s(a, c);
+                }
+                let (a, b) = (self.int(a), self.int(b));
+                self.b.ins().imul(a, b)
+            }
+            // Numerators are non-negative (verified), so unsigned division
+            // is floor division.
+            IExpr::Div(a, d) => {
+                let a = self.int(a);
+                if (*d as u64).is_power_of_two() {
+                    self.b.ins().ushr_imm_s(a, d.trailing_zeros() as i64)
+                } else {
+                    self.b.ins().udiv_imm_s(a, *d)
+                }
+            }
+            IExpr::Rem(a, d) => {
+                let a = self.int(a);
+                if (*d as u64).is_power_of_two() {
+                    self.b.ins().band_imm_s(a, d - 1)
+                } else {
+                    self.b.ins().urem_imm_s(a, *d)
+                }
+            }
+            IExpr::Min(a, b) => {
+                let (a, b) = (self.int(a), self.int(b));
+                self.b.ins().smin(a, b)
+            }
+            IExpr::Max(a, b) => {
+                let (a, b) = (self.int(a), self.int(b));
+                self.b.ins().smax(a, b)
+            }
+        }
+    }
+
+    /// A condition as an i8 truth value.
+    fn cond(&mut self, c: &Cond) -> Value {
+        match c {
+            Cond::InRange { value, lo, hi } => {
+                // lo <= v < hi as one unsigned comparison of v - lo.
+                let v = self.int(value);
+                let shifted = self.b.ins().iadd_imm_s(v, -lo);
+                self.b
+                    .ins()
+                    .icmp_imm_s(IntCC::UnsignedLessThan, shifted, hi - lo)
+            }
+            Cond::Divides { value, by } => {
+                let v = self.int(value);
+                let r = if (*by as u64).is_power_of_two() {
+                    self.b.ins().band_imm_s(v, by - 1)
+                } else {
+                    self.b.ins().srem_imm_s(v, *by)
+                };
+                self.b.ins().icmp_imm_s(IntCC::Equal, r, 0)
+            }
+            Cond::FCmp { op, a, b } => {
+                let (a, b) = (self.float(a), self.float(b));
+                let cc = match op {
+                    CmpOp::Lt => FloatCC::LessThan,
+                    CmpOp::Le => FloatCC::LessThanOrEqual,
+                    CmpOp::Gt => FloatCC::GreaterThan,
+                    CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+                    CmpOp::Eq => FloatCC::Equal,
+                    // Unordered or unequal: true for NaN, as Rust's `!=`.
+                    CmpOp::Ne => FloatCC::NotEqual,
+                };
+                self.b.ins().fcmp(cc, a, b)
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                let and = matches!(c, Cond::And(..));
+                let first = self.cond(a);
+                if !b.has_load() {
+                    let second = self.cond(b);
+                    return if and {
+                        self.b.ins().band(first, second)
+                    } else {
+                        self.b.ins().bor(first, second)
+                    };
+                }
+                // The second may load where the first guards: branch.
+                let eval = self.b.create_block();
+                let done = self.b.create_block();
+                self.b.append_block_param(done, types::I8);
+                if and {
+                    self.b.ins().brif(first, eval, &[], done, &[first.into()]);
+                } else {
+                    self.b.ins().brif(first, done, &[first.into()], eval, &[]);
+                }
+                self.b.switch_to_block(eval);
+                self.b.seal_block(eval);
+                let second = self.cond(b);
+                self.b.ins().jump(done, &[second.into()]);
+                self.b.switch_to_block(done);
+                self.b.seal_block(done);
+                self.b.block_params(done)[0]
+            }
+            Cond::Keep { p, salt, index } => {
+                // keep when to_unit(mix(mix(seed ^ mix(salt)) ^ index)) >= p,
+                // decided on the 53-bit integer to_unit divides by 2^53.
+                let i = self.int(index);
+                let s = self
+                    .b
+                    .ins()
+                    .bxor_imm_s(self.seed, crate::rng::mix(*salt) as i64);
+                let m = self.mix(s);
+                let x = self.b.ins().bxor(m, i);
+                let bits = self.mix(x);
+                let top = self.b.ins().ushr_imm_s(bits, 11);
+                let threshold = (p * (1u64 << 53) as f64).ceil() as i64;
+                self.b
+                    .ins()
+                    .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, top, threshold)
+            }
+        }
+    }
+
+    /// `rng::mix` (splitmix64's finalizer) in generated code.
+    fn mix(&mut self, z: Value) -> Value {
+        let z = self.b.ins().iadd_imm_s(z, 0x9e37_79b9_7f4a_7c15u64 as i64);
+        let s = self.b.ins().ushr_imm_s(z, 30);
+        let z = self.b.ins().bxor(z, s);
+        let z = self.b.ins().imul_imm_s(z, 0xbf58_476d_1ce4_e5b9u64 as i64);
+        let s = self.b.ins().ushr_imm_s(z, 27);
+        let z = self.b.ins().bxor(z, s);
+        let z = self.b.ins().imul_imm_s(z, 0x94d0_49bb_1331_11ebu64 as i64);
+        let s = self.b.ins().ushr_imm_s(z, 31);
+        self.b.ins().bxor(z, s)
+    }
+
+    fn float(&mut self, e: &SExpr) -> Value {
+        match e {
+            SExpr::Const(v) => self.b.ins().f32const(*v),
+            SExpr::Load { buf, index } => {
+                let addr = self.address(*buf, index);
+                self.b.ins().load(types::F32, self.trusted, addr, 0)
+            }
+            SExpr::Reg(r) => self.b.use_var(self.regs[r.0 as usize]),
+            SExpr::Index(i) => {
+                let i = self.int(i);
+                self.b.ins().fcvt_from_sint(types::F32, i)
+            }
+            SExpr::Un(op, a) => {
+                let a = self.float(a);
+                match (op, math_symbol(*op)) {
+                    (UnOp::Neg, _) => self.b.ins().fneg(a),
+                    (UnOp::Abs, _) => self.b.ins().fabs(a),
+                    (UnOp::Sqrt, _) => self.b.ins().sqrt(a),
+                    (UnOp::Pow(e), Some(f)) => {
+                        let e = self.b.ins().f32const(*e);
+                        let call = self.b.ins().call(self.math[f], &[a, e]);
+                        self.b.inst_results(call)[0]
+                    }
+                    (_, Some(f)) => {
+                        let call = self.b.ins().call(self.math[f], &[a]);
+                        self.b.inst_results(call)[0]
+                    }
+                    (_, None) => unreachable!("instructions are handled above"),
+                }
+            }
+            SExpr::Bin(op, a, b) => {
+                let (a, b) = (self.float(a), self.float(b));
+                match op {
+                    BinOp::Add => self.b.ins().fadd(a, b),
+                    BinOp::Sub => self.b.ins().fsub(a, b),
+                    BinOp::Mul => self.b.ins().fmul(a, b),
+                    BinOp::Div => self.b.ins().fdiv(a, b),
+                    // Cranelift's fmax and fmin give NaN when either side is.
+                    BinOp::Max => self.b.ins().fmax(a, b),
+                    BinOp::Min => self.b.ins().fmin(a, b),
+                }
+            }
+            SExpr::Select(c, a, b) => {
+                if !a.has_load() && !b.has_load() {
+                    let c = self.cond(c);
+                    let (a, b) = (self.float(a), self.float(b));
+                    return self.b.ins().select(c, a, b);
+                }
+                let c = self.cond(c);
+                let yes = self.b.create_block();
+                let no = self.b.create_block();
+                let done = self.b.create_block();
+                self.b.append_block_param(done, types::F32);
+                self.b.ins().brif(c, yes, &[], no, &[]);
+                self.b.switch_to_block(yes);
+                self.b.seal_block(yes);
+                let a = self.float(a);
+                self.b.ins().jump(done, &[a.into()]);
+                self.b.switch_to_block(no);
+                self.b.seal_block(no);
+                let b = self.float(b);
+                self.b.ins().jump(done, &[b.into()]);
+                self.b.switch_to_block(done);
+                self.b.seal_block(done);
+                self.b.block_params(done)[0]
+            }
+        }
+    }
+}
+
+fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
+    fn int(_: &IExpr) {}
+    fn cond(c: &Cond, out: &mut Vec<BufId>) {
+        match c {
+            Cond::FCmp { a, b, .. } => {
+                value(a, out);
+                value(b, out);
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                cond(a, out);
+                cond(b, out);
+            }
+            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => {}
+        }
+    }
+    fn value(e: &SExpr, out: &mut Vec<BufId>) {
+        match e {
+            SExpr::Load { buf, index } => {
+                int(index);
+                out.push(*buf);
+            }
+            SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
+            SExpr::Un(_, a) => value(a, out),
+            SExpr::Bin(_, a, b) => {
+                value(a, out);
+                value(b, out);
+            }
+            SExpr::Select(c, a, b) => {
+                cond(c, out);
+                value(a, out);
+                value(b, out);
+            }
+        }
+    }
+    match s {
+        Stmt::For { body, .. } => body.iter().for_each(|s| buffers_of(s, out)),
+        Stmt::Set { value: v, .. } => value(v, out),
+        Stmt::Store { buf, value: v, .. } => {
+            out.push(*buf);
+            value(v, out);
+        }
+        Stmt::If { cond: c, then } => {
+            cond(c, out);
+            then.iter().for_each(|s| buffers_of(s, out));
+        }
+    }
+}

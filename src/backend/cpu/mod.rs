@@ -1,0 +1,362 @@
+//! The cpu backend: a graph is planned into fusion groups, lowered to the
+//! kernel IR, verified, and compiled to native code by Cranelift; a run
+//! calls the kernels in order over buffers allocated once, at compile
+//! time. Parallel kernels split their outermost loop over the machine's
+//! cores.
+
+mod codegen;
+
+use crate::backend::{Backend, BackendError, Entry, Executable, FedInput, InputHandle};
+use crate::ir::{Graph, Op, Output};
+use crate::kernel::{BufferKind, Program, Stmt};
+use crate::weights::WeightSet;
+use ndarray::{ArrayD, IxDyn};
+use std::collections::{BTreeMap, HashMap};
+
+/// The cpu backend.
+pub struct Cpu;
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn instantiate(&self, state: WeightSet) -> Box<dyn Executable> {
+        let state = state
+            .into_iter()
+            .map(|(name, value)| {
+                let shape = value.shape().to_vec();
+                let data = value.iter().copied().collect();
+                (name, (shape, data))
+            })
+            .collect();
+        Box::new(CpuExecutable {
+            state,
+            entries: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+}
+
+/// Where a buffer of a compiled program lives.
+enum Slot {
+    /// A state tensor, by name.
+    State(String),
+    /// A fed input, by position among the entry's fed inputs.
+    Fed(usize),
+    /// A value the kernels write, owned by the entry.
+    Owned(Vec<f32>),
+}
+
+struct Compiled {
+    program: Program,
+    code: codegen::Compiled,
+    /// Per kernel: the iterations of its outermost loop, when it may be
+    /// split over threads, and a rough count of its innermost work.
+    splits: Vec<Option<(i64, u64)>>,
+    slots: Vec<Slot>,
+    fed: Vec<FedInput>,
+    fed_data: Vec<Vec<f32>>,
+    outputs: HashMap<Output, usize>,
+    ran: bool,
+}
+
+pub struct CpuExecutable {
+    /// Each state tensor's shape and elements.
+    state: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    entries: Vec<Compiled>,
+    threads: usize,
+}
+
+/// Below this many innermost iterations a kernel runs on one thread: the
+/// cost of waking another would exceed the work.
+const PARALLEL_WORK: u64 = 1 << 15;
+
+fn work(stmts: &[Stmt]) -> u64 {
+    stmts
+        .iter()
+        .map(|s| match s {
+            Stmt::For {
+                start, end, body, ..
+            } => {
+                let trips = match (start, end) {
+                    (crate::kernel::IExpr::Const(a), crate::kernel::IExpr::Const(b)) => {
+                        (b - a).max(0) as u64
+                    }
+                    // A window: count it as a few taps.
+                    _ => 4,
+                };
+                trips.saturating_mul(work(body).max(1))
+            }
+            Stmt::If { then, .. } => work(then).max(1),
+            _ => 1,
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+impl CpuExecutable {
+    fn entry(&self, e: Entry) -> Result<&Compiled, BackendError> {
+        self.entries
+            .get(e.0)
+            .ok_or_else(|| BackendError::Feed(format!("no compiled graph {}", e.0)))
+    }
+}
+
+impl Executable for CpuExecutable {
+    fn compile(&mut self, graph: &Graph) -> Result<Entry, BackendError> {
+        let entry = Entry(self.entries.len());
+        let mut fed = Vec::new();
+        let mut fed_index = HashMap::new();
+        for node in &graph.nodes {
+            let Op::Input { name, role, shape } = &node.op else {
+                continue;
+            };
+            if role.is_state() {
+                match self.state.get(name) {
+                    Some((s, _)) if s == shape => {}
+                    Some((s, _)) => {
+                        return Err(BackendError::State(format!(
+                            "`{name}` is {s:?} in the state, but the graph takes {shape:?}"
+                        )))
+                    }
+                    None => {
+                        return Err(BackendError::State(format!(
+                            "the graph reads `{name}`, which is not in the state"
+                        )))
+                    }
+                }
+            } else {
+                fed_index.insert(name.clone(), fed.len());
+                fed.push(FedInput {
+                    handle: InputHandle {
+                        entry,
+                        index: fed.len(),
+                    },
+                    role: *role,
+                    name: name.clone(),
+                    shape: shape.clone(),
+                });
+            }
+        }
+        let plan = crate::passes::fusion::plan(graph);
+        let lowered = crate::kernel::lower::lower(graph, &plan);
+        crate::kernel::verify::verify(&lowered.program)
+            .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
+        let code = codegen::compile(&lowered.program).map_err(BackendError::Unsupported)?;
+        let slots = lowered
+            .program
+            .buffers
+            .iter()
+            .map(|b| match &b.kind {
+                BufferKind::Input(name) => match fed_index.get(name) {
+                    Some(&i) => Slot::Fed(i),
+                    None => Slot::State(name.clone()),
+                },
+                BufferKind::Value(_) => Slot::Owned(vec![0.0; b.len]),
+            })
+            .collect();
+        let splits = lowered
+            .program
+            .kernels
+            .iter()
+            .map(|k| match k.body.as_slice() {
+                [Stmt::For {
+                    end: crate::kernel::IExpr::Const(n),
+                    ..
+                }] if k.parallel => Some((*n, work(&k.body))),
+                _ => None,
+            })
+            .collect();
+        let outputs = lowered
+            .outputs
+            .iter()
+            .map(|(o, b)| (o.clone(), b.0 as usize))
+            .collect();
+        let fed_data = fed
+            .iter()
+            .map(|f| vec![0.0; f.shape.iter().product()])
+            .collect();
+        self.entries.push(Compiled {
+            program: lowered.program,
+            code,
+            splits,
+            slots,
+            fed,
+            fed_data,
+            outputs,
+            ran: false,
+        });
+        Ok(entry)
+    }
+
+    fn fed_inputs(&self, entry: Entry) -> &[FedInput] {
+        self.entries.get(entry.0).map_or(&[], |c| c.fed.as_slice())
+    }
+
+    fn run(
+        &mut self,
+        entry: Entry,
+        feeds: Vec<(InputHandle, ArrayD<f32>)>,
+        seed: u64,
+    ) -> Result<(), BackendError> {
+        self.entry(entry)?;
+        let threads = self.threads;
+        let c = &mut self.entries[entry.0];
+        let mut given = vec![false; c.fed.len()];
+        for (handle, value) in feeds {
+            let input = c
+                .fed
+                .get(handle.index)
+                .filter(|_| handle.entry == entry)
+                .ok_or_else(|| {
+                    BackendError::Feed(format!("{handle:?} is not an input of this graph"))
+                })?;
+            if value.shape() != input.shape.as_slice() {
+                return Err(BackendError::Feed(format!(
+                    "`{}` has shape {:?}, but the graph takes {:?}",
+                    input.name,
+                    value.shape(),
+                    input.shape
+                )));
+            }
+            let dst = &mut c.fed_data[handle.index];
+            for (d, s) in dst.iter_mut().zip(value.iter()) {
+                *d = *s;
+            }
+            given[handle.index] = true;
+        }
+        if let Some(i) = given.iter().position(|g| !g) {
+            return Err(BackendError::Feed(format!(
+                "no value was fed for `{}`",
+                c.fed[i].name
+            )));
+        }
+        // The base address of every buffer. The kernels write only owned
+        // buffers; state and fed inputs are read.
+        let mut table: Vec<*mut f32> = Vec::with_capacity(c.slots.len());
+        for slot in &mut c.slots {
+            table.push(match slot {
+                Slot::State(name) => self
+                    .state
+                    .get_mut(name.as_str())
+                    .expect("compile checked the state")
+                    .1
+                    .as_mut_ptr(),
+                Slot::Fed(i) => c.fed_data[*i].as_mut_ptr(),
+                Slot::Owned(v) => v.as_mut_ptr(),
+            });
+        }
+        for (k, f) in c.code.functions.iter().enumerate() {
+            run_kernel(*f, &table, c.splits[k], threads, seed);
+        }
+        c.ran = true;
+        Ok(())
+    }
+
+    fn read(&self, entry: Entry, output: &Output) -> Option<ArrayD<f32>> {
+        let c = self.entries.get(entry.0)?;
+        if !c.ran {
+            return None;
+        }
+        let b = *c.outputs.get(output)?;
+        let shape = c.program.buffers[b].shape.clone();
+        let data = match &c.slots[b] {
+            Slot::State(name) => self.state.get(name)?.1.clone(),
+            Slot::Fed(i) => c.fed_data[*i].clone(),
+            Slot::Owned(v) => v.clone(),
+        };
+        ArrayD::from_shape_vec(IxDyn(&shape), data).ok()
+    }
+
+    fn commit(&mut self, entry: Entry) -> Result<(), BackendError> {
+        self.entry(entry)?;
+        let c = &self.entries[entry.0];
+        for (o, &b) in &c.outputs {
+            let Output::Update(name) = o else { continue };
+            let Some((_, dst)) = self.state.get_mut(name) else {
+                return Err(BackendError::Update(format!(
+                    "the graph updates `{name}`, which is not in the state"
+                )));
+            };
+            match &c.slots[b] {
+                Slot::Owned(v) => dst.copy_from_slice(v),
+                Slot::Fed(i) => dst.copy_from_slice(&c.fed_data[*i]),
+                // An update that is the state itself (or another state
+                // tensor: copied through a temporary).
+                Slot::State(src) if src == name => {}
+                Slot::State(_) => {
+                    return Err(BackendError::Update(format!(
+                        "`{name}` is updated to another state tensor, which is not supported"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state_names(&self) -> Vec<String> {
+        self.state.keys().cloned().collect()
+    }
+
+    fn read_state(&self, name: &str) -> Option<ArrayD<f32>> {
+        let (shape, data) = self.state.get(name)?;
+        ArrayD::from_shape_vec(IxDyn(shape), data.clone()).ok()
+    }
+
+    fn write_state(&mut self, name: &str, value: ArrayD<f32>) -> Result<(), BackendError> {
+        match self.state.get_mut(name) {
+            Some((shape, data)) if shape.as_slice() == value.shape() => {
+                for (d, s) in data.iter_mut().zip(value.iter()) {
+                    *d = *s;
+                }
+                Ok(())
+            }
+            Some((shape, _)) => Err(BackendError::State(format!(
+                "`{name}` is {shape:?}, not {:?}",
+                value.shape()
+            ))),
+            None => Err(BackendError::State(format!("`{name}` is not in the state"))),
+        }
+    }
+}
+
+/// The buffer table, shared with the threads of one kernel call.
+#[derive(Clone, Copy)]
+struct Table(*const *mut f32);
+
+// SAFETY: the threads of a parallel kernel write disjoint elements (the
+// kernel IR's invariant for `parallel`), and the table outlives the scope.
+unsafe impl Send for Table {}
+unsafe impl Sync for Table {}
+
+fn run_kernel(
+    f: codegen::KernelFn,
+    table: &[*mut f32],
+    split: Option<(i64, u64)>,
+    threads: usize,
+    seed: u64,
+) {
+    let t = Table(table.as_ptr());
+    let call = move |t: Table, lo: i64, hi: i64| {
+        // SAFETY: the kernel was verified against these buffers' lengths,
+        // and the table holds the address of each.
+        unsafe { f(t.0, lo, hi, seed as i64) }
+    };
+    match split {
+        Some((n, work)) if threads > 1 && work >= PARALLEL_WORK && n > 1 => {
+            let parts = (threads as i64).min(n);
+            let chunk = (n + parts - 1) / parts;
+            std::thread::scope(|s| {
+                for p in 1..parts {
+                    let (lo, hi) = (p * chunk, ((p + 1) * chunk).min(n));
+                    if lo < hi {
+                        s.spawn(move || call(t, lo, hi));
+                    }
+                }
+                call(t, 0, chunk.min(n));
+            });
+        }
+        Some((n, _)) => call(t, 0, n),
+        None => call(t, 0, 0),
+    }
+}
