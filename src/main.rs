@@ -283,6 +283,8 @@ enum ModeArg {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BackendArg {
+    /// Native code for the host CPU, generated with Cranelift.
+    Cpu,
     /// The ndarray interpreter: slow, simple, the oracle of the others.
     Reference,
 }
@@ -290,6 +292,7 @@ enum BackendArg {
 impl BackendArg {
     fn backend(self) -> Box<dyn nnc::backend::Backend> {
         let name = match self {
+            BackendArg::Cpu => "cpu",
             BackendArg::Reference => "reference",
         };
         nnc::backend::by_name(name).expect("every --backend value names a backend")

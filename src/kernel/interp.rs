@@ -58,6 +58,32 @@ impl Machine<'_> {
                         self.block(then);
                     }
                 }
+                Stmt::Gemm(g) => self.gemm(g),
+            }
+        }
+    }
+
+    /// The product, summed in the order of `l` (a tuned kernel sums in
+    /// another order: they agree to rounding).
+    fn gemm(&mut self, g: &super::Gemm) {
+        let (oa, ob, oc) = (
+            self.int(&g.a.offset),
+            self.int(&g.b.offset),
+            self.int(&g.c.offset),
+        );
+        for i in 0..g.m {
+            for j in 0..g.n {
+                let mut acc = 0f32;
+                for l in 0..g.k {
+                    let a =
+                        self.buffers[g.a.buf.0 as usize][(oa + i * g.a.row + l * g.a.col) as usize];
+                    let b =
+                        self.buffers[g.b.buf.0 as usize][(ob + l * g.b.row + j * g.b.col) as usize];
+                    acc += a * b;
+                }
+                let c = &mut self.buffers[g.c.buf.0 as usize]
+                    [(oc + i * g.c.row + j * g.c.col) as usize];
+                *c = if g.accumulate { *c + acc } else { acc };
             }
         }
     }
@@ -172,7 +198,7 @@ pub fn evaluate(
                 }
                 v.iter().copied().collect()
             }
-            BufferKind::Value(_) => vec![0.0; b.len],
+            BufferKind::Value(_) | BufferKind::Scratch(_) => vec![0.0; b.len],
         });
     }
     run(&lowered.program, &mut buffers, seed);

@@ -13,12 +13,14 @@
 //! This is the general, output-stationary schedule every op has; the
 //! contractions will get tiled schedules of their own on top of it.
 
+use super::contract::{self, Layout, Product, Scratch};
 use super::{
     BinOp, BufId, Buffer, BufferKind, CmpOp, Cond, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var,
 };
-use crate::ir::ops::{ConvGeom, PoolGeom};
+use crate::ir::ops::{ConvGeom, OpClass, PoolGeom};
 use crate::ir::{BinaryFn, Graph, NodeId, Op, Output};
 use crate::passes::fusion::FusionPlan;
+use std::collections::HashMap;
 
 /// A program with the buffer of each graph value and output.
 #[derive(Clone, Debug)]
@@ -86,8 +88,28 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
             }
         }
     }
+    let mut products = HashMap::new();
+    let mut scratch = Scratch::default();
     for (i, node) in g.nodes.iter().enumerate() {
-        if inline[i] || matches!(node.op, Op::Input { .. }) {
+        if matches!(node.op, Op::Input { .. } | Op::Const { .. }) && inline[i] {
+            continue;
+        }
+        if matches!(node.op, Op::Input { .. }) {
+            continue;
+        }
+        let id = NodeId(i as u32);
+        if node.op.class() == OpClass::Contraction {
+            let own = buffer_of[i];
+            if let Some(p) = contract::schedule(g, id, &buffer_of, own, &mut scratch, &mut program)
+            {
+                products.insert(id, p);
+                if Some(p.buf) == own {
+                    // The product was written where the value lives.
+                    continue;
+                }
+            }
+        }
+        if inline[i] {
             continue;
         }
         let out = buffer_of[i].expect("materialized values have buffers");
@@ -95,6 +117,7 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
             g,
             inline: &inline,
             buffer_of: &buffer_of,
+            products: &products,
             vars: 0,
             regs: 0,
         };
@@ -135,6 +158,8 @@ struct Builder<'a> {
     g: &'a Graph,
     inline: &'a [bool],
     buffer_of: &'a [Option<BufId>],
+    /// Contractions already computed by products, and where.
+    products: &'a HashMap<NodeId, Product>,
     vars: u32,
     regs: u32,
 }
@@ -318,6 +343,25 @@ impl Builder<'_> {
 
     /// Node `id`'s own computation at `idx`, reading its arguments.
     fn compute(&mut self, id: NodeId, idx: &[IExpr], pre: &mut Vec<Stmt>) -> SExpr {
+        if let Some(p) = self.products.get(&id) {
+            let index = match p.layout {
+                Layout::Natural => linearize(idx, self.shape(id)),
+                Layout::ChannelMajor {
+                    n,
+                    c: _,
+                    p: positions,
+                } => {
+                    let [b, c, y, x] = [&idx[0], &idx[1], &idx[2], &idx[3]];
+                    let wo = self.shape(id)[3] as i64;
+                    c.clone()
+                        .mul_c((n * positions) as i64)
+                        .plus(b.clone().mul_c(positions as i64))
+                        .plus(y.clone().mul_c(wo))
+                        .plus(x.clone())
+                }
+            };
+            return SExpr::load(p.buf, index);
+        }
         let node = &self.g.nodes[id.0 as usize];
         let shape = node.ty.shape.clone();
         let args = node.args.clone();

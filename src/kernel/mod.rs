@@ -23,6 +23,7 @@
 //!   it: the outermost loop is an output axis, or a plane a scatter stays
 //!   inside), so its iterations may run on different threads.
 
+pub mod contract;
 pub mod interp;
 pub mod lower;
 pub mod text;
@@ -49,6 +50,9 @@ pub enum BufferKind {
     Input(String),
     /// The value of a graph node, written by one kernel.
     Value(crate::ir::NodeId),
+    /// Working memory of a contraction (im2col patches, a product in
+    /// another layout), described for the text form.
+    Scratch(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +100,33 @@ pub enum Stmt {
         cond: Cond,
         then: Vec<Stmt>,
     },
+    /// A matrix product `C (+)= A B` over strided views of buffers, with
+    /// `m x k` times `k x n`: the contraction at the heart of matmul and
+    /// convolution, handed to a tuned micro-kernel. Offsets may use loop
+    /// variables (one product per group of a grouped convolution).
+    Gemm(Gemm),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: i64,
+    pub n: i64,
+    pub k: i64,
+    pub a: MatRef,
+    pub b: MatRef,
+    pub c: MatRef,
+    /// Add into `C` rather than overwrite it.
+    pub accumulate: bool,
+}
+
+/// A strided matrix view: element `(i, j)` is
+/// `buf[offset + i * row + j * col]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatRef {
+    pub buf: BufId,
+    pub offset: IExpr,
+    pub row: i64,
+    pub col: i64,
 }
 
 /// Integer (index) arithmetic.

@@ -23,6 +23,7 @@ impl Display for Program {
             let what = match &b.kind {
                 BufferKind::Input(name) => format!("input {name:?}"),
                 BufferKind::Value(id) => id.to_string(),
+                BufferKind::Scratch(what) => format!("scratch {what:?}"),
             };
             writeln!(f, "buffer b{i} = {what} {:?}", b.shape)?;
         }
@@ -66,6 +67,21 @@ fn stmt(out: &mut String, s: &Stmt, depth: usize) {
         }
         Stmt::Store { buf, index, value } => {
             let _ = writeln!(out, "{pad}b{}[{index}] = {value}", buf.0);
+        }
+        Stmt::Gemm(g) => {
+            let m =
+                |r: &super::MatRef| format!("b{}[{} ; {}, {}]", r.buf.0, r.offset, r.row, r.col);
+            let op = if g.accumulate { "+=" } else { "=" };
+            let _ = writeln!(
+                out,
+                "{pad}gemm {}x{}x{}: {} {op} {} * {}",
+                g.m,
+                g.n,
+                g.k,
+                m(&g.c),
+                m(&g.a),
+                m(&g.b)
+            );
         }
         Stmt::If { cond, then } => {
             let _ = writeln!(out, "{pad}if {cond} {{");

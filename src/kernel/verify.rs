@@ -121,6 +121,19 @@ impl Checker<'_> {
                 self.value(value)?;
                 self.access(buf.0, index)
             }
+            Stmt::Gemm(g) => {
+                if g.m <= 0 || g.n <= 0 || g.k <= 0 {
+                    return Err(format!("gemm of {}x{}x{}", g.m, g.n, g.k));
+                }
+                self.matrix(&g.a, g.m, g.k)?;
+                self.matrix(&g.b, g.k, g.n)?;
+                self.matrix(&g.c, g.m, g.n)?;
+                let overlaps = [&g.a, &g.b].iter().any(|r| r.buf == g.c.buf);
+                if overlaps {
+                    return Err("gemm writes a buffer it reads".into());
+                }
+                Ok(())
+            }
             Stmt::If { cond, then } => {
                 let facts = self.facts.len();
                 self.cond(cond)?;
@@ -131,6 +144,35 @@ impl Checker<'_> {
                 r
             }
         }
+    }
+
+    /// Every element of a `rows x cols` view lies inside its buffer.
+    fn matrix(&mut self, r: &super::MatRef, rows: i64, cols: i64) -> Result<(), String> {
+        if r.row < 0 || r.col < 0 {
+            return Err(format!(
+                "negative strides {}, {} of a gemm operand",
+                r.row, r.col
+            ));
+        }
+        let len = self
+            .program
+            .buffers
+            .get(r.buf.0 as usize)
+            .ok_or_else(|| format!("b{} is not a buffer of the program", r.buf.0))?
+            .len as i64;
+        let (lo, hi) = self.range(&r.offset)?;
+        let last = (rows - 1)
+            .checked_mul(r.row)
+            .and_then(|a| (cols - 1).checked_mul(r.col).and_then(|b| a.checked_add(b)))
+            .and_then(|x| x.checked_add(hi))
+            .ok_or("index overflow")?;
+        if lo < 0 || last >= len {
+            return Err(format!(
+                "a {rows}x{cols} view of b{} at {}.. reaches {last}, outside the buffer of {len}",
+                r.buf.0, r.offset
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a condition and leaves the facts it proves in force (the
@@ -221,21 +263,33 @@ impl Checker<'_> {
 
     /// The values `e` may take.
     fn range(&self, e: &IExpr) -> Result<Range, String> {
+        interval(e, &self.vars, &self.facts)
+    }
+}
+
+/// The values `e` may take, given the ranges of the loop variables and
+/// the guards in force.
+fn interval(
+    e: &IExpr,
+    vars: &HashMap<u32, Range>,
+    facts: &[(IExpr, Range)],
+) -> Result<Range, String> {
+    let range = |e: &IExpr| interval(e, vars, facts);
+    {
         let r = match e {
             IExpr::Const(v) => (*v, *v),
-            IExpr::Var(v) => *self
-                .vars
+            IExpr::Var(v) => *vars
                 .get(&v.0)
                 .ok_or_else(|| format!("v{} is used outside its loop", v.0))?,
             IExpr::Add(a, b) => {
-                let (a, b) = (self.range(a)?, self.range(b)?);
+                let (a, b) = (range(a)?, range(b)?);
                 (
                     a.0.checked_add(b.0).ok_or("index overflow")?,
                     a.1.checked_add(b.1).ok_or("index overflow")?,
                 )
             }
             IExpr::Mul(a, b) => {
-                let (a, b) = (self.range(a)?, self.range(b)?);
+                let (a, b) = (range(a)?, range(b)?);
                 let products = [
                     a.0.checked_mul(b.0),
                     a.0.checked_mul(b.1),
@@ -252,7 +306,7 @@ impl Checker<'_> {
                 (lo, hi)
             }
             IExpr::Div(a, d) | IExpr::Rem(a, d) => {
-                let r = self.range(a)?;
+                let r = range(a)?;
                 if *d <= 0 {
                     return Err(format!("division by {d}"));
                 }
@@ -266,21 +320,80 @@ impl Checker<'_> {
                 }
             }
             IExpr::Min(a, b) => {
-                let (a, b) = (self.range(a)?, self.range(b)?);
+                let (a, b) = (range(a)?, range(b)?);
                 (a.0.min(b.0), a.1.min(b.1))
             }
             IExpr::Max(a, b) => {
-                let (a, b) = (self.range(a)?, self.range(b)?);
+                let (a, b) = (range(a)?, range(b)?);
                 (a.0.max(b.0), a.1.max(b.1))
             }
         };
         // Guards narrow what the arithmetic alone allows.
         let mut r = r;
-        for (fact, (lo, hi)) in &self.facts {
+        for (fact, (lo, hi)) in facts {
             if fact == e {
                 r = (r.0.max(*lo), r.1.min(*hi));
             }
         }
         Ok(r)
+    }
+}
+
+/// Removes the guards that the loop ranges alone prove true (the padding
+/// checks of a convolution without padding, a window that never leaves
+/// its input): each costs a comparison and a branch per innermost
+/// iteration. Run on a program that passed [`verify`]; what it leaves
+/// passes again, since a guard it removes added no fact that was needed.
+pub fn prune_guards(p: &mut Program) {
+    for k in &mut p.kernels {
+        let mut vars = HashMap::new();
+        prune_block(&mut k.body, &mut vars);
+    }
+}
+
+fn prune_block(body: &mut Vec<Stmt>, vars: &mut HashMap<u32, Range>) {
+    let mut out = Vec::with_capacity(body.len());
+    for mut s in body.drain(..) {
+        match &mut s {
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+            } => {
+                let (Ok((lo, _)), Ok((_, hi))) =
+                    (interval(start, vars, &[]), interval(end, vars, &[]))
+                else {
+                    out.push(s);
+                    continue;
+                };
+                if hi > lo {
+                    vars.insert(var.0, (lo, hi - 1));
+                    prune_block(body, vars);
+                    vars.remove(&var.0);
+                }
+            }
+            Stmt::If { cond, then } => {
+                prune_block(then, vars);
+                if always(cond, vars) {
+                    out.append(then);
+                    continue;
+                }
+            }
+            Stmt::Set { .. } | Stmt::Store { .. } | Stmt::Gemm(_) => {}
+        }
+        out.push(s);
+    }
+    *body = out;
+}
+
+/// Whether a guard holds for every value of the loop variables.
+fn always(c: &Cond, vars: &HashMap<u32, Range>) -> bool {
+    match c {
+        Cond::InRange { value, lo, hi } => {
+            interval(value, vars, &[]).is_ok_and(|(a, b)| a >= *lo && b < *hi)
+        }
+        Cond::And(a, b) => always(a, vars) && always(b, vars),
+        _ => false,
     }
 }

@@ -55,6 +55,48 @@ extern "C" fn nnc_powf(x: f32, e: f32) -> f32 {
     x.powf(e)
 }
 
+/// `C = A B (+ C)` through matrixmultiply's tuned kernels.
+///
+/// # Safety
+/// The views must lie inside live buffers (the verifier proved it) and C
+/// must not overlap A or B.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn nnc_sgemm(
+    m: i64,
+    n: i64,
+    k: i64,
+    a: *const f32,
+    rsa: i64,
+    csa: i64,
+    b: *const f32,
+    rsb: i64,
+    csb: i64,
+    c: *mut f32,
+    rsc: i64,
+    csc: i64,
+    beta: f32,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        matrixmultiply::sgemm(
+            m as usize,
+            k as usize,
+            n as usize,
+            1.0,
+            a,
+            rsa as isize,
+            csa as isize,
+            b,
+            rsb as isize,
+            csb as isize,
+            beta,
+            c,
+            rsc as isize,
+            csc as isize,
+        )
+    }
+}
+
 const MATH: [(&str, usize); 5] = [
     ("nnc_expf", 1),
     ("nnc_logf", 1),
@@ -99,7 +141,24 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
     for ((name, _), addr) in MATH.iter().zip(addresses) {
         jb.symbol(*name, addr);
     }
+    jb.symbol("nnc_sgemm", nnc_sgemm as *const u8);
     let mut module = JITModule::new(jb);
+    let sgemm = {
+        let mut sig = module.make_signature();
+        let ptr = module.target_config().pointer_type();
+        for t in [types::I64, types::I64, types::I64] {
+            sig.params.push(AbiParam::new(t));
+        }
+        for _ in 0..3 {
+            sig.params.push(AbiParam::new(ptr));
+            sig.params.push(AbiParam::new(types::I64));
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        sig.params.push(AbiParam::new(types::F32));
+        module
+            .declare_function("nnc_sgemm", Linkage::Import, &sig)
+            .map_err(|e| e.to_string())?
+    };
     let mut math = Vec::new();
     for (name, arity) in MATH {
         let mut sig = module.make_signature();
@@ -128,6 +187,7 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
             for id in &math {
                 refs.push(module.declare_func_in_func(*id, b.func));
             }
+            refs.push(module.declare_func_in_func(sgemm, b.func));
             Emitter::emit(&mut b, k, ptr, &refs);
             b.finalize(config);
         }
@@ -258,6 +318,22 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let v = self.float(value);
                 let addr = self.address(*buf, index);
                 self.b.ins().store(self.trusted, v, addr, 0);
+            }
+            Stmt::Gemm(g) => {
+                let mut args = Vec::new();
+                for v in [g.m, g.n, g.k] {
+                    args.push(self.b.ins().iconst(types::I64, v));
+                }
+                for r in [&g.a, &g.b, &g.c] {
+                    let at = self.address(r.buf, &r.offset);
+                    args.push(at);
+                    args.push(self.b.ins().iconst(types::I64, r.row));
+                    args.push(self.b.ins().iconst(types::I64, r.col));
+                }
+                args.push(self.b.ins().f32const(if g.accumulate { 1.0 } else { 0.0 }));
+                // The product's function follows the math functions.
+                let f = self.math[MATH.len()];
+                self.b.ins().call(f, &args);
             }
             Stmt::If { cond, then } => {
                 let c = self.cond(cond);
@@ -541,5 +617,6 @@ fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
             cond(c, out);
             then.iter().for_each(|s| buffers_of(s, out));
         }
+        Stmt::Gemm(g) => out.extend([g.a.buf, g.b.buf, g.c.buf]),
     }
 }

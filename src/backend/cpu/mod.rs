@@ -89,6 +89,7 @@ fn work(stmts: &[Stmt]) -> u64 {
                 trips.saturating_mul(work(body).max(1))
             }
             Stmt::If { then, .. } => work(then).max(1),
+            Stmt::Gemm(g) => (g.m * g.n * g.k) as u64,
             _ => 1,
         })
         .fold(0u64, u64::saturating_add)
@@ -139,7 +140,12 @@ impl Executable for CpuExecutable {
             }
         }
         let plan = crate::passes::fusion::plan(graph);
-        let lowered = crate::kernel::lower::lower(graph, &plan);
+        let mut lowered = crate::kernel::lower::lower(graph, &plan);
+        crate::kernel::verify::verify(&lowered.program)
+            .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
+        crate::kernel::verify::prune_guards(&mut lowered.program);
+        // Pruning must keep what the verifier proved; checked again,
+        // because generated code trusts it.
         crate::kernel::verify::verify(&lowered.program)
             .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
         let code = codegen::compile(&lowered.program).map_err(BackendError::Unsupported)?;
@@ -152,7 +158,7 @@ impl Executable for CpuExecutable {
                     Some(&i) => Slot::Fed(i),
                     None => Slot::State(name.clone()),
                 },
-                BufferKind::Value(_) => Slot::Owned(vec![0.0; b.len]),
+                BufferKind::Value(_) | BufferKind::Scratch(_) => Slot::Owned(vec![0.0; b.len]),
             })
             .collect();
         let splits = lowered
@@ -246,8 +252,17 @@ impl Executable for CpuExecutable {
                 Slot::Owned(v) => v.as_mut_ptr(),
             });
         }
+        let profile = profiling();
         for (k, f) in c.code.functions.iter().enumerate() {
+            let start = profile.then(std::time::Instant::now);
             run_kernel(*f, &table, c.splits[k], threads, seed);
+            if let Some(start) = start {
+                eprintln!(
+                    "kernel {k:>4} {:<28} {:>9.3} ms",
+                    c.program.kernels[k].name,
+                    start.elapsed().as_secs_f64() * 1e3
+                );
+            }
         }
         c.ran = true;
         Ok(())
@@ -318,6 +333,13 @@ impl Executable for CpuExecutable {
             None => Err(BackendError::State(format!("`{name}` is not in the state"))),
         }
     }
+}
+
+/// Whether `NNC_PROFILE` asks for each kernel's time on stderr (a tool
+/// for finding the slow kernels, read once).
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("NNC_PROFILE").is_some_and(|v| v != "0"))
 }
 
 /// The buffer table, shared with the threads of one kernel call.

@@ -1,0 +1,700 @@
+//! The schedule of contractions: matrix products and convolutions as
+//! `Gemm` statements over packed operands, with the packing (im2col,
+//! transposes) and unpacking (col2im) generated as ordinary loop nests.
+//!
+//! - `matmul`: one product over the operands in place (transposes are
+//!   strides).
+//! - `conv2d`: per chunk of images, the patches (`col`, rows `c, i, j`,
+//!   columns `image, y, x`), then per group `W_g [og x R] * col_g`; the
+//!   result is kept channel-major (`[O, N * P]`), and whatever reads it
+//!   (bias, batch norm, activation: the fused epilogue) reads it there.
+//! - `conv2d_grad_weight`: `dY` channel-major, then per chunk the patches
+//!   and `dW_g += dY_g * col_g^T`.
+//! - `conv2d_grad_input`: `dcol_g = W_g^T * dY_g`, then each input
+//!   position gathers the taps that read it (col2im as a gather, so it
+//!   splits over images with no two threads writing one element).
+//!
+//! `col`, `dcol` and the transposed `dY` live in scratch buffers shared by
+//! all contractions of the program: each is written and read within one
+//! contraction's kernels, and kernels run in order.
+
+use super::{
+    BufId, Buffer, BufferKind, Cond, Gemm, IExpr, Kernel, MatRef, Program, Reg, SExpr, Stmt, Var,
+};
+use crate::ir::ops::ConvGeom;
+use crate::ir::{Graph, NodeId, Op};
+
+/// At most this many f32 in the patch buffer: a batch whose patches need
+/// more is done in chunks of images.
+const PATCH_LIMIT: usize = 1 << 25;
+
+/// Where a contraction's result is, and in which layout.
+#[derive(Clone, Copy, Debug)]
+pub enum Layout {
+    /// The node's own (row-major) layout.
+    Natural,
+    /// A convolution's output channel-major: `[O, N, P]` for `[N, O, P]`.
+    ChannelMajor { n: usize, c: usize, p: usize },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Product {
+    pub buf: BufId,
+    pub layout: Layout,
+}
+
+/// The shared scratch buffers of a program.
+#[derive(Default)]
+pub struct Scratch {
+    patches: Option<BufId>,
+    transposed: Option<BufId>,
+    partial: Option<BufId>,
+}
+
+/// A weight gradient with at most this many elements splits its product's
+/// inner size over threads.
+const SPLIT_K_OUTPUT: usize = 1 << 14;
+
+/// `out[e] (+)= sum over s of partial[s, e]`, split over elements.
+fn sum_slices(
+    name: String,
+    partial: BufId,
+    out: BufId,
+    slices: usize,
+    len: usize,
+    accumulate: bool,
+) -> Kernel {
+    let mut k = Numbering::default();
+    let (e, s) = (k.var(), k.var());
+    let acc = k.reg();
+    let init = if accumulate {
+        SExpr::load(out, v(e))
+    } else {
+        SExpr::c(0.0)
+    };
+    let body = for_(
+        e,
+        len,
+        vec![
+            Stmt::Set {
+                reg: acc,
+                value: init,
+            },
+            for_(
+                s,
+                slices,
+                vec![Stmt::Set {
+                    reg: acc,
+                    value: SExpr::Reg(acc)
+                        .plus(SExpr::load(partial, v(s).mul_c(len as i64).plus(v(e)))),
+                }],
+            ),
+            Stmt::Store {
+                buf: out,
+                index: v(e),
+                value: SExpr::Reg(acc),
+            },
+        ],
+    );
+    k.kernel(name, true, vec![body])
+}
+
+impl Scratch {
+    fn get(slot: &mut Option<BufId>, what: &str, len: usize, p: &mut Program) -> BufId {
+        let id = *slot.get_or_insert_with(|| {
+            p.buffers.push(Buffer {
+                kind: BufferKind::Scratch(what.into()),
+                len: 0,
+                shape: vec![0],
+            });
+            BufId(p.buffers.len() as u32 - 1)
+        });
+        let b = &mut p.buffers[id.0 as usize];
+        if b.len < len {
+            b.len = len;
+            b.shape = vec![len];
+        }
+        id
+    }
+}
+
+fn scratch(p: &mut Program, what: String, len: usize) -> BufId {
+    p.buffers.push(Buffer {
+        kind: BufferKind::Scratch(what),
+        len,
+        shape: vec![len],
+    });
+    BufId(p.buffers.len() as u32 - 1)
+}
+
+/// Numbers the variables and registers of one kernel.
+#[derive(Default)]
+struct Numbering {
+    vars: u32,
+    regs: u32,
+}
+
+impl Numbering {
+    fn var(&mut self) -> Var {
+        self.vars += 1;
+        Var(self.vars - 1)
+    }
+
+    fn reg(&mut self) -> Reg {
+        self.regs += 1;
+        Reg(self.regs - 1)
+    }
+
+    fn kernel(self, name: String, parallel: bool, body: Vec<Stmt>) -> Kernel {
+        Kernel {
+            name,
+            parallel,
+            body,
+            vars: self.vars,
+            regs: self.regs,
+        }
+    }
+}
+
+fn for_(var: Var, end: usize, body: Vec<Stmt>) -> Stmt {
+    Stmt::For {
+        var,
+        start: IExpr::c(0),
+        end: IExpr::c(end as i64),
+        body,
+    }
+}
+
+fn v(var: Var) -> IExpr {
+    IExpr::var(var)
+}
+
+/// Schedules the contraction `id` as products, adding its kernels to `p`.
+/// `own` is the node's buffer when its value is materialized (a product
+/// in the node's layout is written there directly). `None` when an
+/// operand has no buffer (a constant): the loop lowering handles it.
+pub fn schedule(
+    g: &Graph,
+    id: NodeId,
+    buffer_of: &[Option<BufId>],
+    own: Option<BufId>,
+    scratch_bufs: &mut Scratch,
+    p: &mut Program,
+) -> Option<Product> {
+    let node = g.node(id);
+    let args: Vec<BufId> = node
+        .args
+        .iter()
+        .map(|a| buffer_of[a.0 as usize])
+        .collect::<Option<_>>()?;
+    let shape = node.ty.shape.clone();
+    let first = p.kernels.len();
+    let name = |what: &str| format!("k{first}_{}_{what}", node.op.name());
+    match &node.op {
+        Op::MatMul { trans_a, trans_b } => {
+            let a = g.shape(node.args[0]);
+            let (m, n) = (shape[0] as i64, shape[1] as i64);
+            let k = if *trans_a { a[0] } else { a[1] } as i64;
+            let a_ref = if *trans_a { (1, m) } else { (k, 1) };
+            let b_ref = if *trans_b { (1, k) } else { (n, 1) };
+            let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), (m * n) as usize));
+            let gemm = Gemm {
+                m,
+                n,
+                k,
+                a: MatRef {
+                    buf: args[0],
+                    offset: IExpr::c(0),
+                    row: a_ref.0,
+                    col: a_ref.1,
+                },
+                b: MatRef {
+                    buf: args[1],
+                    offset: IExpr::c(0),
+                    row: b_ref.0,
+                    col: b_ref.1,
+                },
+                c: MatRef {
+                    buf: out,
+                    offset: IExpr::c(0),
+                    row: n,
+                    col: 1,
+                },
+                accumulate: false,
+            };
+            let k = Numbering::default().kernel(name("gemm"), false, vec![Stmt::Gemm(gemm)]);
+            p.kernels.push(k);
+            Some(Product {
+                buf: out,
+                layout: Layout::Natural,
+            })
+        }
+        Op::Conv2d(geom) => {
+            let c = Conv::new(g.shape(node.args[0]), g.shape(node.args[1]), &shape, geom);
+            let natural = c.n == 1;
+            let out = match own {
+                Some(b) if natural => b,
+                _ => scratch(p, format!("{id} channel-major"), c.n * c.o * c.p),
+            };
+            let chunk = c.chunk();
+            let col = Scratch::get(
+                &mut scratch_bufs.patches,
+                "patches",
+                c.rows() * chunk * c.p,
+                p,
+            );
+            for q in 0..c.n / chunk {
+                p.kernels
+                    .push(c.im2col(name("im2col"), args[0], col, q, chunk));
+                p.kernels.push(c.per_group(name("gemm"), |gv, c| {
+                    Gemm {
+                        m: c.og as i64,
+                        n: (chunk * c.p) as i64,
+                        k: c.r as i64,
+                        a: MatRef {
+                            buf: args[1],
+                            offset: gv.clone().mul_c((c.og * c.r) as i64),
+                            row: c.r as i64,
+                            col: 1,
+                        },
+                        b: MatRef {
+                            buf: col,
+                            offset: gv.clone().mul_c((c.r * chunk * c.p) as i64),
+                            row: (chunk * c.p) as i64,
+                            col: 1,
+                        },
+                        c: MatRef {
+                            buf: out,
+                            offset: gv
+                                .mul_c((c.og * c.n * c.p) as i64)
+                                .add_c((q * chunk * c.p) as i64),
+                            row: (c.n * c.p) as i64,
+                            col: 1,
+                        },
+                        accumulate: false,
+                    }
+                }));
+            }
+            Some(Product {
+                buf: out,
+                layout: if natural {
+                    Layout::Natural
+                } else {
+                    Layout::ChannelMajor {
+                        n: c.n,
+                        c: c.o,
+                        p: c.p,
+                    }
+                },
+            })
+        }
+        Op::Conv2dGradWeight { geom, .. } => {
+            let c = Conv::new(g.shape(node.args[0]), &shape, g.shape(node.args[1]), geom);
+            let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), shape.iter().product()));
+            let dy = c.channel_major(name("transpose"), args[1], scratch_bufs, p);
+            let chunk = c.chunk();
+            let col = Scratch::get(
+                &mut scratch_bufs.patches,
+                "patches",
+                c.rows() * chunk * c.p,
+                p,
+            );
+            // A small weight (LeNet's 6 x 25) is a product with a huge
+            // inner size and nothing to split over threads: split the
+            // inner size over the images instead, into partial sums.
+            let slices = if c.o * c.r <= SPLIT_K_OUTPUT {
+                (1..=chunk.min(16))
+                    .rev()
+                    .find(|s| chunk.is_multiple_of(*s))
+                    .unwrap_or(1)
+            } else {
+                1
+            };
+            let partial = (slices > 1).then(|| {
+                Scratch::get(
+                    &mut scratch_bufs.partial,
+                    "partial sums",
+                    slices * c.o * c.r,
+                    p,
+                )
+            });
+            for q in 0..c.n / chunk {
+                p.kernels
+                    .push(c.im2col(name("im2col"), args[0], col, q, chunk));
+                let k_all = chunk * c.p;
+                let k_slice = k_all / slices;
+                let product = |gv: IExpr, s: IExpr, c: &Conv, into: MatRef, acc: bool| Gemm {
+                    m: c.og as i64,
+                    n: c.r as i64,
+                    k: k_slice as i64,
+                    a: MatRef {
+                        buf: dy,
+                        offset: gv
+                            .clone()
+                            .mul_c((c.og * c.n * c.p) as i64)
+                            .add_c((q * chunk * c.p) as i64)
+                            .plus(s.clone().mul_c(k_slice as i64)),
+                        row: (c.n * c.p) as i64,
+                        col: 1,
+                    },
+                    b: MatRef {
+                        buf: col,
+                        offset: gv
+                            .clone()
+                            .mul_c((c.r * k_all) as i64)
+                            .plus(s.mul_c(k_slice as i64)),
+                        row: 1,
+                        col: k_all as i64,
+                    },
+                    c: MatRef {
+                        offset: into.offset.plus(gv.mul_c((c.og * c.r) as i64)),
+                        ..into
+                    },
+                    accumulate: acc,
+                };
+                match partial {
+                    None => p.kernels.push(c.per_group(name("gemm"), |gv, c| {
+                        let into = MatRef {
+                            buf: out,
+                            offset: IExpr::c(0),
+                            row: c.r as i64,
+                            col: 1,
+                        };
+                        product(gv, IExpr::c(0), c, into, q > 0)
+                    })),
+                    Some(partial) => {
+                        let mut k = Numbering::default();
+                        let (sv, gv) = (k.var(), k.var());
+                        let into = MatRef {
+                            buf: partial,
+                            offset: v(sv).mul_c((c.o * c.r) as i64),
+                            row: c.r as i64,
+                            col: 1,
+                        };
+                        let gemm = Stmt::Gemm(product(v(gv), v(sv), &c, into, false));
+                        let body = for_(sv, slices, vec![for_(gv, c.groups, vec![gemm])]);
+                        p.kernels.push(k.kernel(name("gemm"), true, vec![body]));
+                        p.kernels.push(sum_slices(
+                            name("sum"),
+                            partial,
+                            out,
+                            slices,
+                            c.o * c.r,
+                            q > 0,
+                        ));
+                    }
+                }
+            }
+            Some(Product {
+                buf: out,
+                layout: Layout::Natural,
+            })
+        }
+        Op::Conv2dGradInput { geom, .. } => {
+            let c = Conv::new(&shape, g.shape(node.args[1]), g.shape(node.args[0]), geom);
+            let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), shape.iter().product()));
+            let dy = c.channel_major(name("transpose"), args[0], scratch_bufs, p);
+            let chunk = c.chunk();
+            let dcol = Scratch::get(
+                &mut scratch_bufs.patches,
+                "patches",
+                c.rows() * chunk * c.p,
+                p,
+            );
+            for q in 0..c.n / chunk {
+                p.kernels.push(c.per_group(name("gemm"), |gv, c| {
+                    Gemm {
+                        m: c.r as i64,
+                        n: (chunk * c.p) as i64,
+                        k: c.og as i64,
+                        a: MatRef {
+                            buf: args[1],
+                            offset: gv.clone().mul_c((c.og * c.r) as i64),
+                            row: 1,
+                            col: c.r as i64,
+                        },
+                        b: MatRef {
+                            buf: dy,
+                            offset: gv
+                                .clone()
+                                .mul_c((c.og * c.n * c.p) as i64)
+                                .add_c((q * chunk * c.p) as i64),
+                            row: (c.n * c.p) as i64,
+                            col: 1,
+                        },
+                        c: MatRef {
+                            buf: dcol,
+                            offset: gv.mul_c((c.r * chunk * c.p) as i64),
+                            row: (chunk * c.p) as i64,
+                            col: 1,
+                        },
+                        accumulate: false,
+                    }
+                }));
+                p.kernels
+                    .push(c.col2im(name("col2im"), dcol, out, q, chunk));
+            }
+            Some(Product {
+                buf: out,
+                layout: Layout::Natural,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The sizes of a convolution, from its input, weight and output shapes.
+struct Conv {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    /// Output positions per image.
+    p: usize,
+    groups: usize,
+    og: usize,
+    /// Patch rows per group: `cg * kh * kw`.
+    r: usize,
+    geom: ConvGeom,
+}
+
+impl Conv {
+    fn new(x: &[usize], w: &[usize], y: &[usize], geom: &ConvGeom) -> Conv {
+        Conv {
+            n: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            o: w[0],
+            kh: w[2],
+            kw: w[3],
+            ho: y[2],
+            wo: y[3],
+            p: y[2] * y[3],
+            groups: geom.groups,
+            og: w[0] / geom.groups,
+            r: w[1] * w[2] * w[3],
+            geom: *geom,
+        }
+    }
+
+    /// Patch rows of all groups.
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Images per chunk: the largest divisor of the batch whose patches
+    /// fit the limit (at least one image).
+    fn chunk(&self) -> usize {
+        let per_image = self.rows() * self.p;
+        (1..=self.n)
+            .rev()
+            .find(|d| self.n.is_multiple_of(*d) && d * per_image <= PATCH_LIMIT)
+            .unwrap_or(1)
+    }
+
+    /// A kernel with one product per group (a loop over groups when there
+    /// are several).
+    fn per_group(&self, name: String, gemm: impl Fn(IExpr, &Conv) -> Gemm) -> Kernel {
+        let mut k = Numbering::default();
+        let body = if self.groups == 1 {
+            vec![Stmt::Gemm(gemm(IExpr::c(0), self))]
+        } else {
+            let gv = k.var();
+            vec![for_(gv, self.groups, vec![Stmt::Gemm(gemm(v(gv), self))])]
+        };
+        k.kernel(name, false, body)
+    }
+
+    /// The input row and column that output `(oy, ox)` reads at tap
+    /// `(i, j)`.
+    fn source(&self, oy: IExpr, ox: IExpr, i: IExpr, j: IExpr) -> (IExpr, IExpr) {
+        let g = &self.geom;
+        let iy = oy
+            .mul_c(g.stride[0] as i64)
+            .plus(i.mul_c(g.dilation[0] as i64))
+            .add_c(-(g.padding[0] as i64));
+        let ix = ox
+            .mul_c(g.stride[1] as i64)
+            .plus(j.mul_c(g.dilation[1] as i64))
+            .add_c(-(g.padding[2] as i64));
+        (iy, ix)
+    }
+
+    /// `col[(c, i, j), (t, oy, ox)] = x[q * chunk + t, c, iy, ix]` (zero in
+    /// the padding), split over the chunk's images.
+    fn im2col(&self, name: String, x: BufId, col: BufId, q: usize, chunk: usize) -> Kernel {
+        let mut k = Numbering::default();
+        let (t, c, i, j, oy, ox) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
+        let (iy, ix) = self.source(v(oy), v(ox), v(i), v(j));
+        let image = v(t).add_c((q * chunk) as i64);
+        let src = image
+            .mul_c((self.c * self.h * self.w) as i64)
+            .plus(v(c).mul_c((self.h * self.w) as i64))
+            .plus(iy.clone().mul_c(self.w as i64))
+            .plus(ix.clone());
+        let row = v(c)
+            .mul_c((self.kh * self.kw) as i64)
+            .plus(v(i).mul_c(self.kw as i64))
+            .plus(v(j));
+        let dst = row
+            .mul_c((chunk * self.p) as i64)
+            .plus(v(t).mul_c(self.p as i64))
+            .plus(v(oy).mul_c(self.wo as i64))
+            .plus(v(ox));
+        let value = SExpr::select(
+            Cond::in_range(iy, 0, self.h as i64).and(Cond::in_range(ix, 0, self.w as i64)),
+            SExpr::load(x, src),
+            SExpr::c(0.0),
+        );
+        let store = Stmt::Store {
+            buf: col,
+            index: dst,
+            value,
+        };
+        let body = for_(
+            t,
+            chunk,
+            vec![for_(
+                c,
+                self.c,
+                vec![for_(
+                    i,
+                    self.kh,
+                    vec![for_(
+                        j,
+                        self.kw,
+                        vec![for_(oy, self.ho, vec![for_(ox, self.wo, vec![store])])],
+                    )],
+                )],
+            )],
+        );
+        k.kernel(name, chunk > 1, vec![body])
+    }
+
+    /// `dy` (`[N, O, P]`) channel-major in the shared transpose buffer, or
+    /// `dy` itself for a single image (the layouts agree).
+    fn channel_major(&self, name: String, dy: BufId, s: &mut Scratch, p: &mut Program) -> BufId {
+        if self.n == 1 {
+            return dy;
+        }
+        let out = Scratch::get(
+            &mut s.transposed,
+            "channel-major",
+            self.n * self.o * self.p,
+            p,
+        );
+        let mut k = Numbering::default();
+        let (o, n, q) = (k.var(), k.var(), k.var());
+        let store = Stmt::Store {
+            buf: out,
+            index: v(o)
+                .mul_c((self.n * self.p) as i64)
+                .plus(v(n).mul_c(self.p as i64))
+                .plus(v(q)),
+            value: SExpr::load(
+                dy,
+                v(n).mul_c((self.o * self.p) as i64)
+                    .plus(v(o).mul_c(self.p as i64))
+                    .plus(v(q)),
+            ),
+        };
+        let body = for_(
+            o,
+            self.o,
+            vec![for_(n, self.n, vec![for_(q, self.p, vec![store])])],
+        );
+        p.kernels.push(k.kernel(name, self.o > 1, vec![body]));
+        out
+    }
+
+    /// `dx[q * chunk + t, c, iy, ix]`: the sum of the patch gradients of
+    /// the taps that read it, split over the chunk's images.
+    fn col2im(&self, name: String, dcol: BufId, dx: BufId, q: usize, chunk: usize) -> Kernel {
+        let g = &self.geom;
+        let mut k = Numbering::default();
+        let (t, c, iy, ix, i, j) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
+        let acc = k.reg();
+        let ty = v(iy)
+            .add_c(g.padding[0] as i64)
+            .plus(v(i).mul_c(-(g.dilation[0] as i64)));
+        let tx = v(ix)
+            .add_c(g.padding[2] as i64)
+            .plus(v(j).mul_c(-(g.dilation[1] as i64)));
+        let (sy, sx) = (g.stride[0] as i64, g.stride[1] as i64);
+        let mut cond = Cond::in_range(ty.clone(), 0, self.ho as i64 * sy).and(Cond::in_range(
+            tx.clone(),
+            0,
+            self.wo as i64 * sx,
+        ));
+        if sy > 1 {
+            cond = cond.and(Cond::Divides {
+                value: ty.clone(),
+                by: sy,
+            });
+        }
+        if sx > 1 {
+            cond = cond.and(Cond::Divides {
+                value: tx.clone(),
+                by: sx,
+            });
+        }
+        let row = v(c)
+            .mul_c((self.kh * self.kw) as i64)
+            .plus(v(i).mul_c(self.kw as i64))
+            .plus(v(j));
+        let src = row
+            .mul_c((chunk * self.p) as i64)
+            .plus(v(t).mul_c(self.p as i64))
+            .plus(ty.div_c(sy).mul_c(self.wo as i64))
+            .plus(tx.div_c(sx));
+        let taps = for_(
+            i,
+            self.kh,
+            vec![for_(
+                j,
+                self.kw,
+                vec![Stmt::If {
+                    cond,
+                    then: vec![Stmt::Set {
+                        reg: acc,
+                        value: SExpr::Reg(acc).plus(SExpr::load(dcol, src)),
+                    }],
+                }],
+            )],
+        );
+        let dst = v(t)
+            .add_c((q * chunk) as i64)
+            .mul_c((self.c * self.h * self.w) as i64)
+            .plus(v(c).mul_c((self.h * self.w) as i64))
+            .plus(v(iy).mul_c(self.w as i64))
+            .plus(v(ix));
+        let inner = vec![
+            Stmt::Set {
+                reg: acc,
+                value: SExpr::c(0.0),
+            },
+            taps,
+            Stmt::Store {
+                buf: dx,
+                index: dst,
+                value: SExpr::Reg(acc),
+            },
+        ];
+        let body = for_(
+            t,
+            chunk,
+            vec![for_(
+                c,
+                self.c,
+                vec![for_(iy, self.h, vec![for_(ix, self.w, inner)])],
+            )],
+        );
+        k.kernel(name, chunk > 1, vec![body])
+    }
+}
