@@ -77,8 +77,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the compiled form of a model: the graph IR as text, or a
-    /// Graphviz drawing of it.
+    /// Write the compiled form of a model: the graph IR as text, a
+    /// Graphviz drawing of it, or its kernels (loop nests).
     ///
     /// `--mode train` writes the training step as one graph: forward pass,
     /// the loss of the file's training section (cross-entropy without one),
@@ -273,6 +273,9 @@ enum Target {
     Ir,
     /// Graphviz (`dot -Tsvg`), layers and blocks as clusters.
     Dot,
+    /// The kernel IR: the loop nests and matrix products the cpu backend
+    /// compiles, one kernel per value that leaves its fusion group.
+    Kernels,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -611,6 +614,13 @@ fn compile(
     let text = match target {
         Target::Ir => nnc::ir::text::print(&graph),
         Target::Dot => nnc::ir::dot::print(&graph),
+        Target::Kernels => match nnc::kernel::program_of(&graph) {
+            Ok(lowered) => lowered.program.to_string(),
+            Err(e) => {
+                say!("internal error: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match output {
         None => emit(&text),

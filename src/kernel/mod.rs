@@ -487,3 +487,16 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
     };
     dy.times(d)
 }
+
+/// The kernel program of a graph, ready for a code generator: fusion plan,
+/// lowering, verification, guards the loop ranges prove removed, and
+/// verified again (generated code trusts the verifier, so what pruning
+/// left is checked too). An error here is a bug of the lowering.
+pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::VerifyError> {
+    let plan = crate::passes::fusion::plan(g);
+    let mut lowered = lower::lower(g, &plan);
+    verify::verify(&lowered.program)?;
+    verify::prune_guards(&mut lowered.program);
+    verify::verify(&lowered.program)?;
+    Ok(lowered)
+}

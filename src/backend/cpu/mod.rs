@@ -5,6 +5,7 @@
 //! cores.
 
 mod codegen;
+mod threads;
 
 use crate::backend::{Backend, BackendError, Entry, Executable, FedInput, InputHandle};
 use crate::ir::{Graph, Op, Output};
@@ -33,7 +34,7 @@ impl Backend for Cpu {
         Box::new(CpuExecutable {
             state,
             entries: Vec::new(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pool: threads::Pool::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
         })
     }
 }
@@ -65,7 +66,7 @@ pub struct CpuExecutable {
     /// Each state tensor's shape and elements.
     state: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     entries: Vec<Compiled>,
-    threads: usize,
+    pool: threads::Pool,
 }
 
 /// Below this many innermost iterations a kernel runs on one thread: the
@@ -139,14 +140,7 @@ impl Executable for CpuExecutable {
                 });
             }
         }
-        let plan = crate::passes::fusion::plan(graph);
-        let mut lowered = crate::kernel::lower::lower(graph, &plan);
-        crate::kernel::verify::verify(&lowered.program)
-            .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
-        crate::kernel::verify::prune_guards(&mut lowered.program);
-        // Pruning must keep what the verifier proved; checked again,
-        // because generated code trusts it.
-        crate::kernel::verify::verify(&lowered.program)
+        let lowered = crate::kernel::program_of(graph)
             .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
         let code = codegen::compile(&lowered.program).map_err(BackendError::Unsupported)?;
         let slots = lowered
@@ -206,7 +200,6 @@ impl Executable for CpuExecutable {
         seed: u64,
     ) -> Result<(), BackendError> {
         self.entry(entry)?;
-        let threads = self.threads;
         let c = &mut self.entries[entry.0];
         let mut given = vec![false; c.fed.len()];
         for (handle, value) in feeds {
@@ -255,7 +248,7 @@ impl Executable for CpuExecutable {
         let profile = profiling();
         for (k, f) in c.code.functions.iter().enumerate() {
             let start = profile.then(std::time::Instant::now);
-            run_kernel(*f, &table, c.splits[k], threads, seed);
+            run_kernel(*f, &table, c.splits[k], &self.pool, seed);
             if let Some(start) = start {
                 eprintln!(
                     "kernel {k:>4} {:<28} {:>9.3} ms",
@@ -342,43 +335,22 @@ fn profiling() -> bool {
     *ON.get_or_init(|| std::env::var_os("NNC_PROFILE").is_some_and(|v| v != "0"))
 }
 
-/// The buffer table, shared with the threads of one kernel call.
-#[derive(Clone, Copy)]
-struct Table(*const *mut f32);
-
-// SAFETY: the threads of a parallel kernel write disjoint elements (the
-// kernel IR's invariant for `parallel`), and the table outlives the scope.
-unsafe impl Send for Table {}
-unsafe impl Sync for Table {}
-
 fn run_kernel(
     f: codegen::KernelFn,
     table: &[*mut f32],
     split: Option<(i64, u64)>,
-    threads: usize,
+    pool: &threads::Pool,
     seed: u64,
 ) {
-    let t = Table(table.as_ptr());
-    let call = move |t: Table, lo: i64, hi: i64| {
+    let seed = seed as i64;
+    match split {
+        Some((n, work)) if pool.threads() > 1 && work >= PARALLEL_WORK && n > 1 => {
+            let parts = (pool.threads() as i64).min(n);
+            pool.run(f, table.as_ptr(), n, (n + parts - 1) / parts, seed);
+        }
         // SAFETY: the kernel was verified against these buffers' lengths,
         // and the table holds the address of each.
-        unsafe { f(t.0, lo, hi, seed as i64) }
-    };
-    match split {
-        Some((n, work)) if threads > 1 && work >= PARALLEL_WORK && n > 1 => {
-            let parts = (threads as i64).min(n);
-            let chunk = (n + parts - 1) / parts;
-            std::thread::scope(|s| {
-                for p in 1..parts {
-                    let (lo, hi) = (p * chunk, ((p + 1) * chunk).min(n));
-                    if lo < hi {
-                        s.spawn(move || call(t, lo, hi));
-                    }
-                }
-                call(t, 0, chunk.min(n));
-            });
-        }
-        Some((n, _)) => call(t, 0, n),
-        None => call(t, 0, 0),
+        Some((n, _)) => unsafe { f(table.as_ptr(), 0, n, seed) },
+        None => unsafe { f(table.as_ptr(), 0, 0, seed) },
     }
 }
