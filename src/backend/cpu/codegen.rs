@@ -8,14 +8,14 @@
 //! and stores carry no bounds checks: the program passed the verifier,
 //! which proved every index in range.
 
-use crate::kernel::{BinOp, BufId, CmpOp, Cond, IExpr, Kernel, Program, SExpr, Stmt, UnOp};
+use crate::kernel::{BinOp, BufId, CmpOp, Cond, IExpr, Kernel, Program, SExpr, Stmt, UnOp, Var};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A compiled kernel's entry point.
 pub type KernelFn = unsafe extern "C" fn(*const *mut f32, i64, i64, i64);
@@ -226,6 +226,17 @@ struct Emitter<'a, 'b> {
     seed: Value,
     /// Aligned, non-trapping: what the verifier proved of every access.
     trusted: MemFlagsData,
+    /// Each register as four lanes, for vectorized loops.
+    vregs: Vec<Variable>,
+}
+
+/// Four lanes of f32: the widest vectors Cranelift emits on x86-64.
+const LANES: i64 = 4;
+const F32X4: types::Type = types::F32X4;
+
+/// In bounds but maybe not aligned to the vector's size.
+fn unaligned() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -256,6 +267,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let zero = b.ins().f32const(0.0);
             b.def_var(*r, zero);
         }
+        let vregs: Vec<Variable> = (0..k.regs).map(|_| b.declare_var(F32X4)).collect();
+        for r in &vregs {
+            let zero = b.ins().f32const(0.0);
+            let zero = b.ins().splat(F32X4, zero);
+            b.def_var(*r, zero);
+        }
         let mut e = Emitter {
             b,
             bases,
@@ -266,6 +283,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             hi,
             seed,
             trusted,
+            vregs,
         };
         for (i, s) in k.body.iter().enumerate() {
             // The outermost loop of a parallel kernel runs `lo..hi`.
@@ -287,6 +305,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 } else {
                     (self.int(start), self.int(end))
                 };
+                if let Some(vector) = super::vectorize::plan(*var, body) {
+                    self.vector_loop(*var, start, end, body, &vector);
+                    return;
+                }
                 let v = self.vars[var.0 as usize];
                 self.b.def_var(v, start);
                 let header = self.b.create_block();
@@ -350,6 +372,179 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.b.seal_block(done);
             }
         }
+    }
+
+    /// `for var in start..end` four elements at a time, then the rest one
+    /// by one.
+    fn vector_loop(
+        &mut self,
+        var: Var,
+        start: Value,
+        end: Value,
+        body: &[Stmt],
+        vector: &HashSet<u32>,
+    ) {
+        let v = self.vars[var.0 as usize];
+        self.b.def_var(v, start);
+        let last = self.b.ins().iadd_imm_s(end, -(LANES - 1));
+        let (vh, vb, sh, sb, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(vh, &[]);
+        self.b.switch_to_block(vh);
+        let i = self.b.use_var(v);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, last);
+        self.b.ins().brif(more, vb, &[], sh, &[]);
+        self.b.switch_to_block(vb);
+        self.b.seal_block(vb);
+        for s in body {
+            self.vector_stmt(s, var, vector);
+        }
+        let i = self.b.use_var(v);
+        let next = self.b.ins().iadd_imm_s(i, LANES);
+        self.b.def_var(v, next);
+        self.b.ins().jump(vh, &[]);
+        self.b.seal_block(vh);
+        self.b.switch_to_block(sh);
+        let i = self.b.use_var(v);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, sb, &[], exit, &[]);
+        self.b.switch_to_block(sb);
+        self.b.seal_block(sb);
+        for s in body {
+            self.stmt(s, false);
+        }
+        let i = self.b.use_var(v);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(v, next);
+        self.b.ins().jump(sh, &[]);
+        self.b.seal_block(sh);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+    }
+
+    fn vector_stmt(&mut self, s: &Stmt, var: Var, vector: &HashSet<u32>) {
+        match s {
+            Stmt::Set { reg, value } => {
+                let v = self.vfloat(value, var, vector);
+                self.b.def_var(self.vregs[reg.0 as usize], v);
+            }
+            Stmt::Store { buf, index, value } => {
+                let v = self.vfloat(value, var, vector);
+                let addr = self.address(*buf, index);
+                self.b.ins().store(unaligned(), v, addr, 0);
+            }
+            _ => unreachable!("vectorize::plan admits only sets and stores"),
+        }
+    }
+
+    /// Four lanes of a value: lane `k` is the value at `var + k`.
+    fn vfloat(&mut self, e: &SExpr, var: Var, vector: &HashSet<u32>) -> Value {
+        match e {
+            SExpr::Const(c) => {
+                let c = self.b.ins().f32const(*c);
+                self.b.ins().splat(F32X4, c)
+            }
+            SExpr::Load { buf, index } => {
+                let step = super::vectorize::step(index, var).expect("planned loads step");
+                let addr = self.address(*buf, index);
+                match step {
+                    1 => self.b.ins().load(F32X4, unaligned(), addr, 0),
+                    0 => {
+                        let x = self.b.ins().load(types::F32, self.trusted, addr, 0);
+                        self.b.ins().splat(F32X4, x)
+                    }
+                    s => {
+                        let mut lanes = Vec::new();
+                        for k in 0..LANES {
+                            let off = (k * s * 4) as i32;
+                            lanes.push(self.b.ins().load(types::F32, self.trusted, addr, off));
+                        }
+                        self.gather(&lanes)
+                    }
+                }
+            }
+            SExpr::Reg(r) if vector.contains(&r.0) => self.b.use_var(self.vregs[r.0 as usize]),
+            SExpr::Reg(r) => {
+                let x = self.b.use_var(self.regs[r.0 as usize]);
+                self.b.ins().splat(F32X4, x)
+            }
+            SExpr::Index(_) => unreachable!("vectorize::plan refuses indices as values"),
+            SExpr::Un(op, a) => {
+                let a = self.vfloat(a, var, vector);
+                match (op, math_symbol(*op)) {
+                    (UnOp::Neg, _) => self.b.ins().fneg(a),
+                    (UnOp::Abs, _) => self.b.ins().fabs(a),
+                    (UnOp::Sqrt, _) => self.b.ins().sqrt(a),
+                    (op, Some(f)) => {
+                        // No vector math library: a call per lane.
+                        let mut lanes = Vec::new();
+                        for k in 0..LANES as u8 {
+                            let x = self.b.ins().extractlane(a, k);
+                            let mut args = vec![x];
+                            if let UnOp::Pow(e) = op {
+                                args.push(self.b.ins().f32const(*e));
+                            }
+                            let call = self.b.ins().call(self.math[f], &args);
+                            lanes.push(self.b.inst_results(call)[0]);
+                        }
+                        self.gather(&lanes)
+                    }
+                    (_, None) => unreachable!("instructions are handled above"),
+                }
+            }
+            SExpr::Bin(op, a, b) => {
+                let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
+                match op {
+                    BinOp::Add => self.b.ins().fadd(a, b),
+                    BinOp::Sub => self.b.ins().fsub(a, b),
+                    BinOp::Mul => self.b.ins().fmul(a, b),
+                    BinOp::Div => self.b.ins().fdiv(a, b),
+                    BinOp::Max => self.b.ins().fmax(a, b),
+                    BinOp::Min => self.b.ins().fmin(a, b),
+                }
+            }
+            SExpr::Select(c, a, b) => {
+                // Both sides are evaluated: a vectorized loop has no guards,
+                // so every load in it is in bounds on its own.
+                let mask = self.vcond(c, var, vector);
+                let mask = self.b.ins().bitcast(F32X4, MemFlagsData::new(), mask);
+                let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
+                self.b.ins().bitselect(mask, a, b)
+            }
+        }
+    }
+
+    /// Four lanes of a condition, as an i32x4 mask.
+    fn vcond(&mut self, c: &Cond, var: Var, vector: &HashSet<u32>) -> Value {
+        match c {
+            Cond::FCmp { op, a, b } => {
+                let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
+                self.b.ins().fcmp(float_cc(*op), a, b)
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                let (x, y) = (self.vcond(a, var, vector), self.vcond(b, var, vector));
+                if matches!(c, Cond::And(..)) {
+                    self.b.ins().band(x, y)
+                } else {
+                    self.b.ins().bor(x, y)
+                }
+            }
+            _ => unreachable!("vectorize::plan admits only comparisons"),
+        }
+    }
+
+    /// A vector of four scalars.
+    fn gather(&mut self, lanes: &[Value]) -> Value {
+        let mut v = self.b.ins().splat(F32X4, lanes[0]);
+        for (k, x) in lanes.iter().enumerate().skip(1) {
+            v = self.b.ins().insertlane(v, *x, k as u8);
+        }
+        v
     }
 
     fn address(&mut self, buf: BufId, index: &IExpr) -> Value {
@@ -430,16 +625,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             Cond::FCmp { op, a, b } => {
                 let (a, b) = (self.float(a), self.float(b));
-                let cc = match op {
-                    CmpOp::Lt => FloatCC::LessThan,
-                    CmpOp::Le => FloatCC::LessThanOrEqual,
-                    CmpOp::Gt => FloatCC::GreaterThan,
-                    CmpOp::Ge => FloatCC::GreaterThanOrEqual,
-                    CmpOp::Eq => FloatCC::Equal,
-                    // Unordered or unequal: true for NaN, as Rust's `!=`.
-                    CmpOp::Ne => FloatCC::NotEqual,
-                };
-                self.b.ins().fcmp(cc, a, b)
+                self.b.ins().fcmp(float_cc(*op), a, b)
             }
             Cond::And(a, b) | Cond::Or(a, b) => {
                 let and = matches!(c, Cond::And(..));
@@ -569,6 +755,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.b.block_params(done)[0]
             }
         }
+    }
+}
+
+fn float_cc(op: CmpOp) -> FloatCC {
+    match op {
+        CmpOp::Lt => FloatCC::LessThan,
+        CmpOp::Le => FloatCC::LessThanOrEqual,
+        CmpOp::Gt => FloatCC::GreaterThan,
+        CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+        CmpOp::Eq => FloatCC::Equal,
+        // Unordered or unequal: true for NaN, as Rust's `!=`.
+        CmpOp::Ne => FloatCC::NotEqual,
     }
 }
 

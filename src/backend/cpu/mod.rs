@@ -6,6 +6,7 @@
 
 mod codegen;
 mod threads;
+mod vectorize;
 
 use crate::backend::{Backend, BackendError, Entry, Executable, FedInput, InputHandle};
 use crate::ir::{Graph, Op, Output};
