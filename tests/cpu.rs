@@ -84,3 +84,204 @@ fn networks_forward_and_training_step_match_the_reference() {
         compare(&format!("{model} step"), &step, 3);
     }
 }
+
+/// A random convolution geometry and an input it fits: odd sizes, stride,
+/// asymmetric padding, dilation and groups.
+fn random_conv(
+    rng: &mut common::Rng,
+    batch: usize,
+) -> (nnc::ir::ops::ConvGeom, Vec<usize>, Vec<usize>) {
+    let groups = [1, 1, 2, 3][rng.below(4)];
+    let cg = 1 + rng.below(3);
+    let og = 1 + rng.below(3);
+    let (kh, kw) = (1 + rng.below(3), 1 + rng.below(3));
+    let geom = nnc::ir::ops::ConvGeom {
+        stride: [1 + rng.below(2), 1 + rng.below(3)],
+        padding: [rng.below(2), rng.below(3), rng.below(2), rng.below(2)],
+        dilation: [1 + rng.below(2), 1 + rng.below(2)],
+        groups,
+    };
+    let h = geom.dilation[0] * (kh - 1) + 1 + rng.below(6);
+    let w = geom.dilation[1] * (kw - 1) + 1 + rng.below(6);
+    (
+        geom,
+        vec![batch, groups * cg, h, w],
+        vec![groups * og, cg, kh, kw],
+    )
+}
+
+/// Every kind of kernel on random shapes, batch 1 and 257 among them:
+/// convolutions forward and both gradients, pooling and its gradients,
+/// matrix products with each transpose, reductions, broadcasts and
+/// layout ops.
+#[test]
+fn random_shapes_of_every_kernel_kind_match_the_reference() {
+    use nnc::ir::ops::{Op as O, PoolGeom};
+    let mut rng = common::Rng(0x5eed_1234);
+    for case in 0..40 {
+        let batch = [1, 2, 3, 257][case % 4];
+        let (geom, x, w) = random_conv(&mut rng, batch);
+        let y = O::Conv2d(geom).infer(&[&tt(&x), &tt(&w)]).unwrap().shape;
+        let ops: Vec<(O, Vec<Vec<usize>>)> = vec![
+            (O::Conv2d(geom), vec![x.clone(), w.clone()]),
+            (
+                O::Conv2dGradInput {
+                    geom,
+                    shape: x.clone(),
+                },
+                vec![y.clone(), w.clone()],
+            ),
+            (
+                O::Conv2dGradWeight {
+                    geom,
+                    shape: w.clone(),
+                },
+                vec![x.clone(), y.clone()],
+            ),
+        ];
+        for (op, shapes) in ops {
+            compare(
+                &format!("case {case}: {op:?} on {shapes:?}"),
+                &single_op(&op, &shapes),
+                1,
+            );
+        }
+        let pool = PoolGeom {
+            kernel: [1 + rng.below(3), 1 + rng.below(3)],
+            stride: [1 + rng.below(3), 1 + rng.below(2)],
+            padding: [0, 0],
+            dilation: [1, 1 + rng.below(2)],
+            ceil_mode: rng.below(2) == 1,
+        };
+        let pool = PoolGeom {
+            padding: [
+                rng.below(pool.kernel[0] / 2 + 1),
+                rng.below(pool.kernel[1] / 2 + 1),
+            ],
+            ..pool
+        };
+        let px = vec![
+            batch.min(5),
+            1 + rng.below(3),
+            3 + rng.below(6),
+            3 + rng.below(6),
+        ];
+        if let Ok(py) = O::MaxPool2d(pool).infer(&[&tt(&px)]) {
+            let py = py.shape;
+            let ops: Vec<(O, Vec<Vec<usize>>)> = vec![
+                (O::MaxPool2d(pool), vec![px.clone()]),
+                (O::MaxPool2dGrad(pool), vec![px.clone(), py.clone()]),
+                (
+                    O::AvgPool2d {
+                        geom: PoolGeom {
+                            dilation: [1, 1],
+                            ..pool
+                        },
+                        count_include_pad: rng.below(2) == 1,
+                    },
+                    vec![px.clone()],
+                ),
+            ];
+            for (op, shapes) in ops {
+                if op
+                    .infer(
+                        &shapes
+                            .iter()
+                            .map(|s| tt(s))
+                            .collect::<Vec<_>>()
+                            .iter()
+                            .collect::<Vec<_>>(),
+                    )
+                    .is_ok()
+                {
+                    compare(
+                        &format!("case {case}: {op:?} on {shapes:?}"),
+                        &single_op(&op, &shapes),
+                        2,
+                    );
+                }
+            }
+        }
+        let size = [1 + rng.below(3), 1 + rng.below(4)];
+        let ops: Vec<(O, Vec<Vec<usize>>)> = vec![
+            (O::AdaptiveAvgPool2d { size }, vec![px.clone()]),
+            (O::AdaptiveMaxPool2d { size }, vec![px.clone()]),
+            (
+                O::AdaptiveMaxPool2dGrad,
+                vec![px.clone(), vec![px[0], px[1], size[0], size[1]]],
+            ),
+            (
+                O::AdaptiveAvgPool2dGrad { shape: px.clone() },
+                vec![vec![px[0], px[1], size[0], size[1]]],
+            ),
+        ];
+        for (op, shapes) in ops {
+            compare(
+                &format!("case {case}: {op:?} on {shapes:?}"),
+                &single_op(&op, &shapes),
+                3,
+            );
+        }
+        let (m, k, n) = (1 + rng.below(9), 1 + rng.below(9), [1, 7, 257][case % 3]);
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = if ta { vec![k, m] } else { vec![m, k] };
+            let b = if tb { vec![n, k] } else { vec![k, n] };
+            let op = O::MatMul {
+                trans_a: ta,
+                trans_b: tb,
+            };
+            compare(&format!("case {case}: {op:?}"), &single_op(&op, &[a, b]), 4);
+        }
+        let r = vec![batch, 1 + rng.below(4), 1 + rng.below(5)];
+        let ops: Vec<(O, Vec<Vec<usize>>)> = vec![
+            (O::ReduceSum { axes: vec![0, 2] }, vec![r.clone()]),
+            (O::ReduceMax { axes: vec![1] }, vec![r.clone()]),
+            (O::ReduceMean { axes: vec![0] }, vec![r.clone()]),
+            (
+                O::SumTo {
+                    shape: vec![r[1], 1],
+                },
+                vec![r.clone()],
+            ),
+            (O::BroadcastTo { shape: r.clone() }, vec![vec![r[1], 1]]),
+            (
+                O::Binary(nnc::ir::BinaryFn::Sub),
+                vec![r.clone(), vec![r[2]]],
+            ),
+            (
+                O::Slice {
+                    axis: 1,
+                    start: 0,
+                    end: r[1],
+                },
+                vec![r.clone()],
+            ),
+            (
+                O::PadAxis {
+                    axis: 2,
+                    before: rng.below(3),
+                    after: rng.below(3),
+                },
+                vec![r.clone()],
+            ),
+            (O::Concat { axis: 2 }, vec![r.clone(), r.clone()]),
+            (
+                O::Reshape {
+                    shape: vec![r[1], batch * r[2]],
+                },
+                vec![r.clone()],
+            ),
+        ];
+        for (op, shapes) in ops {
+            compare(
+                &format!("case {case}: {op:?} on {shapes:?}"),
+                &single_op(&op, &shapes),
+                5,
+            );
+        }
+    }
+}
+
+fn tt(s: &[usize]) -> nnc::ir::TensorType {
+    nnc::ir::TensorType::f32(s.to_vec())
+}

@@ -55,7 +55,11 @@ extern "C" fn nnc_powf(x: f32, e: f32) -> f32 {
     x.powf(e)
 }
 
-/// `C = A B (+ C)` through matrixmultiply's tuned kernels.
+/// `C = A B (+ C)` through matrixmultiply's micro-kernels (AVX2 and FMA,
+/// chosen at run time, threaded). A product wider than it is tall is
+/// computed as its transpose `C^T = B^T A^T`: matrixmultiply is faster
+/// with the larger side as rows (measured in docs/perf.md, where the gemm
+/// crate was measured too and lost on average).
 ///
 /// # Safety
 /// The views must lie inside live buffers (the verifier proved it) and C
@@ -76,24 +80,23 @@ unsafe extern "C" fn nnc_sgemm(
     csc: i64,
     beta: f32,
 ) {
-    // SAFETY: the caller's contract.
+    let (m, n, k) = (m as usize, n as usize, k as usize);
+    let (rsa, csa, rsb, csb, rsc, csc) = (
+        rsa as isize,
+        csa as isize,
+        rsb as isize,
+        csb as isize,
+        rsc as isize,
+        csc as isize,
+    );
+    // SAFETY: the caller's contract; the transpose reads and writes the
+    // same elements.
     unsafe {
-        matrixmultiply::sgemm(
-            m as usize,
-            k as usize,
-            n as usize,
-            1.0,
-            a,
-            rsa as isize,
-            csa as isize,
-            b,
-            rsb as isize,
-            csb as isize,
-            beta,
-            c,
-            rsc as isize,
-            csc as isize,
-        )
+        if m < n {
+            matrixmultiply::sgemm(n, k, m, 1.0, b, csb, rsb, a, csa, rsa, beta, c, csc, rsc)
+        } else {
+            matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
     }
 }
 
