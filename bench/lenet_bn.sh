@@ -5,6 +5,7 @@
 #
 #   DATA=../shared/data/fashion-mnist bash bench/lenet_bn.sh [ROUNDS] [PYTHON]
 #
+# BACKEND picks nnc's backend (default cpu; reference for the oracle).
 # DATA is the Fashion-MNIST folder (default: nnc's own lookup, Debian's
 # dataset-fashion-mnist).
 # nnc: one epoch of the 60,000 Fashion-MNIST training images with no
@@ -15,13 +16,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-2}
 python=${2:-python3}
+backend=${BACKEND:-cpu}
 cargo build --release --quiet
 recipe=$(mktemp --suffix .nn)
 sed -e 's/fashion_mnist(validation=0.1)/fashion_mnist()/' -e '/early_stopping/d' examples/lenet.nn > "$recipe"
 for r in $(seq "$rounds"); do
   dir=$(mktemp -d)
-  line=$(set +o pipefail; ./target/release/nnc run "$recipe" --epochs 1 --checkpoint-dir "$dir" ${DATA:+--data "$DATA"} 2>&1 | grep '^epoch ' | head -1)
-  echo "round $r nnc (reference backend): $line"
+  line=$(set +o pipefail; ./target/release/nnc run "$recipe" --epochs 1 --backend "$backend" --checkpoint-dir "$dir" ${DATA:+--data "$DATA"} 2>&1 | grep '^epoch ' | head -1)
+  echo "round $r nnc ($backend backend): $line"
   rm -rf "$dir"
   echo "round $r $("$python" bench/lenet_bn_torch.py --steps 60 --warmup 10 2>/dev/null)"
 done

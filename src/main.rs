@@ -155,7 +155,7 @@ enum Command {
         #[arg(long, value_name = "Y")]
         output: PathBuf,
         /// Which backend runs the model.
-        #[arg(long, value_enum, default_value = "reference")]
+        #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
         /// Number of classes (sets the network's `classes` parameter).
         #[arg(long, value_name = "K")]
@@ -184,7 +184,7 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value = "infer")]
     mode: ModeArg,
     /// Which backend runs it.
-    #[arg(long, value_enum, default_value = "reference")]
+    #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendArg,
     /// Untimed runs first.
     #[arg(long, default_value = "2", value_name = "N")]
@@ -208,7 +208,7 @@ struct RunArgs {
     /// --resume, a larger number continues a finished run.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     epochs: Option<u64>,
-    /// Which backend trains (the fastest available by default).
+    /// Which backend trains (default: cpu, the fastest there is).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
     /// Where to write metrics, one JSON object per line (default: in the
@@ -420,7 +420,7 @@ fn run_training(args: &RunArgs) -> ExitCode {
         quiet: false,
         backend: args
             .backend
-            .unwrap_or(BackendArg::Reference)
+            .unwrap_or(BackendArg::Cpu)
             .backend()
             .name()
             .to_string(),

@@ -219,6 +219,24 @@ fn temp(name: &str) -> std::path::PathBuf {
 }
 
 #[test]
+fn compile_writes_the_kernels_of_a_training_step() {
+    let o = nnc(&[
+        "compile",
+        "examples/lenet.nn",
+        "--target",
+        "kernels",
+        "--mode",
+        "train",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    // Buffers first, then kernels; convolutions are products over patches.
+    assert!(text.starts_with("buffer b0 = input \"x\""), "{text}");
+    assert!(text.contains("kernel k0_conv2d_im2col"), "{text}");
+    assert!(text.contains("gemm "), "{text}");
+}
+
+#[test]
 fn compile_writes_ir_that_parses_and_dot() {
     let o = nnc(&[
         "compile",

@@ -82,3 +82,34 @@ fn the_verifier_refuses_an_access_it_cannot_prove() {
     let err = nnc::kernel::verify::verify(&program(5)).unwrap_err();
     assert!(err.message.contains("outside the buffer of 4"), "{err}");
 }
+
+/// The loop nests of the fusion test graphs, as text:
+/// `tests/passes/NAME.fusion.ir` lowers to `tests/passes/NAME.kernels.txt`
+/// (`NNC_BLESS=1` rewrites them). They show where each fused op went.
+#[test]
+fn kernel_programs_as_text() {
+    let bless = std::env::var_os("NNC_BLESS").is_some();
+    let mut cases: Vec<_> = std::fs::read_dir("tests/passes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".fusion.ir"))
+        .collect();
+    cases.sort();
+    let mut failures = Vec::new();
+    for path in &cases {
+        let g = nnc::ir::text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let got = nnc::kernel::program_of(&g).unwrap().program.to_string();
+        let name = path.to_string_lossy().replace(".fusion.ir", ".kernels.txt");
+        if bless {
+            std::fs::write(&name, &got).unwrap();
+        }
+        if std::fs::read_to_string(&name).unwrap_or_default() != got {
+            failures.push(format!("{name}:\n{got}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "(NNC_BLESS=1 to accept)\n{}",
+        failures.join("\n")
+    );
+}

@@ -79,7 +79,11 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
                 let same_group = reader[i].is_some_and(|r| {
                     plan.kernel_of[r].is_some() && plan.kernel_of[r] == plan.kernel_of[i]
                 });
-                let private = uses[i] == 1 && !is_output[i] && same_group;
+                // A view of an input (a bias reshaped for broadcasting) is
+                // index arithmetic its one reader can do, whatever its group.
+                let view_of_input = matches!(node.op, Op::Reshape { .. } | Op::BroadcastTo { .. })
+                    && matches!(g.node(node.args[0]).op, Op::Input { .. });
+                let private = uses[i] == 1 && !is_output[i] && (same_group || view_of_input);
                 if private && !scatters(&node.op) {
                     inline[i] = true;
                 } else {
