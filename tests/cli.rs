@@ -280,7 +280,8 @@ fn infer_runs_a_model_on_an_npy_batch() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let y = nnc::weights::npy::read(&yp).unwrap();
     assert_eq!(y.shape(), &[3, 10]);
-    // The same as running the graph in-process.
+    // The same as the reference executor, up to the rounding of another
+    // summation order (infer runs on the cpu backend by default).
     let g = loaded.lower(nnc::ir::Mode::Infer).unwrap();
     let mut inputs: std::collections::HashMap<String, _> = weights.into_iter().collect();
     inputs.insert("x".into(), x);
@@ -288,7 +289,12 @@ fn infer_runs_a_model_on_an_npy_batch() {
         .unwrap()
         .remove("logits")
         .unwrap();
-    assert_eq!(y, expected);
+    let worst = y
+        .iter()
+        .zip(expected.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "{y} vs {expected}");
 
     // Weights of another model: every problem listed, exit 1.
     let o = nnc(&[

@@ -19,7 +19,7 @@
 //! contraction's kernels, and kernels run in order.
 
 use super::{
-    BufId, Buffer, BufferKind, Cond, Gemm, IExpr, Kernel, MatRef, Program, Reg, SExpr, Stmt, Var,
+    BufId, Buffer, BufferKind, Gemm, IExpr, Kernel, MatRef, Program, Reg, SExpr, Stmt, Var,
 };
 use crate::ir::ops::ConvGeom;
 use crate::ir::{Graph, NodeId, Op};
@@ -49,6 +49,37 @@ pub struct Scratch {
     patches: Option<BufId>,
     transposed: Option<BufId>,
     partial: Option<BufId>,
+    padded: Option<BufId>,
+}
+
+/// `buf[0..len] = 0`.
+fn fill_zero(name: String, buf: BufId, len: usize) -> Kernel {
+    fill_range(name, buf, 0, len)
+}
+
+/// `buf[start..start + len] = 0`, split over threads.
+fn fill_range(name: String, buf: BufId, start: i64, len: usize) -> Kernel {
+    let mut k = Numbering::default();
+    let e = k.var();
+    let body = for_(
+        e,
+        len,
+        vec![Stmt::Store {
+            buf,
+            index: v(e).add_c(start),
+            value: SExpr::c(0.0),
+        }],
+    );
+    k.kernel(name, len > 1, vec![body])
+}
+
+/// Loops `(var, extent)`, outermost first, around `body`.
+fn nest(loops: &[(Var, usize)], body: Vec<Stmt>) -> Stmt {
+    let mut body = body;
+    for &(var, end) in loops.iter().rev() {
+        body = vec![for_(var, end, body)];
+    }
+    body.pop().expect("at least one loop")
 }
 
 /// A weight gradient with at most this many elements splits its product's
@@ -244,8 +275,7 @@ pub fn schedule(
                 p,
             );
             for q in 0..c.n / chunk {
-                p.kernels
-                    .push(c.im2col(name("im2col"), args[0], col, q, chunk));
+                c.patches(&name, args[0], col, (q, chunk), scratch_bufs, p);
                 p.kernels.push(c.per_group(name("gemm"), |gv, c| {
                     Gemm {
                         m: c.og as i64,
@@ -319,8 +349,7 @@ pub fn schedule(
                 )
             });
             for q in 0..c.n / chunk {
-                p.kernels
-                    .push(c.im2col(name("im2col"), args[0], col, q, chunk));
+                c.patches(&name, args[0], col, (q, chunk), scratch_bufs, p);
                 let k_all = chunk * c.p;
                 let k_slice = k_all / slices;
                 let product = |gv: IExpr, s: IExpr, c: &Conv, into: MatRef, acc: bool| Gemm {
@@ -431,8 +460,7 @@ pub fn schedule(
                         accumulate: false,
                     }
                 }));
-                p.kernels
-                    .push(c.col2im(name("col2im"), dcol, out, q, chunk));
+                c.unpatch(&name, dcol, out, (q, chunk), scratch_bufs, p);
             }
             Some(Product {
                 buf: out,
@@ -511,69 +539,141 @@ impl Conv {
         k.kernel(name, false, body)
     }
 
-    /// The input row and column that output `(oy, ox)` reads at tap
-    /// `(i, j)`.
-    fn source(&self, oy: IExpr, ox: IExpr, i: IExpr, j: IExpr) -> (IExpr, IExpr) {
-        let g = &self.geom;
-        let iy = oy
-            .mul_c(g.stride[0] as i64)
-            .plus(i.mul_c(g.dilation[0] as i64))
-            .add_c(-(g.padding[0] as i64));
-        let ix = ox
-            .mul_c(g.stride[1] as i64)
-            .plus(j.mul_c(g.dilation[1] as i64))
-            .add_c(-(g.padding[2] as i64));
-        (iy, ix)
+    /// Whether the convolution pads its input.
+    fn padded(&self) -> bool {
+        self.geom.padding.iter().any(|&p| p > 0)
     }
 
-    /// `col[(c, i, j), (t, oy, ox)] = x[q * chunk + t, c, iy, ix]` (zero in
-    /// the padding), split over the chunk's images.
-    fn im2col(&self, name: String, x: BufId, col: BufId, q: usize, chunk: usize) -> Kernel {
+    /// Padded height and width.
+    fn padded_size(&self) -> (usize, usize) {
+        let g = &self.geom;
+        (
+            self.h + g.padding[0] + g.padding[1],
+            self.w + g.padding[2] + g.padding[3],
+        )
+    }
+
+    /// Kernels that write `col[(c, i, j), (t, oy, ox)] = x[q * chunk + t,
+    /// c, iy, ix]` (zero in the padding). A padded input is first copied
+    /// into a zeroed, padded buffer, so that the patch loops need no
+    /// guards and run four lanes at a time.
+    fn patches(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        x: BufId,
+        col: BufId,
+        (q, chunk): (usize, usize),
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
+        let (hp, wp) = self.padded_size();
+        let (source, base, row) = if self.padded() {
+            let padded = Scratch::get(&mut scratch.padded, "padded", chunk * self.c * hp * wp, p);
+            p.kernels.push(fill_zero(
+                name("pad_zero"),
+                padded,
+                chunk * self.c * hp * wp,
+            ));
+            p.kernels.push(self.copy_plane(
+                name("pad"),
+                (
+                    x,
+                    (q * chunk * self.c * self.h * self.w) as i64,
+                    self.h,
+                    self.w,
+                    0,
+                    0,
+                ),
+                (
+                    padded,
+                    0,
+                    hp,
+                    wp,
+                    self.geom.padding[0],
+                    self.geom.padding[2],
+                ),
+                chunk,
+            ));
+            (padded, 0, (hp, wp))
+        } else {
+            (
+                x,
+                (q * chunk * self.c * self.h * self.w) as i64,
+                (self.h, self.w),
+            )
+        };
+        let g = &self.geom;
         let mut k = Numbering::default();
         let (t, c, i, j, oy, ox) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
-        let (iy, ix) = self.source(v(oy), v(ox), v(i), v(j));
-        let image = v(t).add_c((q * chunk) as i64);
-        let src = image
-            .mul_c((self.c * self.h * self.w) as i64)
-            .plus(v(c).mul_c((self.h * self.w) as i64))
-            .plus(iy.clone().mul_c(self.w as i64))
-            .plus(ix.clone());
-        let row = v(c)
+        // Positions in the padded input: never negative, never past it.
+        let iy = v(oy)
+            .mul_c(g.stride[0] as i64)
+            .plus(v(i).mul_c(g.dilation[0] as i64));
+        let ix = v(ox)
+            .mul_c(g.stride[1] as i64)
+            .plus(v(j).mul_c(g.dilation[1] as i64));
+        let src = v(t)
+            .mul_c((self.c * row.0 * row.1) as i64)
+            .plus(v(c).mul_c((row.0 * row.1) as i64))
+            .plus(iy.mul_c(row.1 as i64))
+            .plus(ix)
+            .add_c(base);
+        let patch_row = v(c)
             .mul_c((self.kh * self.kw) as i64)
             .plus(v(i).mul_c(self.kw as i64))
             .plus(v(j));
-        let dst = row
+        let dst = patch_row
             .mul_c((chunk * self.p) as i64)
             .plus(v(t).mul_c(self.p as i64))
             .plus(v(oy).mul_c(self.wo as i64))
             .plus(v(ox));
-        let value = SExpr::select(
-            Cond::in_range(iy, 0, self.h as i64).and(Cond::in_range(ix, 0, self.w as i64)),
-            SExpr::load(x, src),
-            SExpr::c(0.0),
-        );
         let store = Stmt::Store {
             buf: col,
             index: dst,
-            value,
+            value: SExpr::load(source, src),
         };
-        let body = for_(
-            t,
-            chunk,
-            vec![for_(
-                c,
-                self.c,
-                vec![for_(
-                    i,
-                    self.kh,
-                    vec![for_(
-                        j,
-                        self.kw,
-                        vec![for_(oy, self.ho, vec![for_(ox, self.wo, vec![store])])],
-                    )],
-                )],
-            )],
+        let body = nest(
+            &[
+                (t, chunk),
+                (c, self.c),
+                (i, self.kh),
+                (j, self.kw),
+                (oy, self.ho),
+                (ox, self.wo),
+            ],
+            vec![store],
         );
+        p.kernels
+            .push(k.kernel(name("im2col"), chunk > 1, vec![body]));
+    }
+
+    /// Copies planes of `chunk * c` images between buffers of different
+    /// plane sizes: `(buffer, offset, height, width, top, left)` each; the
+    /// smaller plane lies at `(top, left)` inside the larger one.
+    fn copy_plane(
+        &self,
+        name: String,
+        from: (BufId, i64, usize, usize, usize, usize),
+        to: (BufId, i64, usize, usize, usize, usize),
+        chunk: usize,
+    ) -> Kernel {
+        let mut k = Numbering::default();
+        let (t, c, y, x) = (k.var(), k.var(), k.var(), k.var());
+        // The loops run over the smaller plane.
+        let (h, w) = (from.2.min(to.2), from.3.min(to.3));
+        let at = |(_, off, ph, pw, top, left): (BufId, i64, usize, usize, usize, usize)| {
+            v(t).mul_c((self.c * ph * pw) as i64)
+                .plus(v(c).mul_c((ph * pw) as i64))
+                .plus(v(y).add_c(top as i64).mul_c(pw as i64))
+                .plus(v(x).add_c(left as i64))
+                .add_c(off)
+        };
+        let store = Stmt::Store {
+            buf: to.0,
+            index: at(to),
+            value: SExpr::load(from.0, at(from)),
+        };
+        let body = nest(&[(t, chunk), (c, self.c), (y, h), (x, w)], vec![store]);
         k.kernel(name, chunk > 1, vec![body])
     }
 
@@ -613,88 +713,84 @@ impl Conv {
         out
     }
 
-    /// `dx[q * chunk + t, c, iy, ix]`: the sum of the patch gradients of
-    /// the taps that read it, split over the chunk's images.
-    fn col2im(&self, name: String, dcol: BufId, dx: BufId, q: usize, chunk: usize) -> Kernel {
+    /// Kernels that write `dx[q * chunk + t]`: every patch gradient added
+    /// into the input position it was read from (col2im). The scatter
+    /// goes into a zeroed, padded buffer (no guards, four lanes at a time
+    /// at stride 1) whose inside is then copied out; each image's scatter
+    /// stays in its planes, so images split over threads.
+    fn unpatch(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        dcol: BufId,
+        dx: BufId,
+        (q, chunk): (usize, usize),
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
         let g = &self.geom;
+        let (hp, wp) = self.padded_size();
+        let image = (self.c * self.h * self.w) as i64;
+        let (target, base, row) = if self.padded() {
+            let len = chunk * self.c * hp * wp;
+            (
+                Scratch::get(&mut scratch.padded, "padded", len, p),
+                0,
+                (hp, wp),
+            )
+        } else {
+            (dx, q as i64 * chunk as i64 * image, (self.h, self.w))
+        };
+        let plane = chunk * self.c * row.0 * row.1;
+        p.kernels
+            .push(fill_range(name("zero"), target, base, plane));
         let mut k = Numbering::default();
-        let (t, c, iy, ix, i, j) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
-        let acc = k.reg();
-        let ty = v(iy)
-            .add_c(g.padding[0] as i64)
-            .plus(v(i).mul_c(-(g.dilation[0] as i64)));
-        let tx = v(ix)
-            .add_c(g.padding[2] as i64)
-            .plus(v(j).mul_c(-(g.dilation[1] as i64)));
-        let (sy, sx) = (g.stride[0] as i64, g.stride[1] as i64);
-        let mut cond = Cond::in_range(ty.clone(), 0, self.ho as i64 * sy).and(Cond::in_range(
-            tx.clone(),
-            0,
-            self.wo as i64 * sx,
-        ));
-        if sy > 1 {
-            cond = cond.and(Cond::Divides {
-                value: ty.clone(),
-                by: sy,
-            });
-        }
-        if sx > 1 {
-            cond = cond.and(Cond::Divides {
-                value: tx.clone(),
-                by: sx,
-            });
-        }
-        let row = v(c)
+        let (t, c, i, j, oy, ox) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
+        let iy = v(oy)
+            .mul_c(g.stride[0] as i64)
+            .plus(v(i).mul_c(g.dilation[0] as i64));
+        let ix = v(ox)
+            .mul_c(g.stride[1] as i64)
+            .plus(v(j).mul_c(g.dilation[1] as i64));
+        let at = v(t)
+            .mul_c((self.c * row.0 * row.1) as i64)
+            .plus(v(c).mul_c((row.0 * row.1) as i64))
+            .plus(iy.mul_c(row.1 as i64))
+            .plus(ix)
+            .add_c(base);
+        let patch_row = v(c)
             .mul_c((self.kh * self.kw) as i64)
             .plus(v(i).mul_c(self.kw as i64))
             .plus(v(j));
-        let src = row
+        let src = patch_row
             .mul_c((chunk * self.p) as i64)
             .plus(v(t).mul_c(self.p as i64))
-            .plus(ty.div_c(sy).mul_c(self.wo as i64))
-            .plus(tx.div_c(sx));
-        let taps = for_(
-            i,
-            self.kh,
-            vec![for_(
-                j,
-                self.kw,
-                vec![Stmt::If {
-                    cond,
-                    then: vec![Stmt::Set {
-                        reg: acc,
-                        value: SExpr::Reg(acc).plus(SExpr::load(dcol, src)),
-                    }],
-                }],
-            )],
+            .plus(v(oy).mul_c(self.wo as i64))
+            .plus(v(ox));
+        let store = Stmt::Store {
+            buf: target,
+            index: at.clone(),
+            value: SExpr::load(target, at).plus(SExpr::load(dcol, src)),
+        };
+        let body = nest(
+            &[
+                (t, chunk),
+                (c, self.c),
+                (i, self.kh),
+                (j, self.kw),
+                (oy, self.ho),
+                (ox, self.wo),
+            ],
+            vec![store],
         );
-        let dst = v(t)
-            .add_c((q * chunk) as i64)
-            .mul_c((self.c * self.h * self.w) as i64)
-            .plus(v(c).mul_c((self.h * self.w) as i64))
-            .plus(v(iy).mul_c(self.w as i64))
-            .plus(v(ix));
-        let inner = vec![
-            Stmt::Set {
-                reg: acc,
-                value: SExpr::c(0.0),
-            },
-            taps,
-            Stmt::Store {
-                buf: dx,
-                index: dst,
-                value: SExpr::Reg(acc),
-            },
-        ];
-        let body = for_(
-            t,
-            chunk,
-            vec![for_(
-                c,
-                self.c,
-                vec![for_(iy, self.h, vec![for_(ix, self.w, inner)])],
-            )],
-        );
-        k.kernel(name, chunk > 1, vec![body])
+        p.kernels
+            .push(k.kernel(name("col2im"), chunk > 1, vec![body]));
+        if self.padded() {
+            p.kernels.push(self.copy_plane(
+                name("crop"),
+                (target, 0, hp, wp, g.padding[0], g.padding[2]),
+                (dx, q as i64 * chunk as i64 * image, self.h, self.w, 0, 0),
+                chunk,
+            ));
+        }
     }
 }
