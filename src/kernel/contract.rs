@@ -52,6 +52,53 @@ pub struct Scratch {
     padded: Option<BufId>,
 }
 
+/// At most this many parts of a product run as separate, single-threaded
+/// products on the pool's threads: more than any machine here has cores,
+/// so that the parts balance.
+const PRODUCT_PARTS: usize = 16;
+
+/// Below this many multiply-adds a product is not split.
+const SPLIT_PRODUCT: i64 = 1 << 18;
+
+/// One product as a kernel, split over threads along its larger side
+/// into equal blocks (the side's largest divisor up to `PRODUCT_PARTS`):
+/// the blocks write disjoint rows (or columns) of the result.
+fn split_product(name: String, g: Gemm) -> Kernel {
+    let along_rows = g.m >= g.n;
+    let side = if along_rows { g.m } else { g.n };
+    let parts = (1..=PRODUCT_PARTS as i64)
+        .rev()
+        .find(|d| side % d == 0)
+        .unwrap_or(1);
+    if parts == 1 || g.m * g.n * g.k < SPLIT_PRODUCT {
+        return Numbering::default().kernel(name, false, vec![Stmt::Gemm(g)]);
+    }
+    let mut k = Numbering::default();
+    let part = k.var();
+    let block = side / parts;
+    let shift = |r: &MatRef, stride: i64| MatRef {
+        offset: r.offset.clone().plus(v(part).mul_c(block * stride)),
+        ..r.clone()
+    };
+    let piece = if along_rows {
+        Gemm {
+            m: block,
+            a: shift(&g.a, g.a.row),
+            c: shift(&g.c, g.c.row),
+            ..g.clone()
+        }
+    } else {
+        Gemm {
+            n: block,
+            b: shift(&g.b, g.b.col),
+            c: shift(&g.c, g.c.col),
+            ..g.clone()
+        }
+    };
+    let body = for_(part, parts as usize, vec![Stmt::Gemm(piece)]);
+    k.kernel(name, true, vec![body])
+}
+
 /// `buf[0..len] = 0`.
 fn fill_zero(name: String, buf: BufId, len: usize) -> Kernel {
     fill_range(name, buf, 0, len)
@@ -253,8 +300,7 @@ pub fn schedule(
                 },
                 accumulate: false,
             };
-            let k = Numbering::default().kernel(name("gemm"), false, vec![Stmt::Gemm(gemm)]);
-            p.kernels.push(k);
+            p.kernels.push(split_product(name("gemm"), gemm));
             Some(Product {
                 buf: out,
                 layout: Layout::Natural,
@@ -528,15 +574,17 @@ impl Conv {
 
     /// A kernel with one product per group (a loop over groups when there
     /// are several).
+    ///
+    /// The groups' products write disjoint parts of their result, so they
+    /// split over threads; a single product splits its larger side.
     fn per_group(&self, name: String, gemm: impl Fn(IExpr, &Conv) -> Gemm) -> Kernel {
+        if self.groups == 1 {
+            return split_product(name, gemm(IExpr::c(0), self));
+        }
         let mut k = Numbering::default();
-        let body = if self.groups == 1 {
-            vec![Stmt::Gemm(gemm(IExpr::c(0), self))]
-        } else {
-            let gv = k.var();
-            vec![for_(gv, self.groups, vec![Stmt::Gemm(gemm(v(gv), self))])]
-        };
-        k.kernel(name, false, body)
+        let gv = k.var();
+        let body = vec![for_(gv, self.groups, vec![Stmt::Gemm(gemm(v(gv), self))])];
+        k.kernel(name, true, body)
     }
 
     /// Whether the convolution pads its input.
