@@ -8,6 +8,7 @@
 //! and stores carry no bounds checks: the program passed the verifier,
 //! which proved every index in range.
 
+use super::vectorize::Plan;
 use crate::kernel::{BinOp, BufId, CmpOp, Cond, IExpr, Kernel, Program, SExpr, Stmt, UnOp, Var};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Value};
@@ -308,8 +309,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 } else {
                     (self.int(start), self.int(end))
                 };
-                if let Some(vector) = super::vectorize::plan(*var, body) {
-                    self.vector_loop(*var, start, end, body, &vector);
+                if let Some(plan) = super::vectorize::plan(*var, body) {
+                    self.vector_loop(*var, start, end, body, &plan);
                     return;
                 }
                 let v = self.vars[var.0 as usize];
@@ -379,16 +380,22 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// `for var in start..end` four elements at a time, then the rest one
     /// by one.
-    fn vector_loop(
-        &mut self,
-        var: Var,
-        start: Value,
-        end: Value,
-        body: &[Stmt],
-        vector: &HashSet<u32>,
-    ) {
+    fn vector_loop(&mut self, var: Var, start: Value, end: Value, body: &[Stmt], plan: &Plan) {
+        let vector = &plan.lanes;
         let v = self.vars[var.0 as usize];
         self.b.def_var(v, start);
+        // Each reduction keeps four partial results, from its identity.
+        for &(r, op) in &plan.reductions {
+            let identity = match op {
+                BinOp::Max => f32::NEG_INFINITY,
+                BinOp::Min => f32::INFINITY,
+                _ => 0.0,
+            };
+            let c = self.b.ins().f32const(identity);
+            let lanes = self.b.ins().splat(F32X4, c);
+            self.b.def_var(self.vregs[r as usize], lanes);
+        }
+        let combine = self.b.create_block();
         let last = self.b.ins().iadd_imm_s(end, -(LANES - 1));
         let (vh, vb, sh, sb, exit) = (
             self.b.create_block(),
@@ -401,17 +408,41 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(vh);
         let i = self.b.use_var(v);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, last);
-        self.b.ins().brif(more, vb, &[], sh, &[]);
+        self.b.ins().brif(more, vb, &[], combine, &[]);
         self.b.switch_to_block(vb);
         self.b.seal_block(vb);
         for s in body {
-            self.vector_stmt(s, var, vector);
+            match s {
+                Stmt::Set { reg, value } if plan.reductions.iter().any(|(r, _)| *r == reg.0) => {
+                    let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
+                    let e = reduced_operand(value, reg.0);
+                    let x = self.vfloat(e, var, vector);
+                    let acc = self.b.use_var(self.vregs[reg.0 as usize]);
+                    let next = self.vector_bin(op, acc, x);
+                    self.b.def_var(self.vregs[reg.0 as usize], next);
+                }
+                s => self.vector_stmt(s, var, vector),
+            }
         }
         let i = self.b.use_var(v);
         let next = self.b.ins().iadd_imm_s(i, LANES);
         self.b.def_var(v, next);
         self.b.ins().jump(vh, &[]);
         self.b.seal_block(vh);
+        // The partial results join the scalar register; the tail goes on
+        // from there.
+        self.b.switch_to_block(combine);
+        self.b.seal_block(combine);
+        for &(r, op) in &plan.reductions {
+            let lanes = self.b.use_var(self.vregs[r as usize]);
+            let mut acc = self.b.use_var(self.regs[r as usize]);
+            for k in 0..LANES as u8 {
+                let x = self.b.ins().extractlane(lanes, k);
+                acc = self.vector_bin(op, acc, x);
+            }
+            self.b.def_var(self.regs[r as usize], acc);
+        }
+        self.b.ins().jump(sh, &[]);
         self.b.switch_to_block(sh);
         let i = self.b.use_var(v);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
@@ -428,6 +459,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.seal_block(sh);
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
+    }
+
+    /// `a op b` for the reductions' operations, on scalars or vectors.
+    fn vector_bin(&mut self, op: BinOp, a: Value, b: Value) -> Value {
+        match op {
+            BinOp::Add => self.b.ins().fadd(a, b),
+            BinOp::Max => self.b.ins().fmax(a, b),
+            BinOp::Min => self.b.ins().fmin(a, b),
+            _ => unreachable!("reductions are sums, maxima and minima"),
+        }
     }
 
     fn vector_stmt(&mut self, s: &Stmt, var: Var, vector: &HashSet<u32>) {
@@ -758,6 +799,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.b.block_params(done)[0]
             }
         }
+    }
+}
+
+/// The `e` of a reduction `r = r op e` (or `r = e op r`).
+fn reduced_operand(value: &SExpr, r: u32) -> &SExpr {
+    match value {
+        SExpr::Bin(_, a, b) => match (&**a, &**b) {
+            (SExpr::Reg(x), e) if x.0 == r => e,
+            (e, _) => e,
+        },
+        _ => unreachable!("vectorize::plan checked the form"),
     }
 }
 

@@ -143,6 +143,18 @@ impl Executable for CpuExecutable {
         }
         let lowered = crate::kernel::program_of(graph)
             .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
+        if let Some(path) = std::env::var_os("NNC_DUMP_KERNELS") {
+            // A tool for reading what was compiled (with NNC_PROFILE's
+            // kernel numbers): the program's text, appended per graph.
+            use std::io::Write;
+            let dump = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            if let Ok(mut f) = dump {
+                let _ = write!(f, "{}", lowered.program);
+            }
+        }
         let code = codegen::compile(&lowered.program).map_err(BackendError::Unsupported)?;
         let slots = lowered
             .program

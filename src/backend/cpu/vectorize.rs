@@ -5,12 +5,14 @@
 //! temporaries and stores, no loops or guards), each store writes the
 //! element the loop variable indexes (step 1), each load steps by a
 //! constant (1: a vector load; 0: one value for all lanes; other: four
-//! loads), no register carries a value from one iteration to the next, and
+//! loads), no register carries a value from one iteration to the next but
+//! by a sum, maximum or minimum (which keeps one partial result per lane),
+//! and
 //! a buffer that is both read and written is read only where it is
 //! written. Conditions may only compare values: guards on indices carry
 //! facts the verifier used, and dropout's hash is integer work per lane.
 
-use crate::kernel::{BufId, Cond, IExpr, SExpr, Stmt, Var};
+use crate::kernel::{BinOp, BufId, Cond, IExpr, SExpr, Stmt, Var};
 use std::collections::{HashMap, HashSet};
 
 /// How the index of a load or store changes when `var` grows by one:
@@ -31,14 +33,83 @@ pub fn step(e: &IExpr, var: Var) -> Option<i64> {
     }
 }
 
-/// The registers a vectorizable loop body sets (they become vectors), or
-/// `None` when the loop must stay scalar.
-pub fn plan(var: Var, body: &[Stmt]) -> Option<HashSet<u32>> {
+/// How a loop runs four lanes at a time.
+pub struct Plan {
+    /// Registers the body sets: one value per lane.
+    pub lanes: HashSet<u32>,
+    /// Registers that accumulate across iterations (`r = r + e`, or max,
+    /// min): four partial results, combined after the vector loop. The
+    /// order of a sum changes; its value only by rounding.
+    pub reductions: Vec<(u32, BinOp)>,
+}
+
+/// `r = r op e` with `e` free of `r`: a reduction into `r`.
+fn reduction(s: &Stmt) -> Option<(u32, BinOp, &SExpr)> {
+    let Stmt::Set { reg, value } = s else {
+        return None;
+    };
+    let SExpr::Bin(op @ (BinOp::Add | BinOp::Max | BinOp::Min), a, b) = value else {
+        return None;
+    };
+    let e = match (&**a, &**b) {
+        (SExpr::Reg(r), e) | (e, SExpr::Reg(r)) if *r == *reg => e,
+        _ => return None,
+    };
+    (!reads(e, reg.0)).then_some((reg.0, *op, e))
+}
+
+fn reads(e: &SExpr, r: u32) -> bool {
+    match e {
+        SExpr::Reg(x) => x.0 == r,
+        SExpr::Const(_) | SExpr::Load { .. } | SExpr::Index(_) => false,
+        SExpr::Un(_, a) => reads(a, r),
+        SExpr::Bin(_, a, b) => reads(a, r) || reads(b, r),
+        SExpr::Select(c, a, b) => cond_reads(c, r) || reads(a, r) || reads(b, r),
+    }
+}
+
+fn cond_reads(c: &Cond, r: u32) -> bool {
+    match c {
+        Cond::FCmp { a, b, .. } => reads(a, r) || reads(b, r),
+        Cond::And(a, b) | Cond::Or(a, b) => cond_reads(a, r) || cond_reads(b, r),
+        Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => false,
+    }
+}
+
+/// How the loop over `var` with this body runs four lanes at a time, or
+/// `None` when it must stay scalar.
+pub fn plan(var: Var, body: &[Stmt]) -> Option<Plan> {
+    // Reductions: a register set once, by `r = r op e`, and read nowhere
+    // else in the body.
+    let mut reductions = Vec::new();
+    for s in body {
+        if let Some((r, op, _)) = reduction(s) {
+            let sets = body
+                .iter()
+                .filter(|s| matches!(s, Stmt::Set { reg, .. } if reg.0 == r))
+                .count();
+            let other_reads = body.iter().any(|t| {
+                !std::ptr::eq(t, s)
+                    && match t {
+                        Stmt::Set { value, .. } | Stmt::Store { value, .. } => reads(value, r),
+                        _ => false,
+                    }
+            });
+            if sets == 1 && !other_reads {
+                reductions.push((r, op));
+            }
+        }
+    }
+    let is_reduction = |r: u32| reductions.iter().any(|(x, _)| *x == r);
     let mut set = HashSet::new();
     let mut accesses: HashMap<BufId, Vec<&IExpr>> = HashMap::new();
     let mut stored = HashSet::new();
     for s in body {
         match s {
+            Stmt::Set { reg, .. } if is_reduction(reg.0) => {
+                let (_, _, e) = reduction(s).expect("found above");
+                value_ok(e, var, &set, body, &mut accesses)?;
+            }
             Stmt::Set { reg, value } => {
                 value_ok(value, var, &set, body, &mut accesses)?;
                 set.insert(reg.0);
@@ -60,7 +131,10 @@ pub fn plan(var: Var, body: &[Stmt]) -> Option<HashSet<u32>> {
             return None;
         }
     }
-    Some(set)
+    Some(Plan {
+        lanes: set,
+        reductions,
+    })
 }
 
 /// Registers set anywhere in `body`.
