@@ -521,6 +521,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             SExpr::Un(op, a) => {
                 let a = self.vfloat(a, var, vector);
                 match (op, math_symbol(*op)) {
+                    (UnOp::Exp, _) => self.vector_exp(a),
                     (UnOp::Neg, _) => self.b.ins().fneg(a),
                     (UnOp::Abs, _) => self.b.ins().fabs(a),
                     (UnOp::Sqrt, _) => self.b.ins().sqrt(a),
@@ -561,6 +562,85 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.b.ins().bitselect(mask, a, b)
             }
         }
+    }
+
+    /// `exp` of four lanes without a call: `2^n * e^r` with `n` the nearest
+    /// integer to `x / ln 2` and `e^r` a degree-6 polynomial on
+    /// `|r| <= ln 2 / 2` (Cephes' expf coefficients: relative error about
+    /// 1e-7). Above 88.72 the result is infinite, below -87.33 zero, and NaN
+    /// stays NaN.
+    fn vector_exp(&mut self, x: Value) -> Value {
+        // Multiply and add as two instructions: Cephes' scheme is exact
+        // enough without fusing, and a CPU without FMA runs it too.
+        let c = |e: &mut Self, v: f32| {
+            let s = e.b.ins().f32const(v);
+            e.b.ins().splat(F32X4, s)
+        };
+        let (hi, lo) = (c(self, 88.722_84), c(self, -87.336_55));
+        let clamped = self.b.ins().fmin(x, hi);
+        let clamped = self.b.ins().fmax(clamped, lo);
+        // n = floor(x log2(e) + 1/2)
+        let log2e = c(self, std::f32::consts::LOG2_E);
+        let half = c(self, 0.5);
+        let t = self.mul_add(clamped, log2e, half);
+        let n = self.b.ins().floor(t);
+        // r = x - n ln 2, in two parts for precision.
+        let (c1, c2) = (c(self, -0.693_359_4), c(self, 2.121_944_4e-4));
+        let r = self.mul_add(n, c1, clamped);
+        let r = self.mul_add(n, c2, r);
+        let coefficients = [
+            1.987_569_1e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ];
+        let mut p = c(self, coefficients[0]);
+        for &k in &coefficients[1..] {
+            let k = c(self, k);
+            p = self.mul_add(p, r, k);
+        }
+        let r2 = self.b.ins().fmul(r, r);
+        let one = c(self, 1.0);
+        let y = self.mul_add(p, r2, r);
+        let y = self.b.ins().fadd(y, one);
+        // 2^n from n's bits in the exponent field. n reaches 128 near the
+        // top of the range, past the largest exponent: there the scale is
+        // 2^(n-1), and y is doubled instead.
+        let ni = self.b.ins().fcvt_to_sint_sat(types::I32X4, n);
+        let power = |e: &mut Self, bias: i64| {
+            let b = e.b.ins().iconst(types::I32, bias);
+            let b = e.b.ins().splat(types::I32X4, b);
+            let biased = e.b.ins().iadd(ni, b);
+            let shift = e.b.ins().iconst(types::I32, 23);
+            let bits = e.b.ins().ishl(biased, shift);
+            e.b.ins().bitcast(F32X4, MemFlagsData::new(), bits)
+        };
+        let (low, high) = (power(self, 127), power(self, 126));
+        let two = c(self, 2.0);
+        let zero_f = c(self, 0.0);
+        let doubled = self.b.ins().fmul(y, two);
+        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, n, zero_f);
+        let positive = self.b.ins().bitcast(F32X4, MemFlagsData::new(), positive);
+        let from_low = self.b.ins().fmul(y, low);
+        let from_high = self.b.ins().fmul(doubled, high);
+        let result = self.b.ins().bitselect(positive, from_high, from_low);
+        // Beyond the range: infinity above (and for +inf), zero below.
+        let inf = c(self, f32::INFINITY);
+        let zero = c(self, 0.0);
+        let over = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        let over = self.b.ins().bitcast(F32X4, MemFlagsData::new(), over);
+        let result = self.b.ins().bitselect(over, inf, result);
+        let under = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
+        let under = self.b.ins().bitcast(F32X4, MemFlagsData::new(), under);
+        self.b.ins().bitselect(under, zero, result)
+    }
+
+    /// `a * b + c`.
+    fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        let p = self.b.ins().fmul(a, b);
+        self.b.ins().fadd(p, c)
     }
 
     /// Four lanes of a condition, as an i32x4 mask.
