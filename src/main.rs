@@ -107,10 +107,11 @@ enum Command {
         /// Which network of the file, when it has several.
         #[arg(long, value_name = "NAME")]
         network: Option<String>,
-        /// Graph passes to run before writing, in order: `cse`
-        /// (common-subexpression elimination), `dce` (dead-code
-        /// elimination), `default` (cse then dce), or `none` (the graph as
-        /// lowered).
+        /// Graph passes to run before writing, in order: `simplify`
+        /// (identities, reshape and broadcast chains, constant folding),
+        /// `cse` (common-subexpression elimination), `dce` (dead-code
+        /// elimination), `default` (simplify, cse, dce: what the cpu
+        /// backend runs), or `none` (the graph as lowered).
         #[arg(long, value_delimiter = ',', default_value = "none", value_name = "PASSES", value_parser = parse_pass)]
         passes: Vec<PassArg>,
         /// Print to stderr how many nodes each pass removed and the fusion

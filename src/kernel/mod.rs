@@ -488,11 +488,17 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
     dy.times(d)
 }
 
-/// The kernel program of a graph, ready for a code generator: fusion plan,
-/// lowering, verification, guards the loop ranges prove removed, and
-/// verified again (generated code trusts the verifier, so what pruning
-/// left is checked too). An error here is a bug of the lowering.
+/// The kernel program of a graph, ready for a code generator: the default
+/// graph passes (simplify, CSE, DCE), fusion plan, lowering, verification,
+/// guards the loop ranges prove removed, and verified again (generated
+/// code trusts the verifier, so what pruning left is checked too). An
+/// error here is a bug of the lowering.
 pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::VerifyError> {
+    let mut g = g.clone();
+    for pass in crate::passes::DEFAULT {
+        pass.run(&mut g);
+    }
+    let g = &g;
     let plan = crate::passes::fusion::plan(g);
     let mut lowered = lower::lower(g, &plan);
     verify::verify(&lowered.program)?;

@@ -3,32 +3,37 @@
 //! signature (every input stays, every output stays, in order); the
 //! verifier runs after each pass in debug builds.
 //!
-//! Today: common-subexpression elimination, dead-code elimination, and
-//! memory planning (`memory::plan`, buffer reuse by liveness), the start of
-//! the pipeline that fusion will extend.
+//! Today: algebraic simplification and constant folding, common-
+//! subexpression elimination, dead-code elimination; then, on the result,
+//! fusion planning (`fusion::plan`) and memory planning (`memory::plan`,
+//! buffer reuse by liveness).
 
 mod cse;
 mod dce;
 pub mod fusion;
 pub mod memory;
+mod simplify;
 
 pub use cse::cse;
 pub use dce::dce;
+pub use simplify::simplify;
 
 use crate::ir::{Graph, NodeId};
 
 /// A pass by its command-line name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
+    Simplify,
     Cse,
     Dce,
 }
 
 impl Pass {
-    pub const ALL: [Pass; 2] = [Pass::Cse, Pass::Dce];
+    pub const ALL: [Pass; 3] = [Pass::Simplify, Pass::Cse, Pass::Dce];
 
     pub fn name(self) -> &'static str {
         match self {
+            Pass::Simplify => "simplify",
             Pass::Cse => "cse",
             Pass::Dce => "dce",
         }
@@ -41,6 +46,9 @@ impl Pass {
     /// What a run that returned `count` did, for `--explain`.
     pub fn describe(self, count: usize) -> String {
         match self {
+            Pass::Simplify => {
+                format!("simplify: {count} nodes folded to constants or skipped as identities")
+            }
             Pass::Cse => format!("cse: {count} nodes now reuse an identical earlier node"),
             Pass::Dce => format!("dce: {count} nodes removed (nothing used them)"),
         }
@@ -50,6 +58,7 @@ impl Pass {
     /// (dce).
     pub fn run(self, g: &mut Graph) -> usize {
         let removed = match self {
+            Pass::Simplify => simplify(g),
             Pass::Cse => cse(g),
             Pass::Dce => dce(g),
         };
@@ -58,8 +67,9 @@ impl Pass {
     }
 }
 
-/// The default pipeline: merge duplicates, then drop what nothing uses.
-pub const DEFAULT: [Pass; 2] = [Pass::Cse, Pass::Dce];
+/// The default pipeline: simplify, merge duplicates, then drop what
+/// nothing uses.
+pub const DEFAULT: [Pass; 3] = [Pass::Simplify, Pass::Cse, Pass::Dce];
 
 /// For each node, the nodes that use it as an argument (in order, with
 /// repeats when a node uses a value twice).
