@@ -230,10 +230,14 @@ fn compile_writes_the_kernels_of_a_training_step() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    // Buffers first, then kernels; convolutions are products over patches.
+    // Buffers first, then kernels: the first convolution (one input
+    // channel) is direct, the second a product over patches.
     assert!(text.starts_with("buffer b0 = input \"x\""), "{text}");
-    assert!(text.contains("kernel k0_conv2d_im2col"), "{text}");
-    assert!(text.contains("gemm "), "{text}");
+    assert!(text.contains("kernel k0_conv2d_direct"), "{text}");
+    assert!(
+        text.contains("conv2d_im2col") && text.contains("gemm "),
+        "{text}"
+    );
 }
 
 #[test]

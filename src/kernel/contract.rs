@@ -52,6 +52,10 @@ pub struct Scratch {
     padded: Option<BufId>,
 }
 
+/// A convolution whose outputs each sum at most this many inputs per
+/// group (`channels * kh * kw`) is done directly.
+const DIRECT_ROWS: usize = 32;
+
 /// At most this many parts of a product run as separate, single-threaded
 /// products on the pool's threads: more than any machine here has cores,
 /// so that the parts balance.
@@ -308,6 +312,14 @@ pub fn schedule(
         }
         Op::Conv2d(geom) => {
             let c = Conv::new(g.shape(node.args[0]), g.shape(node.args[1]), &shape, geom);
+            if c.direct() {
+                let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), c.n * c.o * c.p));
+                c.direct_forward(&name, (args[0], args[1]), out, scratch_bufs, p);
+                return Some(Product {
+                    buf: out,
+                    layout: Layout::Natural,
+                });
+            }
             let natural = c.n == 1;
             let out = match own {
                 Some(b) if natural => b,
@@ -367,6 +379,7 @@ pub fn schedule(
         Op::Conv2dGradWeight { geom, .. } => {
             let c = Conv::new(g.shape(node.args[0]), &shape, g.shape(node.args[1]), geom);
             let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), shape.iter().product()));
+
             let dy = c.channel_major(name("transpose"), args[1], scratch_bufs, p);
             let chunk = c.chunk();
             let col = Scratch::get(
@@ -585,6 +598,126 @@ impl Conv {
         let gv = k.var();
         let body = vec![for_(gv, self.groups, vec![Stmt::Gemm(gemm(v(gv), self))])];
         k.kernel(name, true, body)
+    }
+
+    /// Whether the convolution is done directly rather than as products:
+    /// when each output sums few inputs (a first layer on one to three
+    /// channels), the products are too thin for a GEMM kernel and the
+    /// patches cost more than the arithmetic.
+    fn direct(&self) -> bool {
+        self.r <= DIRECT_ROWS
+    }
+
+    /// The input, padded when the convolution pads (a zeroed copy), as
+    /// `(buffer, height, width)` planes of all `n` images.
+    fn padded_input(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        x: BufId,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) -> (BufId, usize, usize) {
+        if !self.padded() {
+            return (x, self.h, self.w);
+        }
+        let (hp, wp) = self.padded_size();
+        let len = self.n * self.c * hp * wp;
+        let padded = Scratch::get(&mut scratch.padded, "padded", len, p);
+        p.kernels.push(fill_zero(name("pad_zero"), padded, len));
+        p.kernels.push(self.copy_plane(
+            name("pad"),
+            (x, 0, self.h, self.w, 0, 0),
+            (
+                padded,
+                0,
+                hp,
+                wp,
+                self.geom.padding[0],
+                self.geom.padding[2],
+            ),
+            self.n,
+        ));
+        (padded, hp, wp)
+    }
+
+    /// The input position tap `(i, j)` of output `(oy, ox)` reads in the
+    /// padded planes of image `n`, channel `ch`.
+    fn padded_at(&self, plane: (usize, usize), n: IExpr, ch: IExpr, taps: [IExpr; 4]) -> IExpr {
+        let g = &self.geom;
+        let [oy, ox, i, j] = taps;
+        let iy = oy
+            .mul_c(g.stride[0] as i64)
+            .plus(i.mul_c(g.dilation[0] as i64));
+        let ix = ox
+            .mul_c(g.stride[1] as i64)
+            .plus(j.mul_c(g.dilation[1] as i64));
+        n.mul_c((self.c * plane.0 * plane.1) as i64)
+            .plus(ch.mul_c((plane.0 * plane.1) as i64))
+            .plus(iy.mul_c(plane.1 as i64))
+            .plus(ix)
+    }
+
+    /// `y[n, o, oy, ox]`: the sum over channels and taps of `w * x`, from
+    /// the padded input (no guards), four output columns at a time; split
+    /// over images.
+    fn direct_forward(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        (x, w): (BufId, BufId),
+        y: BufId,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
+        let (xp, hp, wp) = self.padded_input(name, x, scratch, p);
+        let cg = self.c / self.groups;
+        let mut k = Numbering::default();
+        let (n, o, oy, ox, c, i, j) = (
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+        );
+        let acc = k.reg();
+        let channel = v(o).div_c(self.og as i64).mul_c(cg as i64).plus(v(c));
+        let at = self.padded_at((hp, wp), v(n), channel, [v(oy), v(ox), v(i), v(j)]);
+        let out = v(n)
+            .mul_c((self.o * self.p) as i64)
+            .plus(v(o).mul_c(self.p as i64))
+            .plus(v(oy).mul_c(self.wo as i64))
+            .plus(v(ox));
+        let weight = v(o)
+            .mul_c(self.r as i64)
+            .plus(v(c).mul_c((self.kh * self.kw) as i64))
+            .plus(v(i).mul_c(self.kw as i64))
+            .plus(v(j));
+        let taps = nest(
+            &[(c, cg), (i, self.kh), (j, self.kw)],
+            vec![Stmt::Set {
+                reg: acc,
+                value: SExpr::Reg(acc).plus(SExpr::load(w, weight).times(SExpr::load(xp, at))),
+            }],
+        );
+        let inner = vec![
+            Stmt::Set {
+                reg: acc,
+                value: SExpr::c(0.0),
+            },
+            taps,
+            Stmt::Store {
+                buf: y,
+                index: out,
+                value: SExpr::Reg(acc),
+            },
+        ];
+        let body = nest(
+            &[(n, self.n), (o, self.o), (oy, self.ho), (ox, self.wo)],
+            inner,
+        );
+        p.kernels
+            .push(k.kernel(name("direct"), self.n > 1, vec![body]));
     }
 
     /// Whether the convolution pads its input.

@@ -27,6 +27,7 @@ pub mod contract;
 pub mod interp;
 pub mod lower;
 pub mod text;
+pub mod unroll;
 pub mod verify;
 
 use crate::ir::UnaryFn;
@@ -490,7 +491,8 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
 
 /// The kernel program of a graph, ready for a code generator: the default
 /// graph passes (simplify, CSE, DCE), fusion plan, lowering, verification,
-/// guards the loop ranges prove removed, and verified again (generated
+/// guards the loop ranges prove removed, small register-only loops
+/// unrolled, and verified again (generated
 /// code trusts the verifier, so what pruning left is checked too). An
 /// error here is a bug of the lowering.
 pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::VerifyError> {
@@ -503,6 +505,7 @@ pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::Verify
     let mut lowered = lower::lower(g, &plan);
     verify::verify(&lowered.program)?;
     verify::prune_guards(&mut lowered.program);
+    unroll::unroll_small_loops(&mut lowered.program);
     verify::verify(&lowered.program)?;
     Ok(lowered)
 }

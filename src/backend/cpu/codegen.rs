@@ -482,7 +482,41 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let addr = self.address(*buf, index);
                 self.b.ins().store(unaligned(), v, addr, 0);
             }
-            _ => unreachable!("vectorize::plan admits only sets and stores"),
+            // An inner loop, the same for all four lanes: scalar control,
+            // vector body.
+            Stmt::For {
+                var: inner,
+                start,
+                end,
+                body,
+            } => {
+                let (start, end) = (self.int(start), self.int(end));
+                let iv = self.vars[inner.0 as usize];
+                self.b.def_var(iv, start);
+                let (header, next, exit) = (
+                    self.b.create_block(),
+                    self.b.create_block(),
+                    self.b.create_block(),
+                );
+                self.b.ins().jump(header, &[]);
+                self.b.switch_to_block(header);
+                let i = self.b.use_var(iv);
+                let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+                self.b.ins().brif(more, next, &[], exit, &[]);
+                self.b.switch_to_block(next);
+                self.b.seal_block(next);
+                for s in body {
+                    self.vector_stmt(s, var, vector);
+                }
+                let i = self.b.use_var(iv);
+                let i = self.b.ins().iadd_imm_s(i, 1);
+                self.b.def_var(iv, i);
+                self.b.ins().jump(header, &[]);
+                self.b.seal_block(header);
+                self.b.switch_to_block(exit);
+                self.b.seal_block(exit);
+            }
+            _ => unreachable!("vectorize::plan admits sets, stores and inner loops"),
         }
     }
 

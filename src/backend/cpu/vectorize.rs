@@ -100,97 +100,138 @@ pub fn plan(var: Var, body: &[Stmt]) -> Option<Plan> {
             }
         }
     }
-    let is_reduction = |r: u32| reductions.iter().any(|(x, _)| *x == r);
-    let mut set = HashSet::new();
-    let mut accesses: HashMap<BufId, Vec<&IExpr>> = HashMap::new();
-    let mut stored = HashSet::new();
-    for s in body {
-        match s {
-            Stmt::Set { reg, .. } if is_reduction(reg.0) => {
-                let (_, _, e) = reduction(s).expect("found above");
-                value_ok(e, var, &set, body, &mut accesses)?;
-            }
-            Stmt::Set { reg, value } => {
-                value_ok(value, var, &set, body, &mut accesses)?;
-                set.insert(reg.0);
-            }
-            Stmt::Store { buf, index, value } => {
-                value_ok(value, var, &set, body, &mut accesses)?;
-                if step(index, var)? != 1 {
-                    return None;
-                }
-                stored.insert(*buf);
-                accesses.entry(*buf).or_default().push(index);
-            }
-            Stmt::For { .. } | Stmt::If { .. } | Stmt::Gemm(_) => return None,
-        }
+    let nested = body.iter().any(|s| matches!(s, Stmt::For { .. }));
+    if nested {
+        // A reduction's partial results are combined after the loop; with
+        // inner loops the register may be read inside them. Kept simple.
+        reductions.clear();
     }
-    for buf in stored {
-        let at = &accesses[&buf];
+    let mut all_sets = HashSet::new();
+    sets_in(body, &mut all_sets);
+    let mut w = Walk {
+        var,
+        set: HashSet::new(),
+        all_sets,
+        reductions: &reductions,
+        accesses: HashMap::new(),
+        stored: HashSet::new(),
+        odd_step: false,
+    };
+    w.block(body)?;
+    // Inner loops run once per four lanes: worth it only when their loads
+    // are whole vectors or broadcasts, not four loads each.
+    if nested && w.odd_step {
+        return None;
+    }
+    for buf in &w.stored {
+        let at = &w.accesses[buf];
         if at.iter().any(|i| *i != at[0]) {
             return None;
         }
     }
-    Some(Plan {
-        lanes: set,
-        reductions,
-    })
+    let lanes = w.set;
+    Some(Plan { lanes, reductions })
 }
 
-/// Registers set anywhere in `body`.
-fn sets(body: &[Stmt], reg: u32) -> bool {
-    body.iter()
-        .any(|s| matches!(s, Stmt::Set { reg: r, .. } if r.0 == reg))
-}
-
-fn value_ok<'a>(
-    e: &'a SExpr,
-    var: Var,
-    set: &HashSet<u32>,
-    body: &[Stmt],
-    accesses: &mut HashMap<BufId, Vec<&'a IExpr>>,
-) -> Option<()> {
-    match e {
-        SExpr::Const(_) => Some(()),
-        SExpr::Load { buf, index } => {
-            step(index, var)?;
-            accesses.entry(*buf).or_default().push(index);
-            Some(())
-        }
-        // Read before this iteration sets it: a value carried from the
-        // previous iteration (a running sum), which lanes cannot share.
-        SExpr::Reg(r) if !set.contains(&r.0) && sets(body, r.0) => None,
-        SExpr::Reg(_) => Some(()),
-        SExpr::Index(_) => None,
-        SExpr::Un(_, a) => value_ok(a, var, set, body, accesses),
-        SExpr::Bin(_, a, b) => {
-            value_ok(a, var, set, body, accesses)?;
-            value_ok(b, var, set, body, accesses)
-        }
-        SExpr::Select(c, a, b) => {
-            cond_ok(c, var, set, body, accesses)?;
-            value_ok(a, var, set, body, accesses)?;
-            value_ok(b, var, set, body, accesses)
+/// Every register set in `body`, inner loops included.
+fn sets_in(body: &[Stmt], out: &mut HashSet<u32>) {
+    for s in body {
+        match s {
+            Stmt::Set { reg, .. } => {
+                out.insert(reg.0);
+            }
+            Stmt::For { body, .. } => sets_in(body, out),
+            Stmt::If { then, .. } => sets_in(then, out),
+            Stmt::Store { .. } | Stmt::Gemm(_) => {}
         }
     }
 }
 
-fn cond_ok<'a>(
-    c: &'a Cond,
+struct Walk<'a> {
     var: Var,
-    set: &HashSet<u32>,
-    body: &[Stmt],
-    accesses: &mut HashMap<BufId, Vec<&'a IExpr>>,
-) -> Option<()> {
-    match c {
-        Cond::FCmp { a, b, .. } => {
-            value_ok(a, var, set, body, accesses)?;
-            value_ok(b, var, set, body, accesses)
+    /// Registers set so far, in program order.
+    set: HashSet<u32>,
+    all_sets: HashSet<u32>,
+    reductions: &'a [(u32, BinOp)],
+    accesses: HashMap<BufId, Vec<&'a IExpr>>,
+    stored: HashSet<BufId>,
+    /// A load steps by something other than 0 or 1.
+    odd_step: bool,
+}
+
+impl<'a> Walk<'a> {
+    fn block(&mut self, body: &'a [Stmt]) -> Option<()> {
+        for s in body {
+            match s {
+                Stmt::Set { reg, .. } if self.reductions.iter().any(|(r, _)| *r == reg.0) => {
+                    let (_, _, e) = reduction(s).expect("found by plan");
+                    self.value(e)?;
+                }
+                Stmt::Set { reg, value } => {
+                    self.value(value)?;
+                    self.set.insert(reg.0);
+                }
+                Stmt::Store { buf, index, value } => {
+                    self.value(value)?;
+                    if step(index, self.var)? != 1 {
+                        return None;
+                    }
+                    self.stored.insert(*buf);
+                    self.accesses.entry(*buf).or_default().push(index);
+                }
+                // An inner loop the same for every lane.
+                Stmt::For {
+                    start, end, body, ..
+                } => {
+                    if step(start, self.var)? != 0 || step(end, self.var)? != 0 {
+                        return None;
+                    }
+                    self.block(body)?;
+                }
+                Stmt::If { .. } | Stmt::Gemm(_) => return None,
+            }
         }
-        Cond::And(a, b) | Cond::Or(a, b) => {
-            cond_ok(a, var, set, body, accesses)?;
-            cond_ok(b, var, set, body, accesses)
+        Some(())
+    }
+
+    fn value(&mut self, e: &'a SExpr) -> Option<()> {
+        match e {
+            SExpr::Const(_) => Some(()),
+            SExpr::Load { buf, index } => {
+                let s = step(index, self.var)?;
+                self.odd_step |= s != 0 && s != 1;
+                self.accesses.entry(*buf).or_default().push(index);
+                Some(())
+            }
+            // Read before this iteration sets it: a value carried from the
+            // previous iteration, which lanes cannot share.
+            SExpr::Reg(r) if !self.set.contains(&r.0) && self.all_sets.contains(&r.0) => None,
+            SExpr::Reg(_) => Some(()),
+            SExpr::Index(_) => None,
+            SExpr::Un(_, a) => self.value(a),
+            SExpr::Bin(_, a, b) => {
+                self.value(a)?;
+                self.value(b)
+            }
+            SExpr::Select(c, a, b) => {
+                self.cond(c)?;
+                self.value(a)?;
+                self.value(b)
+            }
         }
-        Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => None,
+    }
+
+    fn cond(&mut self, c: &'a Cond) -> Option<()> {
+        match c {
+            Cond::FCmp { a, b, .. } => {
+                self.value(a)?;
+                self.value(b)
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                self.cond(a)?;
+                self.cond(b)
+            }
+            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => None,
+        }
     }
 }

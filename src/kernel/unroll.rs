@@ -1,0 +1,220 @@
+//! Unrolling the small loops that only compute into registers: the taps
+//! of a convolution or pooling window (`for i in 0..3 { for j in 0..3 {
+//! acc = acc + w * x } }`). Each copy's indices are then the loop's other
+//! indices plus a constant, which the code generator shares between the
+//! copies and folds into the loads' address offsets, and the loop around
+//! them becomes straight-line code that runs four lanes at a time.
+//!
+//! A loop is unrolled when its bounds are constants, it runs at most
+//! `MAX_TRIPS` times, the statements it would produce number at most
+//! `MAX_STATEMENTS`, and it stores nothing (loops with stores are the
+//! output loops the vectorizer wants).
+
+use super::{Cond, IExpr, Program, SExpr, Stmt, Var};
+
+const MAX_TRIPS: i64 = 8;
+const MAX_STATEMENTS: usize = 64;
+
+pub fn unroll_small_loops(p: &mut Program) {
+    for k in &mut p.kernels {
+        // The outermost loop of a parallel kernel is split over threads;
+        // it is never a candidate (it stores).
+        k.body = block(std::mem::take(&mut k.body));
+    }
+}
+
+fn block(body: Vec<Stmt>) -> Vec<Stmt> {
+    let mut out = Vec::with_capacity(body.len());
+    for s in body {
+        match s {
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+            } => {
+                let body = block(body);
+                match (&start, &end) {
+                    (IExpr::Const(a), IExpr::Const(b))
+                        if b - a <= MAX_TRIPS
+                            && !stores(&body)
+                            && size(&body) * (b - a).max(0) as usize <= MAX_STATEMENTS =>
+                    {
+                        for i in *a..*b {
+                            for s in &body {
+                                settle(subst_stmt(s, var, i), &mut out);
+                            }
+                        }
+                    }
+                    _ => out.push(Stmt::For {
+                        var,
+                        start,
+                        end,
+                        body,
+                    }),
+                }
+            }
+            Stmt::If { cond, then } => out.push(Stmt::If {
+                cond,
+                then: block(then),
+            }),
+            s => out.push(s),
+        }
+    }
+    out
+}
+
+/// Appends `s`, with the guards that became constant decided: a copy
+/// whose guard fails is dropped (the verifier could not tell its accesses
+/// are never made), one whose guard holds loses it.
+fn settle(s: Stmt, out: &mut Vec<Stmt>) {
+    match s {
+        Stmt::If { cond, then } => match decide(cond) {
+            Ok(cond) => out.push(Stmt::If { cond, then }),
+            Err(true) => {
+                for s in then {
+                    settle(s, out);
+                }
+            }
+            Err(false) => {}
+        },
+        s => out.push(s),
+    }
+}
+
+/// A condition with its constant parts decided: `Err(truth)` when the
+/// whole is constant.
+fn decide(c: Cond) -> Result<Cond, bool> {
+    match c {
+        Cond::InRange {
+            value: IExpr::Const(v),
+            lo,
+            hi,
+        } => Err((lo..hi).contains(&v)),
+        Cond::And(a, b) => match (decide(*a), decide(*b)) {
+            (Err(false), _) | (_, Err(false)) => Err(false),
+            (Err(true), x) | (x, Err(true)) => x,
+            (Ok(a), Ok(b)) => Ok(a.and(b)),
+        },
+        c => Ok(c),
+    }
+}
+
+fn stores(body: &[Stmt]) -> bool {
+    body.iter().any(|s| match s {
+        Stmt::Store { .. } | Stmt::Gemm(_) => true,
+        Stmt::For { body, .. } => stores(body),
+        Stmt::If { then, .. } => stores(then),
+        Stmt::Set { .. } => false,
+    })
+}
+
+fn size(body: &[Stmt]) -> usize {
+    body.iter()
+        .map(|s| match s {
+            Stmt::For { body, .. } => 1 + size(body),
+            Stmt::If { then, .. } => 1 + size(then),
+            _ => 1,
+        })
+        .sum()
+}
+
+fn subst_stmt(s: &Stmt, var: Var, value: i64) -> Stmt {
+    let i = |e: &IExpr| subst(e, var, value);
+    match s {
+        Stmt::For {
+            var: v,
+            start,
+            end,
+            body,
+        } => Stmt::For {
+            var: *v,
+            start: i(start),
+            end: i(end),
+            body: body.iter().map(|s| subst_stmt(s, var, value)).collect(),
+        },
+        Stmt::Set { reg, value: e } => Stmt::Set {
+            reg: *reg,
+            value: subst_value(e, var, value),
+        },
+        Stmt::Store {
+            buf,
+            index,
+            value: e,
+        } => Stmt::Store {
+            buf: *buf,
+            index: i(index),
+            value: subst_value(e, var, value),
+        },
+        Stmt::If { cond, then } => Stmt::If {
+            cond: subst_cond(cond, var, value),
+            then: then.iter().map(|s| subst_stmt(s, var, value)).collect(),
+        },
+        Stmt::Gemm(g) => Stmt::Gemm(g.clone()),
+    }
+}
+
+/// `e` with `var` replaced by `value`, constants folded.
+fn subst(e: &IExpr, var: Var, value: i64) -> IExpr {
+    let s = |e: &IExpr| subst(e, var, value);
+    match e {
+        IExpr::Const(c) => IExpr::Const(*c),
+        IExpr::Var(v) if *v == var => IExpr::Const(value),
+        IExpr::Var(v) => IExpr::Var(*v),
+        IExpr::Add(a, b) => s(a).plus(s(b)),
+        IExpr::Mul(a, b) => s(a).times(s(b)),
+        IExpr::Div(a, d) => s(a).div_c(*d),
+        IExpr::Rem(a, d) => s(a).rem_c(*d),
+        IExpr::Min(a, b) => match (s(a), s(b)) {
+            (IExpr::Const(x), IExpr::Const(y)) => IExpr::Const(x.min(y)),
+            (a, b) => a.min(b),
+        },
+        IExpr::Max(a, b) => match (s(a), s(b)) {
+            (IExpr::Const(x), IExpr::Const(y)) => IExpr::Const(x.max(y)),
+            (a, b) => a.max(b),
+        },
+    }
+}
+
+fn subst_value(e: &SExpr, var: Var, value: i64) -> SExpr {
+    let s = |e: &SExpr| subst_value(e, var, value);
+    match e {
+        SExpr::Const(c) => SExpr::Const(*c),
+        SExpr::Load { buf, index } => SExpr::load(*buf, subst(index, var, value)),
+        SExpr::Reg(r) => SExpr::Reg(*r),
+        SExpr::Index(i) => SExpr::Index(subst(i, var, value)),
+        SExpr::Un(op, a) => SExpr::un(*op, s(a)),
+        SExpr::Bin(op, a, b) => SExpr::bin(*op, s(a), s(b)),
+        SExpr::Select(c, a, b) => SExpr::select(subst_cond(c, var, value), s(a), s(b)),
+    }
+}
+
+fn subst_cond(c: &Cond, var: Var, value: i64) -> Cond {
+    let i = |e: &IExpr| subst(e, var, value);
+    match c {
+        Cond::InRange { value: e, lo, hi } => Cond::InRange {
+            value: i(e),
+            lo: *lo,
+            hi: *hi,
+        },
+        Cond::Divides { value: e, by } => Cond::Divides {
+            value: i(e),
+            by: *by,
+        },
+        Cond::FCmp { op, a, b } => Cond::FCmp {
+            op: *op,
+            a: subst_value(a, var, value),
+            b: subst_value(b, var, value),
+        },
+        Cond::And(a, b) => subst_cond(a, var, value).and(subst_cond(b, var, value)),
+        Cond::Or(a, b) => Cond::Or(
+            Box::new(subst_cond(a, var, value)),
+            Box::new(subst_cond(b, var, value)),
+        ),
+        Cond::Keep { p, salt, index } => Cond::Keep {
+            p: *p,
+            salt: *salt,
+            index: i(index),
+        },
+    }
+}
