@@ -10,7 +10,8 @@
 # dataset-fashion-mnist).
 # nnc: one epoch of the 60,000 Fashion-MNIST training images with no
 # validation split (so the epoch is training steps only), release build;
-# its epoch line gives images per second. PyTorch: bench/lenet_bn_torch.py
+# its epoch line gives images per second (loading and augmentation
+# included); then `nnc bench`, the step alone on a fixed random batch. PyTorch: bench/lenet_bn_torch.py
 # (median of timed steps on fixed random batches, two threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,8 @@ for r in $(seq "$rounds"); do
   dir=$(mktemp -d)
   line=$(set +o pipefail; ./target/release/nnc run "$recipe" --epochs 1 --backend "$backend" --checkpoint-dir "$dir" ${DATA:+--data "$DATA"} 2>&1 | grep '^epoch ' | head -1)
   echo "round $r nnc ($backend backend): $line"
+  # The step alone, on a fixed random batch, as PyTorch's side is timed.
+  echo "round $r nnc ($backend backend): $(./target/release/nnc bench examples/lenet.nn --input-shape 256,1,28,28 --mode train --steps 60 --warmup 10 --backend "$backend" | head -1)"
   rm -rf "$dir"
   echo "round $r $("$python" bench/lenet_bn_torch.py --steps 60 --warmup 10 2>/dev/null)"
 done
