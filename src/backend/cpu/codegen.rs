@@ -315,24 +315,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
                 let v = self.vars[var.0 as usize];
                 self.b.def_var(v, start);
-                let header = self.b.create_block();
-                let inner = self.b.create_block();
                 let exit = self.b.create_block();
-                self.b.ins().jump(header, &[]);
-                self.b.switch_to_block(header);
-                let i = self.b.use_var(v);
-                let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
-                self.b.ins().brif(more, inner, &[], exit, &[]);
-                self.b.switch_to_block(inner);
-                self.b.seal_block(inner);
-                for s in body {
-                    self.stmt(s, false);
-                }
-                let i = self.b.use_var(v);
-                let next = self.b.ins().iadd_imm_s(i, 1);
-                self.b.def_var(v, next);
-                self.b.ins().jump(header, &[]);
-                self.b.seal_block(header);
+                self.counted_loop(v, end, 1, exit, |e| {
+                    for s in body {
+                        e.stmt(s, false);
+                    }
+                });
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }
@@ -395,42 +383,27 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let lanes = self.b.ins().splat(F32X4, c);
             self.b.def_var(self.vregs[r as usize], lanes);
         }
-        let combine = self.b.create_block();
+        // Four at a time while four remain.
         let last = self.b.ins().iadd_imm_s(end, -(LANES - 1));
-        let (vh, vb, sh, sb, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(vh, &[]);
-        self.b.switch_to_block(vh);
-        let i = self.b.use_var(v);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, last);
-        self.b.ins().brif(more, vb, &[], combine, &[]);
-        self.b.switch_to_block(vb);
-        self.b.seal_block(vb);
-        for s in body {
-            match s {
-                Stmt::Set { reg, value } if plan.reductions.iter().any(|(r, _)| *r == reg.0) => {
-                    let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
-                    let e = reduced_operand(value, reg.0);
-                    let x = self.vfloat(e, var, vector);
-                    let acc = self.b.use_var(self.vregs[reg.0 as usize]);
-                    let next = self.vector_bin(op, acc, x);
-                    self.b.def_var(self.vregs[reg.0 as usize], next);
+        let combine = self.b.create_block();
+        self.counted_loop(v, last, LANES, combine, |e| {
+            for s in body {
+                match s {
+                    Stmt::Set { reg, value }
+                        if plan.reductions.iter().any(|(r, _)| *r == reg.0) =>
+                    {
+                        let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
+                        let x = e.vfloat(reduced_operand(value, reg.0), var, vector);
+                        let acc = e.b.use_var(e.vregs[reg.0 as usize]);
+                        let next = e.vector_bin(op, acc, x);
+                        e.b.def_var(e.vregs[reg.0 as usize], next);
+                    }
+                    s => e.vector_stmt(s, var, vector),
                 }
-                s => self.vector_stmt(s, var, vector),
             }
-        }
-        let i = self.b.use_var(v);
-        let next = self.b.ins().iadd_imm_s(i, LANES);
-        self.b.def_var(v, next);
-        self.b.ins().jump(vh, &[]);
-        self.b.seal_block(vh);
+        });
         // The partial results join the scalar register; the tail goes on
-        // from there.
+        // from there, one element at a time.
         self.b.switch_to_block(combine);
         self.b.seal_block(combine);
         for &(r, op) in &plan.reductions {
@@ -442,23 +415,41 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             self.b.def_var(self.regs[r as usize], acc);
         }
-        self.b.ins().jump(sh, &[]);
-        self.b.switch_to_block(sh);
-        let i = self.b.use_var(v);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
-        self.b.ins().brif(more, sb, &[], exit, &[]);
-        self.b.switch_to_block(sb);
-        self.b.seal_block(sb);
-        for s in body {
-            self.stmt(s, false);
-        }
-        let i = self.b.use_var(v);
-        let next = self.b.ins().iadd_imm_s(i, 1);
-        self.b.def_var(v, next);
-        self.b.ins().jump(sh, &[]);
-        self.b.seal_block(sh);
+        let exit = self.b.create_block();
+        self.counted_loop(v, end, 1, exit, |e| {
+            for s in body {
+                e.stmt(s, false);
+            }
+        });
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
+    }
+
+    /// `while v < bound { body; v += step }` from the current block, leaving
+    /// to `exit` (which the caller seals once it has all its predecessors).
+    fn counted_loop(
+        &mut self,
+        v: Variable,
+        bound: Value,
+        step: i64,
+        exit: cranelift_codegen::ir::Block,
+        body: impl FnOnce(&mut Self),
+    ) {
+        let header = self.b.create_block();
+        let inner = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(v);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, bound);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        self.b.seal_block(inner);
+        body(self);
+        let i = self.b.use_var(v);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(v, next);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
     }
 
     /// `a op b` for the reductions' operations, on scalars or vectors.
@@ -493,26 +484,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let (start, end) = (self.int(start), self.int(end));
                 let iv = self.vars[inner.0 as usize];
                 self.b.def_var(iv, start);
-                let (header, next, exit) = (
-                    self.b.create_block(),
-                    self.b.create_block(),
-                    self.b.create_block(),
-                );
-                self.b.ins().jump(header, &[]);
-                self.b.switch_to_block(header);
-                let i = self.b.use_var(iv);
-                let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
-                self.b.ins().brif(more, next, &[], exit, &[]);
-                self.b.switch_to_block(next);
-                self.b.seal_block(next);
-                for s in body {
-                    self.vector_stmt(s, var, vector);
-                }
-                let i = self.b.use_var(iv);
-                let i = self.b.ins().iadd_imm_s(i, 1);
-                self.b.def_var(iv, i);
-                self.b.ins().jump(header, &[]);
-                self.b.seal_block(header);
+                let exit = self.b.create_block();
+                self.counted_loop(iv, end, 1, exit, |e| {
+                    for s in body {
+                        e.vector_stmt(s, var, vector);
+                    }
+                });
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }
