@@ -46,25 +46,13 @@ fn compare(what: &str, g: &Graph, seed: u64) {
     common::assert_outputs_close(what, g, &got, &expected);
 }
 
-fn single_op(op: &Op, shapes: &[Vec<usize>]) -> Graph {
-    let mut g = Graph::new("op", nnc::ir::Mode::Train);
-    let args: Vec<_> = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| g.input(&format!("x{i}"), Role::Data, s.clone(), ""))
-        .collect();
-    let y = g.add(op.clone(), &args, "");
-    g.set_output(Output::Named("y".into()), y);
-    g
-}
-
 #[test]
 fn every_op_alone_matches_the_reference() {
     for (op, shapes, _) in nnc::ir::catalogue::examples() {
         if matches!(op, Op::Input { .. }) {
             continue;
         }
-        compare(&format!("{op:?}"), &single_op(&op, &shapes), 7);
+        compare(&format!("{op:?}"), &common::single_op(&op, &shapes), 7);
     }
 }
 
@@ -142,7 +130,7 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
         for (op, shapes) in ops {
             compare(
                 &format!("case {case}: {op:?} on {shapes:?}"),
-                &single_op(&op, &shapes),
+                &common::single_op(&op, &shapes),
                 1,
             );
         }
@@ -196,7 +184,7 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
                 {
                     compare(
                         &format!("case {case}: {op:?} on {shapes:?}"),
-                        &single_op(&op, &shapes),
+                        &common::single_op(&op, &shapes),
                         2,
                     );
                 }
@@ -218,7 +206,7 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
         for (op, shapes) in ops {
             compare(
                 &format!("case {case}: {op:?} on {shapes:?}"),
-                &single_op(&op, &shapes),
+                &common::single_op(&op, &shapes),
                 3,
             );
         }
@@ -230,7 +218,11 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
                 trans_a: ta,
                 trans_b: tb,
             };
-            compare(&format!("case {case}: {op:?}"), &single_op(&op, &[a, b]), 4);
+            compare(
+                &format!("case {case}: {op:?}"),
+                &common::single_op(&op, &[a, b]),
+                4,
+            );
         }
         let r = vec![batch, 1 + rng.below(4), 1 + rng.below(5)];
         let ops: Vec<(O, Vec<Vec<usize>>)> = vec![
@@ -275,7 +267,7 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
         for (op, shapes) in ops {
             compare(
                 &format!("case {case}: {op:?} on {shapes:?}"),
-                &single_op(&op, &shapes),
+                &common::single_op(&op, &shapes),
                 5,
             );
         }

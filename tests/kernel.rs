@@ -7,7 +7,7 @@
 mod common;
 
 use nnc::backend::reference;
-use nnc::ir::{Graph, Op, Output, Role};
+use nnc::ir::{Graph, Op};
 
 fn compare(what: &str, g: &Graph, seed: u64) {
     let inputs = common::inputs_for(g, seed);
@@ -23,14 +23,7 @@ fn every_op_alone_matches_the_reference() {
         if matches!(op, Op::Input { .. }) {
             continue;
         }
-        let mut g = Graph::new("op", nnc::ir::Mode::Train);
-        let args: Vec<_> = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| g.input(&format!("x{i}"), Role::Data, s.clone(), ""))
-            .collect();
-        let y = g.add(op.clone(), &args, "");
-        g.set_output(Output::Named("y".into()), y);
+        let g = common::single_op(&op, &shapes);
         compare(&format!("{op:?}"), &g, 7);
     }
 }

@@ -138,6 +138,49 @@ impl dyn Executable + '_ {
     }
 }
 
+/// The inputs of `graph` the host feeds at each run of `entry`, after
+/// checking that every state input is in the state with its shape
+/// (`state_shape` gives a state tensor's shape by name). Shared by the
+/// backends' `compile`.
+pub fn fed_inputs_of<'s>(
+    graph: &Graph,
+    entry: Entry,
+    state_shape: impl Fn(&str) -> Option<&'s [usize]>,
+) -> Result<Vec<FedInput>, BackendError> {
+    let mut fed = Vec::new();
+    for node in &graph.nodes {
+        let crate::ir::Op::Input { name, role, shape } = &node.op else {
+            continue;
+        };
+        if role.is_state() {
+            match state_shape(name) {
+                Some(s) if s == shape.as_slice() => {}
+                Some(s) => {
+                    return Err(BackendError::State(format!(
+                        "`{name}` is {s:?} in the state, but the graph takes {shape:?}"
+                    )))
+                }
+                None => {
+                    return Err(BackendError::State(format!(
+                        "the graph reads `{name}`, which is not in the state"
+                    )))
+                }
+            }
+        } else {
+            fed.push(FedInput {
+                handle: InputHandle {
+                    entry,
+                    index: fed.len(),
+                },
+                role: *role,
+                name: name.clone(),
+                shape: shape.clone(),
+            });
+        }
+    }
+    Ok(fed)
+}
+
 /// The backends that exist, by the name `--backend` takes.
 pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {

@@ -125,7 +125,7 @@ fn fill_range(name: String, buf: BufId, start: i64, len: usize) -> Kernel {
 }
 
 /// Loops `(var, extent)`, outermost first, around `body`.
-fn nest(loops: &[(Var, usize)], body: Vec<Stmt>) -> Stmt {
+pub fn nest(loops: &[(Var, usize)], body: Vec<Stmt>) -> Stmt {
     let mut body = body;
     for &(var, end) in loops.iter().rev() {
         body = vec![for_(var, end, body)];
@@ -657,6 +657,20 @@ impl Conv {
             .plus(ix)
     }
 
+    /// The element of the patches buffer (rows `(c, i, j)`, columns
+    /// `(t, oy, ox)` for the `chunk` images of a chunk) for these loop
+    /// variables.
+    fn patch_at(&self, chunk: usize, [t, c, i, j, oy, ox]: [Var; 6]) -> IExpr {
+        let row = v(c)
+            .mul_c((self.kh * self.kw) as i64)
+            .plus(v(i).mul_c(self.kw as i64))
+            .plus(v(j));
+        row.mul_c((chunk * self.p) as i64)
+            .plus(v(t).mul_c(self.p as i64))
+            .plus(v(oy).mul_c(self.wo as i64))
+            .plus(v(ox))
+    }
+
     /// `y[n, o, oy, ox]`: the sum over channels and taps of `w * x`, from
     /// the padded input (no guards), four output columns at a time; split
     /// over images.
@@ -783,31 +797,12 @@ impl Conv {
                 (self.h, self.w),
             )
         };
-        let g = &self.geom;
         let mut k = Numbering::default();
         let (t, c, i, j, oy, ox) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
         // Positions in the padded input: never negative, never past it.
-        let iy = v(oy)
-            .mul_c(g.stride[0] as i64)
-            .plus(v(i).mul_c(g.dilation[0] as i64));
-        let ix = v(ox)
-            .mul_c(g.stride[1] as i64)
-            .plus(v(j).mul_c(g.dilation[1] as i64));
-        let src = v(t)
-            .mul_c((self.c * row.0 * row.1) as i64)
-            .plus(v(c).mul_c((row.0 * row.1) as i64))
-            .plus(iy.mul_c(row.1 as i64))
-            .plus(ix)
-            .add_c(base);
-        let patch_row = v(c)
-            .mul_c((self.kh * self.kw) as i64)
-            .plus(v(i).mul_c(self.kw as i64))
-            .plus(v(j));
-        let dst = patch_row
-            .mul_c((chunk * self.p) as i64)
-            .plus(v(t).mul_c(self.p as i64))
-            .plus(v(oy).mul_c(self.wo as i64))
-            .plus(v(ox));
+        let taps = [v(oy), v(ox), v(i), v(j)];
+        let src = self.padded_at(row, v(t), v(c), taps).add_c(base);
+        let dst = self.patch_at(chunk, [t, c, i, j, oy, ox]);
         let store = Stmt::Store {
             buf: col,
             index: dst,
@@ -926,27 +921,9 @@ impl Conv {
             .push(fill_range(name("zero"), target, base, plane));
         let mut k = Numbering::default();
         let (t, c, i, j, oy, ox) = (k.var(), k.var(), k.var(), k.var(), k.var(), k.var());
-        let iy = v(oy)
-            .mul_c(g.stride[0] as i64)
-            .plus(v(i).mul_c(g.dilation[0] as i64));
-        let ix = v(ox)
-            .mul_c(g.stride[1] as i64)
-            .plus(v(j).mul_c(g.dilation[1] as i64));
-        let at = v(t)
-            .mul_c((self.c * row.0 * row.1) as i64)
-            .plus(v(c).mul_c((row.0 * row.1) as i64))
-            .plus(iy.mul_c(row.1 as i64))
-            .plus(ix)
-            .add_c(base);
-        let patch_row = v(c)
-            .mul_c((self.kh * self.kw) as i64)
-            .plus(v(i).mul_c(self.kw as i64))
-            .plus(v(j));
-        let src = patch_row
-            .mul_c((chunk * self.p) as i64)
-            .plus(v(t).mul_c(self.p as i64))
-            .plus(v(oy).mul_c(self.wo as i64))
-            .plus(v(ox));
+        let taps = [v(oy), v(ox), v(i), v(j)];
+        let at = self.padded_at(row, v(t), v(c), taps).add_c(base);
+        let src = self.patch_at(chunk, [t, c, i, j, oy, ox]);
         let store = Stmt::Store {
             buf: target,
             index: at.clone(),

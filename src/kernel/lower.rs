@@ -689,7 +689,10 @@ impl Builder<'_> {
                 value: SExpr::Reg(acc).plus(x.times(w)),
             }],
         });
-        pre.push(loops(&[(c, cg), (i, ws[2]), (j, ws[3])], body));
+        pre.push(super::contract::nest(
+            &[(c, cg), (i, ws[2]), (j, ws[3])],
+            body,
+        ));
         SExpr::Reg(acc)
     }
 
@@ -763,7 +766,10 @@ impl Builder<'_> {
                 value: SExpr::Reg(acc).plus(dy.times(w)),
             }],
         });
-        pre.push(loops(&[(o, og), (i, ws[2]), (j, ws[3])], body));
+        pre.push(super::contract::nest(
+            &[(o, og), (i, ws[2]), (j, ws[3])],
+            body,
+        ));
         SExpr::Reg(acc)
     }
 
@@ -813,7 +819,10 @@ impl Builder<'_> {
                 value: SExpr::Reg(acc).plus(x.times(dy)),
             }],
         });
-        pre.push(loops(&[(n, dys[0]), (oy, dys[2]), (ox, dys[3])], body));
+        pre.push(super::contract::nest(
+            &[(n, dys[0]), (oy, dys[2]), (ox, dys[3])],
+            body,
+        ));
         SExpr::Reg(acc)
     }
 
@@ -1104,17 +1113,4 @@ impl WindowAxis {
             WindowAxis::Range { .. } => size as i64,
         }
     }
-}
-
-fn loops(vars: &[(Var, usize)], body: Vec<Stmt>) -> Stmt {
-    let mut body = body;
-    for &(v, d) in vars.iter().rev() {
-        body = vec![Stmt::For {
-            var: v,
-            start: IExpr::c(0),
-            end: IExpr::c(d as i64),
-            body,
-        }];
-    }
-    body.pop().expect("one loop")
 }

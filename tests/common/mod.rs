@@ -182,3 +182,17 @@ pub fn assert_outputs_close(
     }
     assert!(bad.is_empty(), "{what}: outputs differ: {}", bad.join(", "));
 }
+
+/// A graph of one op on data inputs `x0, x1, ...` of these shapes, its
+/// result the output `y`.
+pub fn single_op(op: &Op, shapes: &[Vec<usize>]) -> Graph {
+    let mut g = Graph::new("op", nnc::ir::Mode::Train);
+    let args: Vec<_> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| g.input(&format!("x{i}"), Role::Data, s.clone(), ""))
+        .collect();
+    let y = g.add(op.clone(), &args, "");
+    g.set_output(Output::Named("y".into()), y);
+    g
+}

@@ -395,7 +395,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
                         let x = e.vfloat(reduced_operand(value, reg.0), var, vector);
                         let acc = e.b.use_var(e.vregs[reg.0 as usize]);
-                        let next = e.vector_bin(op, acc, x);
+                        let next = e.bin_op(op, acc, x);
                         e.b.def_var(e.vregs[reg.0 as usize], next);
                     }
                     s => e.vector_stmt(s, var, vector),
@@ -411,7 +411,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let mut acc = self.b.use_var(self.regs[r as usize]);
             for k in 0..LANES as u8 {
                 let x = self.b.ins().extractlane(lanes, k);
-                acc = self.vector_bin(op, acc, x);
+                acc = self.bin_op(op, acc, x);
             }
             self.b.def_var(self.regs[r as usize], acc);
         }
@@ -452,13 +452,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.seal_block(header);
     }
 
-    /// `a op b` for the reductions' operations, on scalars or vectors.
-    fn vector_bin(&mut self, op: BinOp, a: Value, b: Value) -> Value {
+    /// `a op b`, on scalars or vectors alike.
+    fn bin_op(&mut self, op: BinOp, a: Value, b: Value) -> Value {
         match op {
             BinOp::Add => self.b.ins().fadd(a, b),
+            BinOp::Sub => self.b.ins().fsub(a, b),
+            BinOp::Mul => self.b.ins().fmul(a, b),
+            BinOp::Div => self.b.ins().fdiv(a, b),
+            // Cranelift's fmax and fmin give NaN when either side is.
             BinOp::Max => self.b.ins().fmax(a, b),
             BinOp::Min => self.b.ins().fmin(a, b),
-            _ => unreachable!("reductions are sums, maxima and minima"),
         }
     }
 
@@ -555,14 +558,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             SExpr::Bin(op, a, b) => {
                 let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
-                match op {
-                    BinOp::Add => self.b.ins().fadd(a, b),
-                    BinOp::Sub => self.b.ins().fsub(a, b),
-                    BinOp::Mul => self.b.ins().fmul(a, b),
-                    BinOp::Div => self.b.ins().fdiv(a, b),
-                    BinOp::Max => self.b.ins().fmax(a, b),
-                    BinOp::Min => self.b.ins().fmin(a, b),
-                }
+                self.bin_op(*op, a, b)
             }
             SExpr::Select(c, a, b) => {
                 // Both sides are evaluated: a vectorized loop has no guards,
@@ -855,15 +851,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             SExpr::Bin(op, a, b) => {
                 let (a, b) = (self.float(a), self.float(b));
-                match op {
-                    BinOp::Add => self.b.ins().fadd(a, b),
-                    BinOp::Sub => self.b.ins().fsub(a, b),
-                    BinOp::Mul => self.b.ins().fmul(a, b),
-                    BinOp::Div => self.b.ins().fdiv(a, b),
-                    // Cranelift's fmax and fmin give NaN when either side is.
-                    BinOp::Max => self.b.ins().fmax(a, b),
-                    BinOp::Min => self.b.ins().fmin(a, b),
-                }
+                self.bin_op(*op, a, b)
             }
             SExpr::Select(c, a, b) => {
                 if !a.has_load() && !b.has_load() {

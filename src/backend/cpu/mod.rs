@@ -9,7 +9,7 @@ mod threads;
 mod vectorize;
 
 use crate::backend::{Backend, BackendError, Entry, Executable, FedInput, InputHandle};
-use crate::ir::{Graph, Op, Output};
+use crate::ir::{Graph, Output};
 use crate::kernel::{BufferKind, Program, Stmt};
 use crate::weights::WeightSet;
 use ndarray::{ArrayD, IxDyn};
@@ -108,39 +108,14 @@ impl CpuExecutable {
 impl Executable for CpuExecutable {
     fn compile(&mut self, graph: &Graph) -> Result<Entry, BackendError> {
         let entry = Entry(self.entries.len());
-        let mut fed = Vec::new();
-        let mut fed_index = HashMap::new();
-        for node in &graph.nodes {
-            let Op::Input { name, role, shape } = &node.op else {
-                continue;
-            };
-            if role.is_state() {
-                match self.state.get(name) {
-                    Some((s, _)) if s == shape => {}
-                    Some((s, _)) => {
-                        return Err(BackendError::State(format!(
-                            "`{name}` is {s:?} in the state, but the graph takes {shape:?}"
-                        )))
-                    }
-                    None => {
-                        return Err(BackendError::State(format!(
-                            "the graph reads `{name}`, which is not in the state"
-                        )))
-                    }
-                }
-            } else {
-                fed_index.insert(name.clone(), fed.len());
-                fed.push(FedInput {
-                    handle: InputHandle {
-                        entry,
-                        index: fed.len(),
-                    },
-                    role: *role,
-                    name: name.clone(),
-                    shape: shape.clone(),
-                });
-            }
-        }
+        let state = &self.state;
+        let fed = crate::backend::fed_inputs_of(graph, entry, |name| {
+            state.get(name).map(|(s, _)| s.as_slice())
+        })?;
+        let fed_index: HashMap<String, usize> = fed
+            .iter()
+            .map(|f| (f.name.clone(), f.handle.index))
+            .collect();
         let lowered = crate::kernel::program_of(graph)
             .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
         if let Some(path) = std::env::var_os("NNC_DUMP_KERNELS") {

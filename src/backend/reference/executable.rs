@@ -47,38 +47,9 @@ impl ReferenceExecutable {
 impl Executable for ReferenceExecutable {
     fn compile(&mut self, graph: &Graph) -> Result<Entry, BackendError> {
         let entry = Entry(self.entries.len());
-        let mut fed = Vec::new();
-        for node in &graph.nodes {
-            let Op::Input { name, role, shape } = &node.op else {
-                continue;
-            };
-            if role.is_state() {
-                match self.state.get(name) {
-                    Some(v) if v.shape() == shape.as_slice() => {}
-                    Some(v) => {
-                        return Err(BackendError::State(format!(
-                            "`{name}` is {:?} in the state, but the graph takes {shape:?}",
-                            v.shape()
-                        )))
-                    }
-                    None => {
-                        return Err(BackendError::State(format!(
-                            "the graph reads `{name}`, which is not in the state"
-                        )))
-                    }
-                }
-            } else {
-                fed.push(FedInput {
-                    handle: InputHandle {
-                        entry,
-                        index: fed.len(),
-                    },
-                    role: *role,
-                    name: name.clone(),
-                    shape: shape.clone(),
-                });
-            }
-        }
+        let state = &self.state;
+        let fed =
+            crate::backend::fed_inputs_of(graph, entry, |name| state.get(name).map(|v| v.shape()))?;
         self.entries.push(Compiled {
             graph: graph.clone(),
             fed,
