@@ -181,6 +181,41 @@ pub fn fed_inputs_of<'s>(
     Ok(fed)
 }
 
+/// The values of a run's `feeds`, in the order of `fed` (the entry's fed
+/// inputs): every input given once, of its shape. Shared by the backends'
+/// `run`.
+pub fn order_feeds(
+    fed: &[FedInput],
+    entry: Entry,
+    feeds: Vec<(InputHandle, ArrayD<f32>)>,
+) -> Result<Vec<ArrayD<f32>>, BackendError> {
+    let mut given: Vec<Option<ArrayD<f32>>> = vec![None; fed.len()];
+    for (handle, value) in feeds {
+        let input = fed
+            .get(handle.index)
+            .filter(|_| handle.entry == entry)
+            .ok_or_else(|| {
+                BackendError::Feed(format!("{handle:?} is not an input of this graph"))
+            })?;
+        if value.shape() != input.shape.as_slice() {
+            return Err(BackendError::Feed(format!(
+                "`{}` has shape {:?}, but the graph takes {:?}",
+                input.name,
+                value.shape(),
+                input.shape
+            )));
+        }
+        given[handle.index] = Some(value);
+    }
+    given
+        .into_iter()
+        .zip(fed)
+        .map(|(v, input)| {
+            v.ok_or_else(|| BackendError::Feed(format!("no value was fed for `{}`", input.name)))
+        })
+        .collect()
+}
+
 /// The backends that exist, by the name `--backend` takes.
 pub fn by_name(name: &str) -> Option<Box<dyn Backend>> {
     match name {

@@ -189,34 +189,11 @@ impl Executable for CpuExecutable {
     ) -> Result<(), BackendError> {
         self.entry(entry)?;
         let c = &mut self.entries[entry.0];
-        let mut given = vec![false; c.fed.len()];
-        for (handle, value) in feeds {
-            let input = c
-                .fed
-                .get(handle.index)
-                .filter(|_| handle.entry == entry)
-                .ok_or_else(|| {
-                    BackendError::Feed(format!("{handle:?} is not an input of this graph"))
-                })?;
-            if value.shape() != input.shape.as_slice() {
-                return Err(BackendError::Feed(format!(
-                    "`{}` has shape {:?}, but the graph takes {:?}",
-                    input.name,
-                    value.shape(),
-                    input.shape
-                )));
-            }
-            let dst = &mut c.fed_data[handle.index];
+        let values = crate::backend::order_feeds(&c.fed, entry, feeds)?;
+        for (dst, value) in c.fed_data.iter_mut().zip(&values) {
             for (d, s) in dst.iter_mut().zip(value.iter()) {
                 *d = *s;
             }
-            given[handle.index] = true;
-        }
-        if let Some(i) = given.iter().position(|g| !g) {
-            return Err(BackendError::Feed(format!(
-                "no value was fed for `{}`",
-                c.fed[i].name
-            )));
         }
         // The base address of every buffer. The kernels write only owned
         // buffers; state and fed inputs are read.

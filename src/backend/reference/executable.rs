@@ -69,23 +69,13 @@ impl Executable for ReferenceExecutable {
         seed: u64,
     ) -> Result<(), BackendError> {
         let compiled = self.entry(entry)?;
-        let mut inputs: HashMap<String, ArrayD<f32>> = HashMap::new();
-        for (handle, value) in feeds {
-            let input = compiled
-                .fed
-                .get(handle.index)
-                .filter(|_| handle.entry == entry)
-                .ok_or_else(|| {
-                    BackendError::Feed(format!("{handle:?} is not an input of this graph"))
-                })?;
-            inputs.insert(input.name.clone(), value);
-        }
-        if let Some(missing) = compiled.fed.iter().find(|i| !inputs.contains_key(&i.name)) {
-            return Err(BackendError::Feed(format!(
-                "no value was fed for `{}`",
-                missing.name
-            )));
-        }
+        let values = crate::backend::order_feeds(&compiled.fed, entry, feeds)?;
+        let mut inputs: HashMap<String, ArrayD<f32>> = compiled
+            .fed
+            .iter()
+            .map(|f| f.name.clone())
+            .zip(values)
+            .collect();
         for node in &compiled.graph.nodes {
             if let Op::Input { name, role, .. } = &node.op {
                 if role.is_state() {
