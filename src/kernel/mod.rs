@@ -23,6 +23,7 @@
 //!   it: the outermost loop is an output axis, or a plane a scatter stays
 //!   inside), so its iterations may run on different threads.
 
+pub mod collapse;
 pub mod contract;
 pub mod interp;
 pub mod lower;
@@ -229,6 +230,24 @@ pub struct Program {
 impl Program {
     pub fn buffer(&self, b: BufId) -> &Buffer {
         &self.buffers[b.0 as usize]
+    }
+}
+
+/// How the index `e` changes when `var` grows by one: `None` when not by a
+/// constant (a division, a minimum, a product of two variables).
+pub fn step(e: &IExpr, var: Var) -> Option<i64> {
+    match e {
+        IExpr::Const(_) => Some(0),
+        IExpr::Var(v) => Some(i64::from(*v == var)),
+        IExpr::Add(a, b) => Some(step(a, var)? + step(b, var)?),
+        IExpr::Mul(a, b) => match (&**a, &**b) {
+            (x, IExpr::Const(c)) | (IExpr::Const(c), x) => Some(step(x, var)? * c),
+            (x, y) => (step(x, var)? == 0 && step(y, var)? == 0).then_some(0),
+        },
+        IExpr::Div(a, _) | IExpr::Rem(a, _) => (step(a, var)? == 0).then_some(0),
+        IExpr::Min(a, b) | IExpr::Max(a, b) => {
+            (step(a, var)? == 0 && step(b, var)? == 0).then_some(0)
+        }
     }
 }
 
@@ -492,7 +511,7 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
 /// The kernel program of a graph, ready for a code generator: the default
 /// graph passes (simplify, CSE, DCE), fusion plan, lowering, verification,
 /// guards the loop ranges prove removed, small register-only loops
-/// unrolled, and verified again (generated
+/// unrolled, nested loops that index as one collapsed, and verified again (generated
 /// code trusts the verifier, so what pruning left is checked too). An
 /// error here is a bug of the lowering.
 pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::VerifyError> {
@@ -506,6 +525,7 @@ pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::Verify
     verify::verify(&lowered.program)?;
     verify::prune_guards(&mut lowered.program);
     unroll::unroll_small_loops(&mut lowered.program);
+    collapse::collapse_loops(&mut lowered.program);
     verify::verify(&lowered.program)?;
     Ok(lowered)
 }

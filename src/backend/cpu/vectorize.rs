@@ -15,23 +15,7 @@
 use crate::kernel::{BinOp, BufId, Cond, IExpr, SExpr, Stmt, Var};
 use std::collections::{HashMap, HashSet};
 
-/// How the index of a load or store changes when `var` grows by one:
-/// `None` when not by a constant.
-pub fn step(e: &IExpr, var: Var) -> Option<i64> {
-    match e {
-        IExpr::Const(_) => Some(0),
-        IExpr::Var(v) => Some(i64::from(*v == var)),
-        IExpr::Add(a, b) => Some(step(a, var)? + step(b, var)?),
-        IExpr::Mul(a, b) => match (&**a, &**b) {
-            (x, IExpr::Const(c)) | (IExpr::Const(c), x) => Some(step(x, var)? * c),
-            (x, y) => (step(x, var)? == 0 && step(y, var)? == 0).then_some(0),
-        },
-        IExpr::Div(a, _) | IExpr::Rem(a, _) => (step(a, var)? == 0).then_some(0),
-        IExpr::Min(a, b) | IExpr::Max(a, b) => {
-            (step(a, var)? == 0 && step(b, var)? == 0).then_some(0)
-        }
-    }
-}
+pub use crate::kernel::step;
 
 /// How a loop runs four lanes at a time.
 pub struct Plan {
