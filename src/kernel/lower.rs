@@ -490,16 +490,17 @@ impl Builder<'_> {
             Op::Conv2dGradWeight { geom, .. } => {
                 self.conv_grad_weight(&args, idx, &shape, geom, pre)
             }
+            // The value alone needs no position: a running maximum (NaN
+            // wins, an empty window is -inf, as in the reference), which
+            // runs four lanes at a time once its taps are unrolled.
             Op::MaxPool2d(geom) => {
                 let x = arg_shape(self, 0);
-                let (best, _) = self.window_max(args[0], &x, idx, Window::Pool(*geom), pre);
-                best
+                self.window_value_max(args[0], &x, idx, Window::Pool(*geom), pre)
             }
             Op::AdaptiveMaxPool2d { .. } => {
                 let x = arg_shape(self, 0);
-                let (best, _) =
-                    self.window_max(args[0], &x, idx, Window::Adaptive(shape[2..].to_vec()), pre);
-                best
+                let w = Window::Adaptive(shape[2..].to_vec());
+                self.window_value_max(args[0], &x, idx, w, pre)
             }
             Op::AvgPool2d {
                 geom,
@@ -908,6 +909,33 @@ impl Builder<'_> {
                 body,
             }],
         }
+    }
+
+    /// The maximum of a window, without its position.
+    fn window_value_max(
+        &mut self,
+        arg: NodeId,
+        x: &[usize],
+        idx: &[IExpr],
+        w: Window,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        let best = self.reg();
+        pre.push(Stmt::Set {
+            reg: best,
+            value: SExpr::c(f32::NEG_INFINITY),
+        });
+        let stmt = self.window_loops(&w, x, idx, |b, iy, ix, _| {
+            let mut body = Vec::new();
+            let v = b.value(arg, &[idx[0].clone(), idx[1].clone(), iy, ix], &mut body);
+            body.push(Stmt::Set {
+                reg: best,
+                value: SExpr::bin(BinOp::Max, SExpr::Reg(best), v),
+            });
+            body
+        });
+        pre.push(stmt);
+        SExpr::Reg(best)
     }
 
     /// The maximum of a window (NaN wins; the first maximum is kept, as
