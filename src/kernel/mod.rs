@@ -510,8 +510,8 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
 
 /// The kernel program of a graph, ready for a code generator: the default
 /// graph passes (simplify, CSE, DCE), fusion plan, lowering, verification,
-/// guards the loop ranges prove removed, small register-only loops
-/// unrolled, nested loops that index as one collapsed, and verified again (generated
+/// guards the loop ranges prove removed, nested loops that index as one
+/// collapsed, small register-only loops unrolled, and verified again (generated
 /// code trusts the verifier, so what pruning left is checked too). An
 /// error here is a bug of the lowering.
 pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::VerifyError> {
@@ -524,8 +524,11 @@ pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::Verify
     let mut lowered = lower::lower(g, &plan);
     verify::verify(&lowered.program)?;
     verify::prune_guards(&mut lowered.program);
-    unroll::unroll_small_loops(&mut lowered.program);
+    // Collapse first: an unrolled loop no longer collapses with its
+    // neighbours (a reduction over a whole weight would become nine sums
+    // per iteration of a stride-9 loop).
     collapse::collapse_loops(&mut lowered.program);
+    unroll::unroll_small_loops(&mut lowered.program);
     verify::verify(&lowered.program)?;
     Ok(lowered)
 }
