@@ -8,41 +8,11 @@ mod common;
 use nnc::backend::{cpu::Cpu, reference, Backend};
 use nnc::ir::{Graph, Op, Output, Role};
 use nnc::weights::WeightSet;
-use std::collections::HashMap;
-
-/// Runs `g` on the cpu backend with the state taken from `inputs`, and
-/// returns every output.
-fn run_cpu(
-    g: &Graph,
-    inputs: &HashMap<String, ndarray::ArrayD<f32>>,
-    seed: u64,
-) -> HashMap<String, ndarray::ArrayD<f32>> {
-    let mut state = WeightSet::new();
-    for node in &g.nodes {
-        if let Op::Input { name, role, .. } = &node.op {
-            if role.is_state() {
-                state.insert(name.clone(), inputs[name].clone());
-            }
-        }
-    }
-    let mut exe = Cpu.instantiate(state);
-    let e = exe.compile(g).unwrap();
-    let feeds = exe
-        .fed_inputs(e)
-        .iter()
-        .map(|f| (f.handle, inputs[&f.name].clone()))
-        .collect();
-    exe.run(e, feeds, seed).unwrap();
-    g.outputs
-        .iter()
-        .map(|(o, _)| (o.name(), exe.read(e, o).unwrap()))
-        .collect()
-}
 
 fn compare(what: &str, g: &Graph, seed: u64) {
     let inputs = common::inputs_for(g, seed);
     let expected = reference::run::<f32>(g, &inputs, seed).unwrap();
-    let got = run_cpu(g, &inputs, seed);
+    let got = common::run_cpu(g, &inputs, seed);
     common::assert_outputs_close(what, g, &got, &expected);
 }
 

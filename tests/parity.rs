@@ -1,6 +1,7 @@
 //! Parity with PyTorch from the committed fixtures of
 //! scripts/make_fixtures.py: forward within 1e-4 of the largest output,
-//! gradients within 1e-3, on the reference executor.
+//! gradients within 1e-3, on the reference executor (and ResNet-18's
+//! logits on the cpu backend too).
 
 mod common;
 
@@ -27,6 +28,13 @@ fn torchvision_resnet18_eval_logits() {
     assert!(
         err <= 1e-4,
         "ResNet-18 logits differ from PyTorch by {err:e} (relative)"
+    );
+    let out = run_cpu(&g, &inputs, 0);
+    let err = relative_error(&out["logits"], &f["logits"]);
+    eprintln!("resnet18 eval logits, cpu backend: relative error {err:e}");
+    assert!(
+        err <= 1e-4,
+        "ResNet-18 logits on the cpu backend differ from PyTorch by {err:e} (relative)"
     );
 }
 

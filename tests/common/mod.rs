@@ -196,3 +196,32 @@ pub fn single_op(op: &Op, shapes: &[Vec<usize>]) -> Graph {
     g.set_output(Output::Named("y".into()), y);
     g
 }
+
+/// Runs `g` on the cpu backend with the state taken from `inputs`, and
+/// returns every output.
+pub fn run_cpu(
+    g: &Graph,
+    inputs: &HashMap<String, ndarray::ArrayD<f32>>,
+    seed: u64,
+) -> HashMap<String, ndarray::ArrayD<f32>> {
+    let mut state = nnc::weights::WeightSet::new();
+    for node in &g.nodes {
+        if let Op::Input { name, role, .. } = &node.op {
+            if role.is_state() {
+                state.insert(name.clone(), inputs[name].clone());
+            }
+        }
+    }
+    let mut exe = nnc::backend::Backend::instantiate(&nnc::backend::cpu::Cpu, state);
+    let e = exe.compile(g).unwrap();
+    let feeds = exe
+        .fed_inputs(e)
+        .iter()
+        .map(|f| (f.handle, inputs[&f.name].clone()))
+        .collect();
+    exe.run(e, feeds, seed).unwrap();
+    g.outputs
+        .iter()
+        .map(|(o, _)| (o.name(), exe.read(e, o).unwrap()))
+        .collect()
+}
