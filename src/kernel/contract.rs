@@ -259,8 +259,8 @@ fn v(var: Var) -> IExpr {
 
 /// Schedules the contraction `id` as products, adding its kernels to `p`.
 /// `own` is the node's buffer when its value is materialized (a product
-/// in the node's layout is written there directly). `None` when an
-/// operand has no buffer (a constant): the loop lowering handles it.
+/// in the node's layout is written there directly). Its operands have
+/// buffers: the lowering never inlines a contraction's operand.
 pub fn schedule(
     g: &Graph,
     id: NodeId,
@@ -268,13 +268,13 @@ pub fn schedule(
     own: Option<BufId>,
     scratch_bufs: &mut Scratch,
     p: &mut Program,
-) -> Option<Product> {
+) -> Product {
     let node = g.node(id);
     let args: Vec<BufId> = node
         .args
         .iter()
-        .map(|a| buffer_of[a.0 as usize])
-        .collect::<Option<_>>()?;
+        .map(|a| buffer_of[a.0 as usize].expect("operands of contractions are materialized"))
+        .collect();
     let shape = node.ty.shape.clone();
     let first = p.kernels.len();
     let name = |what: &str| format!("k{first}_{}_{what}", node.op.name());
@@ -311,20 +311,20 @@ pub fn schedule(
                 accumulate: false,
             };
             p.kernels.push(split_product(name("gemm"), gemm));
-            Some(Product {
+            Product {
                 buf: out,
                 layout: Layout::Natural,
-            })
+            }
         }
         Op::Conv2d(geom) => {
             let c = Conv::new(g.shape(node.args[0]), g.shape(node.args[1]), &shape, geom);
             if c.direct() {
                 let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), c.n * c.o * c.p));
                 c.direct_forward(&name, (args[0], args[1]), out, scratch_bufs, p);
-                return Some(Product {
+                return Product {
                     buf: out,
                     layout: Layout::Natural,
-                });
+                };
             }
             let natural = c.n == 1;
             let out = match own {
@@ -369,7 +369,7 @@ pub fn schedule(
                     }
                 }));
             }
-            Some(Product {
+            Product {
                 buf: out,
                 layout: if natural {
                     Layout::Natural
@@ -380,7 +380,7 @@ pub fn schedule(
                         p: c.p,
                     }
                 },
-            })
+            }
         }
         Op::Conv2dGradWeight { geom, .. } => {
             let c = Conv::new(g.shape(node.args[0]), &shape, g.shape(node.args[1]), geom);
@@ -479,10 +479,10 @@ pub fn schedule(
                     }
                 }
             }
-            Some(Product {
+            Product {
                 buf: out,
                 layout: Layout::Natural,
-            })
+            }
         }
         Op::Conv2dGradInput { geom, .. } => {
             let c = Conv::new(&shape, g.shape(node.args[1]), g.shape(node.args[0]), geom);
@@ -527,12 +527,12 @@ pub fn schedule(
                 }));
                 c.unpatch(&name, dcol, out, (q, chunk), scratch_bufs, p);
             }
-            Some(Product {
+            Product {
                 buf: out,
                 layout: Layout::Natural,
-            })
+            }
         }
-        _ => None,
+        op => unreachable!("`{}` is not a contraction", op.name()),
     }
 }
 

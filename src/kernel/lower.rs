@@ -2,22 +2,24 @@
 //!
 //! A value is *materialized* (gets a buffer, and a kernel that writes it)
 //! when it leaves its fusion group: a graph output, a value read by
-//! another group or read twice, or an op whose loops cannot take a
-//! consumer (the gradients of pooling scatter into their result). Every
-//! other value is *inlined*: computed where its one reader needs it, at
-//! the reader's index, so it never touches memory. Each materialized value
-//! gets one kernel: loops over its elements and, inside, the expression of
-//! its group's inlined ops. A reduction, a contraction or a pooling window
-//! inside that expression becomes an inner loop into a register.
+//! another group or read twice, an operand of a contraction (products read
+//! matrices in memory), or an op whose loops cannot take a consumer (the
+//! gradients of pooling scatter into their result). Every other value is
+//! *inlined*: computed where its one reader needs it, at the reader's
+//! index, so it never touches memory. Each materialized value gets one
+//! kernel: loops over its elements and, inside, the expression of its
+//! group's inlined ops. A reduction or a pooling window inside that
+//! expression becomes an inner loop into a register.
 //!
-//! This is the general, output-stationary schedule every op has; the
-//! contractions will get tiled schedules of their own on top of it.
+//! Contractions (matmul, convolutions and their gradients) are scheduled by
+//! `contract.rs` as products; their consumers read the product where it
+//! was written (`products`), in its layout.
 
 use super::contract::{self, Layout, Product, Scratch};
 use super::{
     BinOp, BufId, Buffer, BufferKind, CmpOp, Cond, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var,
 };
-use crate::ir::ops::{ConvGeom, OpClass, PoolGeom};
+use crate::ir::ops::{OpClass, PoolGeom};
 use crate::ir::{BinaryFn, Graph, NodeId, Op, Output};
 use crate::passes::fusion::FusionPlan;
 use std::collections::HashMap;
@@ -58,6 +60,16 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
     for (_, id) in &g.outputs {
         is_output[id.0 as usize] = true;
     }
+    // A contraction's operands are matrices in memory: its products read
+    // them through strides, so they are never inlined.
+    let mut operand = vec![false; n];
+    for node in &g.nodes {
+        if node.op.class() == OpClass::Contraction {
+            for a in &node.args {
+                operand[a.0 as usize] = true;
+            }
+        }
+    }
     let mut program = Program::default();
     let mut buffer_of: Vec<Option<BufId>> = vec![None; n];
     let mut inline = vec![false; n];
@@ -74,7 +86,7 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
             Op::Input { name, .. } => {
                 buffer_of[i] = add_buffer(&mut program, BufferKind::Input(name.clone()));
             }
-            Op::Const { .. } if !is_output[i] => inline[i] = true,
+            Op::Const { .. } if !is_output[i] && !operand[i] => inline[i] = true,
             _ => {
                 let same_group = reader[i].is_some_and(|r| {
                     plan.kernel_of[r].is_some() && plan.kernel_of[r] == plan.kernel_of[i]
@@ -83,7 +95,8 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
                 // index arithmetic its one reader can do, whatever its group.
                 let view_of_input = matches!(node.op, Op::Reshape { .. } | Op::BroadcastTo { .. })
                     && matches!(g.node(node.args[0]).op, Op::Input { .. });
-                let private = uses[i] == 1 && !is_output[i] && (same_group || view_of_input);
+                let private =
+                    uses[i] == 1 && !is_output[i] && !operand[i] && (same_group || view_of_input);
                 if private && !scatters(&node.op) {
                     inline[i] = true;
                 } else {
@@ -104,19 +117,17 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
         let id = NodeId(i as u32);
         if node.op.class() == OpClass::Contraction {
             let own = buffer_of[i];
-            if let Some(p) = contract::schedule(g, id, &buffer_of, own, &mut scratch, &mut program)
-            {
-                products.insert(id, p);
-                if Some(p.buf) == own {
-                    // The product was written where the value lives.
-                    continue;
-                }
-                if matches!(p.layout, Layout::ChannelMajor { .. }) && !is_output[i] {
-                    // Its readers read the channel-major product directly
-                    // (reading a channel's values is contiguous there); only
-                    // a graph output is copied to its own layout.
-                    continue;
-                }
+            let p = contract::schedule(g, id, &buffer_of, own, &mut scratch, &mut program);
+            products.insert(id, p);
+            if Some(p.buf) == own {
+                // The product was written where the value lives.
+                continue;
+            }
+            if matches!(p.layout, Layout::ChannelMajor { .. }) && !is_output[i] {
+                // Its readers read the channel-major product directly
+                // (reading a channel's values is contiguous there); only a
+                // graph output is copied to its own layout.
+                continue;
             }
         }
         if inline[i] {
@@ -458,46 +469,11 @@ impl Builder<'_> {
                 wide.extend(idx.iter().cloned());
                 self.reduce(args[0], &wide, &from, &reduced, false, pre)
             }
-            Op::MatMul { trans_a, trans_b } => {
-                let (ta, tb) = (*trans_a, *trans_b);
-                let a_shape = arg_shape(self, 0);
-                let k = if ta { a_shape[0] } else { a_shape[1] };
-                let acc = self.reg();
-                pre.push(Stmt::Set {
-                    reg: acc,
-                    value: SExpr::c(0.0),
-                });
-                let kv = self.var();
-                let kk = IExpr::var(kv);
-                let mut body = Vec::new();
-                let ia = if ta {
-                    [kk.clone(), idx[0].clone()]
-                } else {
-                    [idx[0].clone(), kk.clone()]
-                };
-                let ib = if tb {
-                    [idx[1].clone(), kk.clone()]
-                } else {
-                    [kk.clone(), idx[1].clone()]
-                };
-                let a = self.value(args[0], &ia, &mut body);
-                let b = self.value(args[1], &ib, &mut body);
-                body.push(Stmt::Set {
-                    reg: acc,
-                    value: SExpr::Reg(acc).plus(a.times(b)),
-                });
-                pre.push(Stmt::For {
-                    var: kv,
-                    start: IExpr::c(0),
-                    end: IExpr::c(k as i64),
-                    body,
-                });
-                SExpr::Reg(acc)
-            }
-            Op::Conv2d(geom) => self.conv_forward(&args, idx, geom, pre),
-            Op::Conv2dGradInput { geom, .. } => self.conv_grad_input(&args, idx, &shape, geom, pre),
-            Op::Conv2dGradWeight { geom, .. } => {
-                self.conv_grad_weight(&args, idx, &shape, geom, pre)
+            Op::MatMul { .. }
+            | Op::Conv2d(_)
+            | Op::Conv2dGradInput { .. }
+            | Op::Conv2dGradWeight { .. } => {
+                unreachable!("contractions are products, read through `products`")
             }
             // The value alone needs no position: a running maximum (NaN
             // wins, an empty window is -inf, as in the reference), which
@@ -645,194 +621,6 @@ impl Builder<'_> {
             }];
         }
         pre.extend(body);
-        SExpr::Reg(acc)
-    }
-
-    fn conv_forward(
-        &mut self,
-        args: &[NodeId],
-        idx: &[IExpr],
-        g: &ConvGeom,
-        pre: &mut Vec<Stmt>,
-    ) -> SExpr {
-        let xs = self.shape(args[0]).to_vec();
-        let ws = self.shape(args[1]).to_vec();
-        let (cg, og) = (ws[1], ws[0] / g.groups);
-        let acc = self.reg();
-        pre.push(Stmt::Set {
-            reg: acc,
-            value: SExpr::c(0.0),
-        });
-        let (c, i, j) = (self.var(), self.var(), self.var());
-        let (o, oy, ox) = (&idx[1], &idx[2], &idx[3]);
-        // The group's first input channel: (o / og) * cg.
-        let channel = o
-            .clone()
-            .div_c(og as i64)
-            .mul_c(cg as i64)
-            .plus(IExpr::var(c));
-        let iy = oy
-            .clone()
-            .mul_c(g.stride[0] as i64)
-            .plus(IExpr::var(i).mul_c(g.dilation[0] as i64))
-            .add_c(-(g.padding[0] as i64));
-        let ix = ox
-            .clone()
-            .mul_c(g.stride[1] as i64)
-            .plus(IExpr::var(j).mul_c(g.dilation[1] as i64))
-            .add_c(-(g.padding[2] as i64));
-        let mut body = Vec::new();
-        let x = self.value(
-            args[0],
-            &[idx[0].clone(), channel, iy.clone(), ix.clone()],
-            &mut body,
-        );
-        let w = self.value(
-            args[1],
-            &[o.clone(), IExpr::var(c), IExpr::var(i), IExpr::var(j)],
-            &mut body,
-        );
-        body.push(Stmt::If {
-            cond: Cond::in_range(iy, 0, xs[2] as i64).and(Cond::in_range(ix, 0, xs[3] as i64)),
-            then: vec![Stmt::Set {
-                reg: acc,
-                value: SExpr::Reg(acc).plus(x.times(w)),
-            }],
-        });
-        pre.push(super::contract::nest(
-            &[(c, cg), (i, ws[2]), (j, ws[3])],
-            body,
-        ));
-        SExpr::Reg(acc)
-    }
-
-    /// dx[n, c, iy, ix]: the sum over the taps (o, i, j) whose output
-    /// position `(iy + pad - i * dilation) / stride` is whole and inside.
-    fn conv_grad_input(
-        &mut self,
-        args: &[NodeId],
-        idx: &[IExpr],
-        dx_shape: &[usize],
-        g: &ConvGeom,
-        pre: &mut Vec<Stmt>,
-    ) -> SExpr {
-        let dys = self.shape(args[0]).to_vec();
-        let ws = self.shape(args[1]).to_vec();
-        let (cg, og) = (dx_shape[1] / g.groups, ws[0] / g.groups);
-        let acc = self.reg();
-        pre.push(Stmt::Set {
-            reg: acc,
-            value: SExpr::c(0.0),
-        });
-        let (o, i, j) = (self.var(), self.var(), self.var());
-        let (c, iy, ix) = (&idx[1], &idx[2], &idx[3]);
-        let out_channel = c
-            .clone()
-            .div_c(cg as i64)
-            .mul_c(og as i64)
-            .plus(IExpr::var(o));
-        let ty = iy
-            .clone()
-            .add_c(g.padding[0] as i64)
-            .plus(IExpr::var(i).mul_c(-(g.dilation[0] as i64)));
-        let tx = ix
-            .clone()
-            .add_c(g.padding[2] as i64)
-            .plus(IExpr::var(j).mul_c(-(g.dilation[1] as i64)));
-        let (sy, sx) = (g.stride[0] as i64, g.stride[1] as i64);
-        let oy = ty.clone().div_c(sy);
-        let ox = tx.clone().div_c(sx);
-        let mut body = Vec::new();
-        let dy = self.value(
-            args[0],
-            &[idx[0].clone(), out_channel.clone(), oy, ox],
-            &mut body,
-        );
-        let w = self.value(
-            args[1],
-            &[
-                out_channel,
-                c.clone().rem_c(cg as i64),
-                IExpr::var(i),
-                IExpr::var(j),
-            ],
-            &mut body,
-        );
-        let mut cond = Cond::in_range(ty.clone(), 0, dys[2] as i64 * sy).and(Cond::in_range(
-            tx.clone(),
-            0,
-            dys[3] as i64 * sx,
-        ));
-        if sy > 1 {
-            cond = cond.and(Cond::Divides { value: ty, by: sy });
-        }
-        if sx > 1 {
-            cond = cond.and(Cond::Divides { value: tx, by: sx });
-        }
-        body.push(Stmt::If {
-            cond,
-            then: vec![Stmt::Set {
-                reg: acc,
-                value: SExpr::Reg(acc).plus(dy.times(w)),
-            }],
-        });
-        pre.push(super::contract::nest(
-            &[(o, og), (i, ws[2]), (j, ws[3])],
-            body,
-        ));
-        SExpr::Reg(acc)
-    }
-
-    /// dw[o, c, i, j]: the sum over the batch and the output positions.
-    fn conv_grad_weight(
-        &mut self,
-        args: &[NodeId],
-        idx: &[IExpr],
-        w_shape: &[usize],
-        g: &ConvGeom,
-        pre: &mut Vec<Stmt>,
-    ) -> SExpr {
-        let xs = self.shape(args[0]).to_vec();
-        let dys = self.shape(args[1]).to_vec();
-        let (cg, og) = (w_shape[1], w_shape[0] / g.groups);
-        let acc = self.reg();
-        pre.push(Stmt::Set {
-            reg: acc,
-            value: SExpr::c(0.0),
-        });
-        let (n, oy, ox) = (self.var(), self.var(), self.var());
-        let (o, c, i, j) = (&idx[0], &idx[1], &idx[2], &idx[3]);
-        let channel = o.clone().div_c(og as i64).mul_c(cg as i64).plus(c.clone());
-        let iy = IExpr::var(oy)
-            .mul_c(g.stride[0] as i64)
-            .plus(i.clone().mul_c(g.dilation[0] as i64))
-            .add_c(-(g.padding[0] as i64));
-        let ix = IExpr::var(ox)
-            .mul_c(g.stride[1] as i64)
-            .plus(j.clone().mul_c(g.dilation[1] as i64))
-            .add_c(-(g.padding[2] as i64));
-        let mut body = Vec::new();
-        let x = self.value(
-            args[0],
-            &[IExpr::var(n), channel, iy.clone(), ix.clone()],
-            &mut body,
-        );
-        let dy = self.value(
-            args[1],
-            &[IExpr::var(n), o.clone(), IExpr::var(oy), IExpr::var(ox)],
-            &mut body,
-        );
-        body.push(Stmt::If {
-            cond: Cond::in_range(iy, 0, xs[2] as i64).and(Cond::in_range(ix, 0, xs[3] as i64)),
-            then: vec![Stmt::Set {
-                reg: acc,
-                value: SExpr::Reg(acc).plus(x.times(dy)),
-            }],
-        });
-        pre.push(super::contract::nest(
-            &[(n, dys[0]), (oy, dys[2]), (ox, dys[3])],
-            body,
-        ));
         SExpr::Reg(acc)
     }
 
