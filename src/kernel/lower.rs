@@ -123,12 +123,6 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
                 // The product was written where the value lives.
                 continue;
             }
-            if matches!(p.layout, Layout::ChannelMajor { .. }) && !is_output[i] {
-                // Its readers read the channel-major product directly
-                // (reading a channel's values is contiguous there); only a
-                // graph output is copied to its own layout.
-                continue;
-            }
         }
         if inline[i] {
             continue;
@@ -342,9 +336,6 @@ impl Builder<'_> {
         let i = id.0 as usize;
         if let Op::Const { value, .. } = self.g.nodes[i].op {
             return SExpr::c(value as f32);
-        }
-        if self.products.contains_key(&id) {
-            return self.compute(id, idx, pre);
         }
         if !self.inline[i] {
             let buf = self.buffer_of[i].expect("materialized values have buffers");
