@@ -28,11 +28,29 @@ fn every_op_alone_matches_the_reference() {
 
 #[test]
 fn networks_forward_and_training_step_match_the_reference() {
+    for &(model, network, shape) in common::NETWORKS {
+        let loaded = common::load(model, network, shape);
+        let infer = loaded.lower(nnc::ir::Mode::Infer).unwrap();
+        compare(&format!("{model} infer"), &infer, 3);
+        let step = loaded.lower_step().unwrap();
+        compare(&format!("{model} step"), &step, 3);
+    }
+}
+
+/// The standard library's networks and the larger examples, at small
+/// inputs: forward and training step against the reference executor.
+/// VGG-11 is left out for time (a minute in a test build), ResNet-50 for
+/// conditioning: at batch 2 the reference executor in f32 is itself 4e-3
+/// from its f64 result on the first layer's gradient (fifty batch norms of
+/// few values each), beyond the 1e-3 the comparison holds everything to.
+#[test]
+fn standard_and_example_networks_match_the_reference() {
     let cases: &[(&str, Option<&str>, &[usize])] = &[
-        ("examples/lenet.nn", None, &[3, 1, 28, 28]),
-        ("examples/mlp.nn", None, &[3, 1, 28, 28]),
-        ("tests/fixtures/small_resnet.nn", None, &[2, 3, 16, 16]),
-        ("tests/fixtures/tiny_train.nn", None, &[2, 1, 28, 28]),
+        ("std::lenet", None, &[2, 1, 28, 28]),
+        ("std::alexnet", None, &[1, 3, 63, 63]),
+        ("std::resnet18", None, &[4, 3, 64, 64]),
+        ("examples/transfer.nn", Some("fashion"), &[2, 1, 28, 28]),
+        ("examples/resnet.nn", None, &[2, 1, 96, 96]),
     ];
     for &(model, network, shape) in cases {
         let loaded = common::load(model, network, shape);

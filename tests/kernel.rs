@@ -30,13 +30,7 @@ fn every_op_alone_matches_the_reference() {
 
 #[test]
 fn networks_forward_and_training_step_match_the_reference() {
-    let cases: &[(&str, Option<&str>, &[usize])] = &[
-        ("examples/lenet.nn", None, &[3, 1, 28, 28]),
-        ("examples/mlp.nn", None, &[3, 1, 28, 28]),
-        ("tests/fixtures/small_resnet.nn", None, &[2, 3, 16, 16]),
-        ("tests/fixtures/tiny_train.nn", None, &[2, 1, 28, 28]),
-    ];
-    for &(model, network, shape) in cases {
+    for &(model, network, shape) in common::NETWORKS {
         let loaded = common::load(model, network, shape);
         let infer = loaded.lower(nnc::ir::Mode::Infer).unwrap();
         compare(&format!("{model} infer"), &infer, 3);

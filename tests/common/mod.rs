@@ -225,3 +225,13 @@ pub fn run_cpu(
         .map(|(o, _)| (o.name(), exe.read(e, o).unwrap()))
         .collect()
 }
+
+/// The networks whose forward pass and training step every backend is
+/// compared on: the examples, and the parity fixtures' LeNet, residual and
+/// small training networks, at small batches.
+pub const NETWORKS: &[(&str, Option<&str>, &[usize])] = &[
+    ("examples/lenet.nn", None, &[3, 1, 28, 28]),
+    ("examples/mlp.nn", None, &[3, 1, 28, 28]),
+    ("tests/fixtures/small_resnet.nn", None, &[2, 3, 16, 16]),
+    ("tests/fixtures/tiny_train.nn", None, &[2, 1, 28, 28]),
+];
