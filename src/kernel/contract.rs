@@ -663,6 +663,22 @@ impl Conv {
             .plus(ix)
     }
 
+    /// The loops over every patch element of a chunk, in the order the
+    /// patches buffer is laid out, around `body`.
+    fn patch_loops(&self, chunk: usize, [t, c, i, j, oy, ox]: [Var; 6], body: Stmt) -> Stmt {
+        nest(
+            &[
+                (t, chunk),
+                (c, self.c),
+                (i, self.kh),
+                (j, self.kw),
+                (oy, self.ho),
+                (ox, self.wo),
+            ],
+            vec![body],
+        )
+    }
+
     /// The element of the patches buffer (rows `(c, i, j)`, columns
     /// `(t, oy, ox)` for the `chunk` images of a chunk) for these loop
     /// variables.
@@ -814,17 +830,7 @@ impl Conv {
             index: dst,
             value: SExpr::load(source, src),
         };
-        let body = nest(
-            &[
-                (t, chunk),
-                (c, self.c),
-                (i, self.kh),
-                (j, self.kw),
-                (oy, self.ho),
-                (ox, self.wo),
-            ],
-            vec![store],
-        );
+        let body = self.patch_loops(chunk, [t, c, i, j, oy, ox], store);
         p.kernels
             .push(k.kernel(name("im2col"), chunk > 1, vec![body]));
     }
@@ -935,17 +941,7 @@ impl Conv {
             index: at.clone(),
             value: SExpr::load(target, at).plus(SExpr::load(dcol, src)),
         };
-        let body = nest(
-            &[
-                (t, chunk),
-                (c, self.c),
-                (i, self.kh),
-                (j, self.kw),
-                (oy, self.ho),
-                (ox, self.wo),
-            ],
-            vec![store],
-        );
+        let body = self.patch_loops(chunk, [t, c, i, j, oy, ox], store);
         p.kernels
             .push(k.kernel(name("col2im"), chunk > 1, vec![body]));
         if self.padded() {
