@@ -28,13 +28,7 @@ fn every_op_alone_matches_the_reference() {
 
 #[test]
 fn networks_forward_and_training_step_match_the_reference() {
-    for &(model, network, shape) in common::NETWORKS {
-        let loaded = common::load(model, network, shape);
-        let infer = loaded.lower(nnc::ir::Mode::Infer).unwrap();
-        compare(&format!("{model} infer"), &infer, 3);
-        let step = loaded.lower_step().unwrap();
-        compare(&format!("{model} step"), &step, 3);
-    }
+    common::for_each_network_graph(common::NETWORKS, |what, g| compare(what, g, 3));
 }
 
 /// The standard library's networks and the larger examples, at small
@@ -52,13 +46,7 @@ fn standard_and_example_networks_match_the_reference() {
         ("examples/transfer.nn", Some("fashion"), &[2, 1, 28, 28]),
         ("examples/resnet.nn", None, &[2, 1, 96, 96]),
     ];
-    for &(model, network, shape) in cases {
-        let loaded = common::load(model, network, shape);
-        let infer = loaded.lower(nnc::ir::Mode::Infer).unwrap();
-        compare(&format!("{model} infer"), &infer, 3);
-        let step = loaded.lower_step().unwrap();
-        compare(&format!("{model} step"), &step, 3);
-    }
+    common::for_each_network_graph(cases, |what, g| compare(what, g, 3));
 }
 
 /// A random convolution geometry and an input it fits: odd sizes, stride,

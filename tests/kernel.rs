@@ -30,13 +30,7 @@ fn every_op_alone_matches_the_reference() {
 
 #[test]
 fn networks_forward_and_training_step_match_the_reference() {
-    for &(model, network, shape) in common::NETWORKS {
-        let loaded = common::load(model, network, shape);
-        let infer = loaded.lower(nnc::ir::Mode::Infer).unwrap();
-        compare(&format!("{model} infer"), &infer, 3);
-        let step = loaded.lower_step().unwrap();
-        compare(&format!("{model} step"), &step, 3);
-    }
+    common::for_each_network_graph(common::NETWORKS, |what, g| compare(what, g, 3));
 }
 
 #[test]

@@ -235,3 +235,19 @@ pub const NETWORKS: &[(&str, Option<&str>, &[usize])] = &[
     ("tests/fixtures/small_resnet.nn", None, &[2, 3, 16, 16]),
     ("tests/fixtures/tiny_train.nn", None, &[2, 1, 28, 28]),
 ];
+
+/// Each network of `cases`, lowered for inference and as a training step:
+/// `check(what, graph)` for both.
+pub fn for_each_network_graph(
+    cases: &[(&str, Option<&str>, &[usize])],
+    mut check: impl FnMut(&str, &Graph),
+) {
+    for &(model, network, shape) in cases {
+        let loaded = load(model, network, shape);
+        check(
+            &format!("{model} infer"),
+            &loaded.lower(nnc::ir::Mode::Infer).unwrap(),
+        );
+        check(&format!("{model} step"), &loaded.lower_step().unwrap());
+    }
+}
