@@ -6,7 +6,8 @@
 //! matrices in memory), or an op whose loops cannot take a consumer (the
 //! gradients of pooling scatter into their result). Every other value is
 //! *inlined*: computed where its one reader needs it, at the reader's
-//! index, so it never touches memory. Each materialized value gets one
+//! index, so it never touches memory; so is a value the fusion plan marks
+//! as recomputed, by each of its readers. Each materialized value gets one
 //! kernel: loops over its elements and, inside, the expression of its
 //! group's inlined ops. A reduction or a pooling window inside that
 //! expression becomes an inner loop into a register.
@@ -87,6 +88,7 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
                 buffer_of[i] = add_buffer(&mut program, BufferKind::Input(name.clone()));
             }
             Op::Const { .. } if !is_output[i] && !operand[i] => inline[i] = true,
+            _ if plan.recompute[i] => inline[i] = true,
             _ => {
                 let same_group = reader[i].is_some_and(|r| {
                     plan.kernel_of[r].is_some() && plan.kernel_of[r] == plan.kernel_of[i]

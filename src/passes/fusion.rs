@@ -16,6 +16,15 @@
 //!   kernels of their own; two contractions or two reductions never share
 //!   one.
 //!
+//! Cheap elementwise values are not given a kernel at all: they are
+//! *recomputed* by each reader (the bias added to a convolution, batch
+//! norm's normalisation and affine, a ReLU). In a training step almost
+//! every forward value is read twice, by the next op and by the backward
+//! pass, so without recomputation nothing would fuse there; a few
+//! arithmetic ops per element cost less than writing the value to memory
+//! and reading it back. Small values (per-channel statistics) are
+//! computed once instead, as are transcendental ones (`exp`, `sigmoid`).
+//!
 //! Each op left as the only member of its kernel gets the reason, for
 //! `nnc compile --explain`.
 
@@ -39,6 +48,38 @@ pub struct FusionPlan {
     pub kernels: Vec<Kernel>,
     /// Why a node stayed alone in its kernel, for the ones that did.
     pub reasons: Vec<(NodeId, String)>,
+    /// Per node: whether each reader recomputes it (it has no kernel).
+    pub recompute: Vec<bool>,
+}
+
+/// The fewest elements a value must have to be recomputed rather than
+/// computed once: below it, a kernel of its own is nearly free and
+/// recomputing would repeat per-channel arithmetic for every element.
+pub const RECOMPUTE_MIN_ELEMENTS: usize = 2048;
+
+/// The most arithmetic ops a reader may repeat for one recomputed value
+/// (its own op and those of the recomputed values it reads).
+const RECOMPUTE_MAX_OPS: usize = 8;
+
+/// The arithmetic cost of recomputing `op` per element, for the ops cheap
+/// enough to recompute; `None` for the others.
+fn recompute_cost(g: &Graph, id: NodeId) -> Option<usize> {
+    use crate::ir::{BinaryFn, UnaryFn};
+    let node = g.node(id);
+    match &node.op {
+        Op::Binary(BinaryFn::Add | BinaryFn::Sub | BinaryFn::Mul | BinaryFn::Max) => Some(1),
+        Op::Unary(UnaryFn::Neg | UnaryFn::Relu | UnaryFn::Square) => Some(1),
+        Op::Unary(UnaryFn::Relu6 | UnaryFn::LeakyRelu { .. }) => Some(2),
+        Op::UnaryGrad(UnaryFn::Neg | UnaryFn::Relu | UnaryFn::Square) => Some(2),
+        Op::BroadcastTo { .. } => Some(0),
+        // A reshape that only adds or drops axes of size 1 is free; one
+        // that regroups axes costs a division per index.
+        Op::Reshape { .. } => {
+            let big = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+            (big(&node.ty.shape) == big(g.shape(node.args[0]))).then_some(0)
+        }
+        _ => None,
+    }
 }
 
 /// How many nodes read each value, and whether it is a graph output.
@@ -69,9 +110,10 @@ pub fn plan(g: &Graph) -> FusionPlan {
     let mut reasons: Vec<(NodeId, String)> = Vec::new();
     // Whether a value may stay inside its kernel: read once, not an output.
     let private = |v: NodeId| uses[v.0 as usize] == 1 && !output[v.0 as usize];
+    let recompute = recomputed(g, &uses, &output);
     for (i, node) in g.nodes.iter().enumerate() {
         let class = node.op.class();
-        if class == OpClass::Leaf {
+        if class == OpClass::Leaf || recompute[i] {
             continue;
         }
         let id = NodeId(i as u32);
@@ -168,7 +210,57 @@ pub fn plan(g: &Graph) -> FusionPlan {
         kernel_of,
         kernels,
         reasons,
+        recompute,
     }
+}
+
+/// Which values every reader recomputes: cheap elementwise ops over many
+/// elements, whose readers all compute at an index (a contraction reads
+/// its operands from memory, so their operands are never recomputed), and
+/// whose own arguments are in memory or recomputed too. An argument of the
+/// same shape that would otherwise be fused into the value's kernel (an
+/// `exp` read only by it) keeps the value in a kernel, so that no reader
+/// repeats the `exp`; a smaller one (a bias, broadcast) is read in place.
+fn recomputed(g: &Graph, uses: &[usize], output: &[bool]) -> Vec<bool> {
+    let mut operand = vec![false; g.nodes.len()];
+    for node in &g.nodes {
+        if node.op.class() == OpClass::Contraction {
+            for a in &node.args {
+                operand[a.0 as usize] = true;
+            }
+        }
+    }
+    let mut recompute = vec![false; g.nodes.len()];
+    // Per recomputed node: the ops a reader repeats for it.
+    let mut cost = vec![0usize; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Some(own) = recompute_cost(g, NodeId(i as u32)) else {
+            continue;
+        };
+        if output[i] || operand[i] || node.ty.numel() < RECOMPUTE_MIN_ELEMENTS {
+            continue;
+        }
+        let mut total = own;
+        let mut fits = true;
+        for a in &node.args {
+            let j = a.0 as usize;
+            let arg = &g.nodes[j].op;
+            if recompute[j] {
+                total += cost[j];
+            } else if is_injective(arg)
+                && uses[j] == 1
+                && !output[j]
+                && g.shape(*a) == node.ty.shape.as_slice()
+            {
+                fits = false;
+            }
+        }
+        if fits && total <= RECOMPUTE_MAX_OPS {
+            recompute[i] = true;
+            cost[i] = total;
+        }
+    }
+    recompute
 }
 
 /// Why an elementwise op could not join the kernel of what it reads.
@@ -201,7 +293,9 @@ fn alone_reason(
             }
             Some(_) => continue,
         };
-        why.push(reason);
+        if !why.contains(&reason) {
+            why.push(reason);
+        }
     }
     if why.is_empty() {
         "it reads only inputs and constants".into()
@@ -233,6 +327,16 @@ pub fn explain(g: &Graph, p: &FusionPlan) -> String {
             "kernel {k} ({:?}): {}\n",
             kernel.class,
             names.join(", ")
+        ));
+    }
+    let again: Vec<String> = (0..g.nodes.len())
+        .filter(|&i| p.recompute[i])
+        .map(|i| format!("%{i} {}", g.nodes[i].op.name()))
+        .collect();
+    if !again.is_empty() {
+        out.push_str(&format!(
+            "recomputed by each reader: {}\n",
+            again.join(", ")
         ));
     }
     for (id, why) in &p.reasons {
