@@ -764,18 +764,22 @@ impl Builder<'_> {
                     Box::new(Cond::cmp(CmpOp::Lt, ar, SExpr::c(0.0))),
                 )),
             );
-            body.push(Stmt::If {
-                cond: take,
-                then: vec![
-                    Stmt::Set {
-                        reg: best,
-                        value: vr,
-                    },
-                    Stmt::Set {
-                        reg: at,
-                        value: SExpr::Index(tap),
-                    },
-                ],
+            // Branch-free: whether a tap wins depends on the data, so a
+            // branch on it is mispredicted about as often as it is taken.
+            // The flag is set first: both updates test the old maximum.
+            let flag = b.reg();
+            body.push(Stmt::Set {
+                reg: flag,
+                value: SExpr::select(take, SExpr::c(1.0), SExpr::c(0.0)),
+            });
+            let won = || Cond::cmp(CmpOp::Ne, SExpr::Reg(flag), SExpr::c(0.0));
+            body.push(Stmt::Set {
+                reg: best,
+                value: SExpr::select(won(), vr, SExpr::Reg(best)),
+            });
+            body.push(Stmt::Set {
+                reg: at,
+                value: SExpr::select(won(), SExpr::Index(tap), SExpr::Reg(at)),
             });
             body
         });
@@ -856,11 +860,15 @@ impl Builder<'_> {
             };
             if max {
                 let (_, at) = b.window_max(args[0], &xs, idx, window.clone(), &mut pre);
+                // Every tap adds, zero where it is not the maximum: a
+                // store costs less than a mispredicted branch.
                 let stmt = b.window_loops(&window, &xs, idx, |_, iy, ix, tap| {
-                    vec![Stmt::If {
-                        cond: Cond::cmp(CmpOp::Eq, SExpr::Reg(at), SExpr::Index(tap)),
-                        then: vec![add_into(iy, ix, dy.clone())],
-                    }]
+                    let hit = Cond::cmp(CmpOp::Eq, SExpr::Reg(at), SExpr::Index(tap));
+                    vec![add_into(
+                        iy,
+                        ix,
+                        SExpr::select(hit, dy.clone(), SExpr::c(0.0)),
+                    )]
                 });
                 pre.push(stmt);
             } else {

@@ -215,18 +215,22 @@ pub fn plan(g: &Graph) -> FusionPlan {
 }
 
 /// Which values every reader recomputes: cheap elementwise ops over many
-/// elements, whose readers all compute at an index (a contraction reads
-/// its operands from memory, so their operands are never recomputed), and
+/// elements, whose readers all compute at an index (neither a contraction
+/// nor a pooling window), and
 /// whose own arguments are in memory or recomputed too. An argument of the
 /// same shape that would otherwise be fused into the value's kernel (an
 /// `exp` read only by it) keeps the value in a kernel, so that no reader
 /// repeats the `exp`; a smaller one (a bias, broadcast) is read in place.
 fn recomputed(g: &Graph, uses: &[usize], output: &[bool]) -> Vec<bool> {
-    let mut operand = vec![false; g.nodes.len()];
+    // Readers that must find the value in memory: a contraction reads its
+    // operands through strides; a pooling window reads each element once
+    // per window that covers it (2.25 times for 3x3 windows at stride 2),
+    // in loops that bounds checks keep scalar.
+    let mut in_memory = vec![false; g.nodes.len()];
     for node in &g.nodes {
-        if node.op.class() == OpClass::Contraction {
+        if matches!(node.op.class(), OpClass::Contraction | OpClass::Window) {
             for a in &node.args {
-                operand[a.0 as usize] = true;
+                in_memory[a.0 as usize] = true;
             }
         }
     }
@@ -237,7 +241,7 @@ fn recomputed(g: &Graph, uses: &[usize], output: &[bool]) -> Vec<bool> {
         let Some(own) = recompute_cost(g, NodeId(i as u32)) else {
             continue;
         };
-        if output[i] || operand[i] || node.ty.numel() < RECOMPUTE_MIN_ELEMENTS {
+        if output[i] || in_memory[i] || node.ty.numel() < RECOMPUTE_MIN_ELEMENTS {
             continue;
         }
         let mut total = own;
