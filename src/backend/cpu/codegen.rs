@@ -180,7 +180,12 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
+    // A tool for reading the machine code (`NNC_DUMP_ASM=FILE`): Cranelift's
+    // disassembly of every kernel, in order.
+    let dump_asm = std::env::var_os("NNC_DUMP_ASM");
+    let mut asm = String::new();
     for (i, k) in p.kernels.iter().enumerate() {
+        ctx.set_disasm(dump_asm.is_some());
         ctx.func.signature.params.push(AbiParam::new(ptr));
         for _ in 0..3 {
             ctx.func.signature.params.push(AbiParam::new(types::I64));
@@ -201,8 +206,14 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
         module
             .define_function(id, &mut ctx)
             .map_err(|e| format!("kernel `{}`: {e:?}", k.name))?;
+        if let Some(vcode) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            asm.push_str(&format!("kernel {}\n{vcode}\n", k.name));
+        }
         module.clear_context(&mut ctx);
         ids.push(id);
+    }
+    if let Some(path) = dump_asm {
+        std::fs::write(&path, asm).map_err(|e| format!("NNC_DUMP_ASM: {e}"))?;
     }
     module.finalize_definitions().map_err(|e| e.to_string())?;
     let functions = ids
