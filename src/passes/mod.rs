@@ -3,8 +3,9 @@
 //! signature (every input stays, every output stays, in order); the
 //! verifier runs after each pass in debug builds.
 //!
-//! Today: algebraic simplification and constant folding, common-
-//! subexpression elimination, dead-code elimination; then, on the result,
+//! Today: algebraic simplification and constant folding, dead
+//! convolution taps (`taps.rs`), common-subexpression elimination,
+//! dead-code elimination; then, on the result,
 //! fusion planning (`fusion::plan`) and memory planning (`memory::plan`,
 //! buffer reuse by liveness).
 
@@ -13,10 +14,12 @@ mod dce;
 pub mod fusion;
 pub mod memory;
 mod simplify;
+mod taps;
 
 pub use cse::cse;
 pub use dce::dce;
 pub use simplify::simplify;
+pub use taps::dead_taps;
 
 use crate::ir::{Graph, NodeId};
 
@@ -24,16 +27,18 @@ use crate::ir::{Graph, NodeId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
     Simplify,
+    DeadTaps,
     Cse,
     Dce,
 }
 
 impl Pass {
-    pub const ALL: [Pass; 3] = [Pass::Simplify, Pass::Cse, Pass::Dce];
+    pub const ALL: [Pass; 4] = [Pass::Simplify, Pass::DeadTaps, Pass::Cse, Pass::Dce];
 
     pub fn name(self) -> &'static str {
         match self {
             Pass::Simplify => "simplify",
+            Pass::DeadTaps => "dead-taps",
             Pass::Cse => "cse",
             Pass::Dce => "dce",
         }
@@ -49,6 +54,9 @@ impl Pass {
             Pass::Simplify => {
                 format!("simplify: {count} nodes folded to constants or skipped as identities")
             }
+            Pass::DeadTaps => {
+                format!("dead-taps: {count} convolutions lost kernel taps that read only padding")
+            }
             Pass::Cse => format!("cse: {count} nodes now reuse an identical earlier node"),
             Pass::Dce => format!("dce: {count} nodes removed (nothing used them)"),
         }
@@ -59,6 +67,7 @@ impl Pass {
     pub fn run(self, g: &mut Graph) -> usize {
         let removed = match self {
             Pass::Simplify => simplify(g),
+            Pass::DeadTaps => dead_taps(g),
             Pass::Cse => cse(g),
             Pass::Dce => dce(g),
         };
@@ -67,9 +76,10 @@ impl Pass {
     }
 }
 
-/// The default pipeline: simplify, merge duplicates, then drop what
-/// nothing uses.
-pub const DEFAULT: [Pass; 3] = [Pass::Simplify, Pass::Cse, Pass::Dce];
+/// The default pipeline: simplify, drop dead convolution taps, merge
+/// duplicates (the weight slices of a convolution and its input
+/// gradient), then drop what nothing uses.
+pub const DEFAULT: [Pass; 4] = [Pass::Simplify, Pass::DeadTaps, Pass::Cse, Pass::Dce];
 
 /// For each node, the nodes that use it as an argument (in order, with
 /// repeats when a node uses a value twice).
