@@ -347,6 +347,16 @@ impl SExpr {
         SExpr::bin(BinOp::Div, self, b)
     }
 
+    /// Whether this is a product `a * b`.
+    pub fn is_mul(&self) -> bool {
+        matches!(self, SExpr::Bin(BinOp::Mul, ..))
+    }
+
+    /// Whether this is a constant that is a number (not NaN).
+    pub fn is_number(&self) -> bool {
+        matches!(self, SExpr::Const(c) if !c.is_nan())
+    }
+
     pub fn select(cond: Cond, a: SExpr, b: SExpr) -> SExpr {
         SExpr::Select(Box::new(cond), Box::new(a), Box::new(b))
     }

@@ -134,6 +134,12 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
         .map_err(|e| format!("this CPU is not supported by Cranelift: {e}"))?
         .finish(settings::Flags::new(flags))
         .map_err(|e| format!("cranelift: {e}"))?;
+    // Fused multiply-add where the CPU has it (detected by
+    // cranelift-native); without it, a multiply and an add.
+    let fma = isa
+        .isa_flags()
+        .iter()
+        .any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
     let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     let addresses: [*const u8; 5] = [
         nnc_expf as *const u8,
@@ -197,7 +203,7 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
                 refs.push(module.declare_func_in_func(*id, b.func));
             }
             refs.push(module.declare_func_in_func(sgemm, b.func));
-            Emitter::emit(&mut b, k, ptr, &refs);
+            Emitter::emit(&mut b, k, ptr, &refs, fma);
             b.finalize(config);
         }
         let id = module
@@ -243,6 +249,8 @@ struct Emitter<'a, 'b> {
     trusted: MemFlagsData,
     /// Each register as four lanes, for vectorized loops.
     vregs: Vec<Variable>,
+    /// Whether `a * b + c` is one instruction (x86's FMA3).
+    fma: bool,
 }
 
 /// Four lanes of f32: the widest vectors Cranelift emits on x86-64.
@@ -255,7 +263,13 @@ fn unaligned() -> MemFlagsData {
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
-    fn emit(b: &'a mut FunctionBuilder<'b>, k: &Kernel, ptr: types::Type, math: &'a [FuncRef]) {
+    fn emit(
+        b: &'a mut FunctionBuilder<'b>,
+        k: &Kernel,
+        ptr: types::Type,
+        math: &'a [FuncRef],
+        fma: bool,
+    ) {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -290,6 +304,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
         let mut e = Emitter {
             b,
+            fma,
             bases,
             vars,
             regs,
@@ -567,6 +582,29 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     (_, None) => unreachable!("instructions are handled above"),
                 }
             }
+            SExpr::Bin(BinOp::Add, a, b) if self.fma && (a.is_mul() || b.is_mul()) => {
+                let (SExpr::Bin(_, x, y), c) = (if a.is_mul() { (&**a, b) } else { (&**b, a) })
+                else {
+                    unreachable!("one side is a product")
+                };
+                let (x, y) = (self.vfloat(x, var, vector), self.vfloat(y, var, vector));
+                let c = self.vfloat(c, var, vector);
+                self.b.ins().fma(x, y, c)
+            }
+            SExpr::Bin(op @ (BinOp::Max | BinOp::Min), a, b) if b.is_number() => {
+                // Against a constant that is not NaN, the comparison and
+                // select that x86's maxps and minps implement: NaN in `a`
+                // fails the comparison and stays.
+                let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
+                let cc = if *op == BinOp::Max {
+                    FloatCC::LessThan
+                } else {
+                    FloatCC::GreaterThan
+                };
+                let take_b = self.b.ins().fcmp(cc, a, b);
+                let take_b = self.b.ins().bitcast(F32X4, MemFlagsData::new(), take_b);
+                self.b.ins().bitselect(take_b, b, a)
+            }
             SExpr::Bin(op, a, b) => {
                 let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
                 self.bin_op(*op, a, b)
@@ -588,15 +626,21 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// 1e-7). Above 88.72 the result is infinite, below -87.33 zero, and NaN
     /// stays NaN.
     fn vector_exp(&mut self, x: Value) -> Value {
-        // Multiply and add as two instructions: Cephes' scheme is exact
-        // enough without fusing, and a CPU without FMA runs it too.
+        // Cephes' scheme is exact enough without fusing; with FMA each
+        // step is one instruction.
         let c = |e: &mut Self, v: f32| {
             let s = e.b.ins().f32const(v);
             e.b.ins().splat(F32X4, s)
         };
         let (hi, lo) = (c(self, 88.722_84), c(self, -87.336_55));
-        let clamped = self.b.ins().fmin(x, hi);
-        let clamped = self.b.ins().fmax(clamped, lo);
+        // Clamped by comparison and select (two instructions where fmin
+        // and fmax take eight): NaN fails both comparisons and stays.
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        let above = self.b.ins().bitcast(F32X4, MemFlagsData::new(), above);
+        let clamped = self.b.ins().bitselect(above, hi, x);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, clamped, lo);
+        let below = self.b.ins().bitcast(F32X4, MemFlagsData::new(), below);
+        let clamped = self.b.ins().bitselect(below, lo, clamped);
         // n = floor(x log2(e) + 1/2)
         let log2e = c(self, std::f32::consts::LOG2_E);
         let half = c(self, 0.5);
@@ -626,7 +670,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         // 2^n from n's bits in the exponent field. n reaches 128 near the
         // top of the range, past the largest exponent: there the scale is
         // 2^(n-1), and y is doubled instead.
-        let ni = self.b.ins().fcvt_to_sint_sat(types::I32X4, n);
+        // n is a whole number in [-127, 128] after the clamp, or NaN (whose
+        // result is NaN whatever the scale): x86's truncating conversion
+        // needs none of the saturating conversion's fix-ups.
+        let ni = if cfg!(target_arch = "x86_64") {
+            self.b.ins().x86_cvtt2dq(types::I32X4, n)
+        } else {
+            self.b.ins().fcvt_to_sint_sat(types::I32X4, n)
+        };
         let power = |e: &mut Self, bias: i64| {
             let b = e.b.ins().iconst(types::I32, bias);
             let b = e.b.ins().splat(types::I32X4, b);
@@ -657,6 +708,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// `a * b + c`.
     fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.fma {
+            return self.b.ins().fma(a, b, c);
+        }
         let p = self.b.ins().fmul(a, b);
         self.b.ins().fadd(p, c)
     }
@@ -859,6 +913,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     }
                     (_, None) => unreachable!("instructions are handled above"),
                 }
+            }
+            SExpr::Bin(BinOp::Add, a, b) if self.fma && (a.is_mul() || b.is_mul()) => {
+                let (SExpr::Bin(_, x, y), c) = (if a.is_mul() { (&**a, b) } else { (&**b, a) })
+                else {
+                    unreachable!("one side is a product")
+                };
+                let (x, y, c) = (self.float(x), self.float(y), self.float(c));
+                self.b.ins().fma(x, y, c)
             }
             SExpr::Bin(op, a, b) => {
                 let (a, b) = (self.float(a), self.float(b));
