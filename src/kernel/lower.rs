@@ -47,6 +47,20 @@ pub fn scatters(op: &Op) -> bool {
     )
 }
 
+/// Whether `id` is a reshape, broadcast or slice of an input, directly or
+/// through other such views.
+fn view_of_input(g: &Graph, id: NodeId) -> bool {
+    let node = g.node(id);
+    match node.op {
+        Op::Input { .. } => true,
+        Op::Reshape { .. } | Op::BroadcastTo { .. } | Op::Slice { .. } => {
+            let a = node.args[0];
+            matches!(g.node(a).op, Op::Input { .. }) || view_of_input(g, a)
+        }
+        _ => false,
+    }
+}
+
 pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
     let n = g.nodes.len();
     let mut uses = vec![0usize; n];
@@ -93,10 +107,10 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
                 let same_group = reader[i].is_some_and(|r| {
                     plan.kernel_of[r].is_some() && plan.kernel_of[r] == plan.kernel_of[i]
                 });
-                // A view of an input (a bias reshaped for broadcasting) is
-                // index arithmetic its one reader can do, whatever its group.
-                let view_of_input = matches!(node.op, Op::Reshape { .. } | Op::BroadcastTo { .. })
-                    && matches!(g.node(node.args[0]).op, Op::Input { .. });
+                // A view of an input (a bias reshaped for broadcasting, a
+                // weight's live taps sliced from it) is index arithmetic
+                // its one reader can do, whatever its group.
+                let view_of_input = view_of_input(g, NodeId(i as u32));
                 let private =
                     uses[i] == 1 && !is_output[i] && !operand[i] && (same_group || view_of_input);
                 if private && !scatters(&node.op) {
