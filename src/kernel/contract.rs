@@ -56,6 +56,10 @@ pub struct Scratch {
 /// group (`channels * kh * kw`) is done directly.
 const DIRECT_ROWS: usize = 32;
 
+/// The most slices of images a direct weight gradient sums separately
+/// (for threads to share the work), each into partial sums of the weight.
+const DIRECT_SLICES: usize = 16;
+
 /// How many parts a product splits into: one per core (up to 16), each a
 /// single-threaded product on the pool's threads. More parts balance
 /// better but pack the shared operand once each: on 2 cores, 2 parts beat
@@ -385,6 +389,13 @@ pub fn schedule(
         Op::Conv2dGradWeight { geom, .. } => {
             let c = Conv::new(g.shape(node.args[0]), &shape, g.shape(node.args[1]), geom);
             let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), shape.iter().product()));
+            if c.direct() {
+                c.direct_grad_weight(&name, (args[0], args[1]), out, scratch_bufs, p);
+                return Product {
+                    buf: out,
+                    layout: Layout::Natural,
+                };
+            }
 
             let dy = c.channel_major(name("transpose"), args[1], scratch_bufs, p);
             let chunk = c.chunk();
@@ -754,6 +765,95 @@ impl Conv {
         );
         p.kernels
             .push(k.kernel(name("direct"), self.n > 1, vec![body]));
+    }
+
+    /// `dw[o, c, i, j]`: the sum over images and output positions of
+    /// `dy * x`, read in place (the padded input, no patches), four output
+    /// columns at a time. A thin layer's weight (LeNet's 6 x 25) has too
+    /// few elements to split over threads, so the images are split into
+    /// slices with partial sums, added up after.
+    fn direct_grad_weight(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        (x, dy): (BufId, BufId),
+        dw: BufId,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
+        let (xp, hp, wp) = self.padded_input(name, x, scratch, p);
+        let cg = self.c / self.groups;
+        let slices = (1..=self.n.min(DIRECT_SLICES))
+            .rev()
+            .find(|s| self.n.is_multiple_of(*s))
+            .unwrap_or(1);
+        let per_slice = self.n / slices;
+        let len = self.o * self.r;
+        let into = if slices > 1 {
+            Scratch::get(&mut scratch.partial, "partial sums", slices * len, p)
+        } else {
+            dw
+        };
+        let mut k = Numbering::default();
+        let (s, o, c, i, j, t, oy, ox) = (
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+            k.var(),
+        );
+        let acc = k.reg();
+        let n = v(s).mul_c(per_slice as i64).plus(v(t));
+        let channel = v(o).div_c(self.og as i64).mul_c(cg as i64).plus(v(c));
+        let at = self.padded_at((hp, wp), n.clone(), channel, [v(oy), v(ox), v(i), v(j)]);
+        let grad = n
+            .mul_c((self.o * self.p) as i64)
+            .plus(v(o).mul_c(self.p as i64))
+            .plus(v(oy).mul_c(self.wo as i64))
+            .plus(v(ox));
+        let sum = nest(
+            &[(t, per_slice), (oy, self.ho), (ox, self.wo)],
+            vec![Stmt::Set {
+                reg: acc,
+                value: SExpr::Reg(acc).plus(SExpr::load(dy, grad).times(SExpr::load(xp, at))),
+            }],
+        );
+        let element = v(o)
+            .mul_c(self.r as i64)
+            .plus(v(c).mul_c((self.kh * self.kw) as i64))
+            .plus(v(i).mul_c(self.kw as i64))
+            .plus(v(j));
+        let inner = vec![
+            Stmt::Set {
+                reg: acc,
+                value: SExpr::c(0.0),
+            },
+            sum,
+            Stmt::Store {
+                buf: into,
+                index: v(s).mul_c(len as i64).plus(element),
+                value: SExpr::Reg(acc),
+            },
+        ];
+        let body = nest(
+            &[
+                (s, slices),
+                (o, self.o),
+                (c, cg),
+                (i, self.kh),
+                (j, self.kw),
+            ],
+            inner,
+        );
+        let parallel = slices > 1 || self.o > 1;
+        p.kernels
+            .push(k.kernel(name("direct"), parallel, vec![body]));
+        if slices > 1 {
+            p.kernels
+                .push(sum_slices(name("sum"), into, dw, slices, len, false));
+        }
     }
 
     /// Whether the convolution pads its input.
