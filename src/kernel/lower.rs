@@ -409,7 +409,7 @@ impl Builder<'_> {
                 let x = self.value(args[0], idx, pre);
                 let x = self.bind(x, pre);
                 let dy = self.value(args[1], idx, pre);
-                super::unary_grad(*f, x, dy)
+                super::unary_grad(*f, x, dy, &mut |v| self.bind(v, pre))
             }
             Op::Binary(f) => {
                 let ia = broadcast_index(idx, &shape, &arg_shape(self, 0));

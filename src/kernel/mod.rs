@@ -444,7 +444,10 @@ const GELU_C: f32 = 0.044_715;
 
 /// `dy * f'(x)`, with the reference executor's conventions: f'(NaN) is
 /// NaN, and the kinks take PyTorch's values.
-pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
+///
+/// `bind` holds a value in a register: a value the formula uses twice (a
+/// sigmoid, a tanh) is computed once.
+pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr, bind: &mut dyn FnMut(SExpr) -> SExpr) -> SExpr {
     use SExpr as S;
     let c = S::c;
     let gt0 = |x: &SExpr| Cond::cmp(CmpOp::Gt, x.clone(), c(0.0));
@@ -463,11 +466,11 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
             c(0.0),
         ),
         UnaryFn::Sigmoid => {
-            let s = sigmoid(x.clone());
+            let s = bind(sigmoid(x.clone()));
             s.clone().times(c(1.0).minus(s))
         }
         UnaryFn::Tanh => {
-            let t = S::un(UnOp::Tanh, x.clone());
+            let t = bind(S::un(UnOp::Tanh, x.clone()));
             c(1.0).minus(t.clone().times(t))
         }
         UnaryFn::LeakyRelu { slope } => S::select(gt0(&x), c(1.0), c(slope as f32)),
@@ -483,7 +486,7 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
         UnaryFn::Gelu { tanh: true } => {
             let cube = x.clone().times(x.clone()).times(x.clone());
             let inner = c(SQRT_2_OVER_PI).times(x.clone().plus(c(GELU_C).times(cube)));
-            let t = S::un(UnOp::Tanh, inner);
+            let t = bind(S::un(UnOp::Tanh, inner));
             let dinner = c(SQRT_2_OVER_PI)
                 .times(c(1.0).plus(c(3.0 * GELU_C).times(x.clone()).times(x.clone())));
             c(0.5).times(c(1.0).plus(t.clone())).plus(
@@ -499,7 +502,7 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr) -> SExpr {
             c(alpha as f32).times(S::un(UnOp::Exp, x.clone())),
         ),
         UnaryFn::Silu => {
-            let s = sigmoid(x.clone());
+            let s = bind(sigmoid(x.clone()));
             s.clone()
                 .times(c(1.0).plus(x.clone().times(c(1.0).minus(s))))
         }

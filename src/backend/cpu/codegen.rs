@@ -127,7 +127,13 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
         f.set(k, v)
             .map_err(|e| format!("cranelift setting {k}: {e}"))
     };
-    set(&mut flags, "opt_level", "speed")?;
+    // No e-graph optimization: it places every pure instruction at its
+    // first use and then fails to hoist `x * c` out of loops (the constant
+    // is rematerialized inside), which undid the hoisting `Emitter::hoist`
+    // does. The kernels arrive already simplified and scheduled; with
+    // "speed", LeNet-BN's direct convolutions ran 2-2.5 times slower and
+    // ResNet-18's step about 5-10 % (docs/perf.md).
+    set(&mut flags, "opt_level", "none")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     set(&mut flags, "is_pic", "false")?;
     let isa = cranelift_native::builder()
@@ -251,6 +257,9 @@ struct Emitter<'a, 'b> {
     vregs: Vec<Variable>,
     /// Whether `a * b + c` is one instruction (x86's FMA3).
     fma: bool,
+    /// Index arithmetic computed before the loops it does not vary in,
+    /// innermost loop last (see `hoist`).
+    hoisted: Vec<HashMap<IExpr, Value>>,
 }
 
 /// Four lanes of f32: the widest vectors Cranelift emits on x86-64.
@@ -305,6 +314,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let mut e = Emitter {
             b,
             fma,
+            hoisted: Vec::new(),
             bases,
             vars,
             regs,
@@ -335,20 +345,22 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 } else {
                     (self.int(start), self.int(end))
                 };
+                self.hoist(*var, body);
                 if let Some(plan) = super::vectorize::plan(*var, body) {
                     self.vector_loop(*var, start, end, body, &plan);
-                    return;
+                } else {
+                    let v = self.vars[var.0 as usize];
+                    self.b.def_var(v, start);
+                    let exit = self.b.create_block();
+                    self.counted_loop(v, end, 1, exit, |e| {
+                        for s in body {
+                            e.stmt(s, false);
+                        }
+                    });
+                    self.b.switch_to_block(exit);
+                    self.b.seal_block(exit);
                 }
-                let v = self.vars[var.0 as usize];
-                self.b.def_var(v, start);
-                let exit = self.b.create_block();
-                self.counted_loop(v, end, 1, exit, |e| {
-                    for s in body {
-                        e.stmt(s, false);
-                    }
-                });
-                self.b.switch_to_block(exit);
-                self.b.seal_block(exit);
+                self.hoisted.pop();
             }
             Stmt::Set { reg, value } => {
                 let v = self.float(value);
@@ -451,6 +463,32 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.seal_block(exit);
     }
 
+    /// Computes, here (before the loop over `var`), the index arithmetic
+    /// of `body` that neither `var` nor a loop inside `body` changes, for
+    /// `int` to use inside; the caller pops it after the loop. Without it
+    /// an image's offset was multiplied out again for every four elements
+    /// (Cranelift's own loop-invariant code motion left `x * c` in the
+    /// loop, and is off: see `compile`).
+    fn hoist(&mut self, var: Var, body: &[Stmt]) {
+        let mut inside = HashSet::new();
+        inside.insert(var);
+        for s in body {
+            loop_vars(s, &mut inside);
+        }
+        let mut found = Vec::new();
+        for s in body {
+            stmt_exprs(s, &mut |e| invariant_parts(e, &inside, &mut found));
+        }
+        let mut map = HashMap::new();
+        for e in found {
+            if !map.contains_key(&e) {
+                let v = self.int(&e);
+                map.insert(e, v);
+            }
+        }
+        self.hoisted.push(map);
+    }
+
     /// `while v < bound { body; v += step }` from the current block, leaving
     /// to `exit` (which the caller seals once it has all its predecessors).
     fn counted_loop(
@@ -511,6 +549,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 body,
             } => {
                 let (start, end) = (self.int(start), self.int(end));
+                self.hoist(*inner, body);
                 let iv = self.vars[inner.0 as usize];
                 self.b.def_var(iv, start);
                 let exit = self.b.create_block();
@@ -519,6 +558,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         e.vector_stmt(s, var, vector);
                     }
                 });
+                self.hoisted.pop();
                 self.b.switch_to_block(exit);
                 self.b.seal_block(exit);
             }
@@ -751,6 +791,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     fn int(&mut self, e: &IExpr) -> Value {
+        if !matches!(e, IExpr::Const(_) | IExpr::Var(_)) {
+            if let Some(v) = self.hoisted.iter().rev().find_map(|m| m.get(e)) {
+                return *v;
+            }
+        }
         match e {
             IExpr::Const(v) => self.b.ins().iconst(types::I64, *v),
             IExpr::Var(v) => self.b.use_var(self.vars[v.0 as usize]),
@@ -1023,5 +1068,106 @@ fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
             then.iter().for_each(|s| buffers_of(s, out));
         }
         Stmt::Gemm(g) => out.extend([g.a.buf, g.b.buf, g.c.buf]),
+    }
+}
+
+/// The variables of the loops in `s`.
+fn loop_vars(s: &Stmt, out: &mut HashSet<Var>) {
+    match s {
+        Stmt::For { var, body, .. } => {
+            out.insert(*var);
+            body.iter().for_each(|s| loop_vars(s, out));
+        }
+        Stmt::If { then, .. } => then.iter().for_each(|s| loop_vars(s, out)),
+        Stmt::Set { .. } | Stmt::Store { .. } | Stmt::Gemm(_) => {}
+    }
+}
+
+/// Calls `f` on every index expression of `s`.
+fn stmt_exprs(s: &Stmt, f: &mut impl FnMut(&IExpr)) {
+    fn value(e: &SExpr, f: &mut impl FnMut(&IExpr)) {
+        match e {
+            SExpr::Const(_) | SExpr::Reg(_) => {}
+            SExpr::Load { index, .. } | SExpr::Index(index) => f(index),
+            SExpr::Un(_, a) => value(a, f),
+            SExpr::Bin(_, a, b) => {
+                value(a, f);
+                value(b, f);
+            }
+            SExpr::Select(c, a, b) => {
+                cond(c, f);
+                value(a, f);
+                value(b, f);
+            }
+        }
+    }
+    fn cond(c: &Cond, f: &mut impl FnMut(&IExpr)) {
+        match c {
+            Cond::FCmp { a, b, .. } => {
+                value(a, f);
+                value(b, f);
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                cond(a, f);
+                cond(b, f);
+            }
+            Cond::InRange { value, .. } | Cond::Divides { value, .. } => f(value),
+            Cond::Keep { index, .. } => f(index),
+        }
+    }
+    match s {
+        Stmt::For {
+            start, end, body, ..
+        } => {
+            f(start);
+            f(end);
+            body.iter().for_each(|s| stmt_exprs(s, f));
+        }
+        Stmt::Set { value: v, .. } => value(v, f),
+        Stmt::Store {
+            index, value: v, ..
+        } => {
+            f(index);
+            value(v, f);
+        }
+        Stmt::If { cond: c, then } => {
+            cond(c, f);
+            then.iter().for_each(|s| stmt_exprs(s, f));
+        }
+        Stmt::Gemm(g) => {
+            for r in [&g.a, &g.b, &g.c] {
+                f(&r.offset);
+            }
+        }
+    }
+}
+
+/// The largest parts of `e` that read none of the variables `inside`
+/// (and are more than a constant or a variable), appended to `out`.
+fn invariant_parts(e: &IExpr, inside: &HashSet<Var>, out: &mut Vec<IExpr>) {
+    if !reads_any(e, inside) {
+        if !matches!(e, IExpr::Const(_) | IExpr::Var(_)) {
+            out.push(e.clone());
+        }
+        return;
+    }
+    match e {
+        IExpr::Const(_) | IExpr::Var(_) => {}
+        IExpr::Add(a, b) | IExpr::Mul(a, b) | IExpr::Min(a, b) | IExpr::Max(a, b) => {
+            invariant_parts(a, inside, out);
+            invariant_parts(b, inside, out);
+        }
+        IExpr::Div(a, _) | IExpr::Rem(a, _) => invariant_parts(a, inside, out),
+    }
+}
+
+fn reads_any(e: &IExpr, vars: &HashSet<Var>) -> bool {
+    match e {
+        IExpr::Const(_) => false,
+        IExpr::Var(v) => vars.contains(v),
+        IExpr::Add(a, b) | IExpr::Mul(a, b) | IExpr::Min(a, b) | IExpr::Max(a, b) => {
+            reads_any(a, vars) || reads_any(b, vars)
+        }
+        IExpr::Div(a, _) | IExpr::Rem(a, _) => reads_any(a, vars),
     }
 }
