@@ -481,9 +481,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
         let mut map = HashMap::new();
         for e in found {
-            if !map.contains_key(&e) {
-                let v = self.int(&e);
-                map.insert(e, v);
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(e) {
+                let v = self.int(slot.key());
+                slot.insert(v);
             }
         }
         self.hoisted.push(map);
