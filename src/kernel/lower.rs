@@ -265,10 +265,26 @@ fn reshape_index(idx: &[IExpr], to: &[usize], from: &[usize]) -> Vec<IExpr> {
         for (&a, &b) in to_big.iter().zip(&from_big) {
             out[b] = idx[a].clone();
         }
-        out
-    } else {
-        unravel(&linearize(idx, to), from)
+        return out;
     }
+    // Leading and trailing axes the two shapes share map one to one; only
+    // the axes between are regrouped through their flat index (a kernel's
+    // 3x3 taps from 9: `i * 3 + j`, no division).
+    let lead = to.iter().zip(from).take_while(|(a, b)| a == b).count();
+    let trail = to[lead..]
+        .iter()
+        .rev()
+        .zip(from[lead..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (to_mid, from_mid) = (&to[lead..to.len() - trail], &from[lead..from.len() - trail]);
+    let mut out = idx[..lead].to_vec();
+    out.extend(unravel(
+        &linearize(&idx[lead..to.len() - trail], to_mid),
+        from_mid,
+    ));
+    out.extend_from_slice(&idx[to.len() - trail..]);
+    out
 }
 
 impl Builder<'_> {
@@ -332,6 +348,33 @@ impl Builder<'_> {
             });
             let scatter = self.scatter(id, out);
             return vec![zero, scatter];
+        }
+        if let Op::PadAxis { axis, before, .. } = node.op {
+            // Zeros, then the argument copied into the middle: two loops
+            // without guards (a select on the position, per element, keeps
+            // a loop from running four lanes at a time).
+            let zero = self.nest(&shape, |_, idx| {
+                vec![Stmt::Store {
+                    buf: out,
+                    index: linearize(idx, &shape),
+                    value: SExpr::c(0.0),
+                }]
+            });
+            let arg = node.args[0];
+            let inner = self.shape(arg).to_vec();
+            let copy = self.nest(&inner, |b, idx| {
+                let mut pre = Vec::new();
+                let value = b.value(arg, idx, &mut pre);
+                let mut at = idx.to_vec();
+                at[axis] = idx[axis].clone().add_c(before as i64);
+                pre.push(Stmt::Store {
+                    buf: out,
+                    index: linearize(&at, &shape),
+                    value,
+                });
+                pre
+            });
+            return vec![zero, copy];
         }
         vec![self.nest(&shape, |b, idx| {
             let mut pre = Vec::new();
