@@ -72,11 +72,22 @@ fn recompute_cost(g: &Graph, id: NodeId) -> Option<usize> {
         Op::Unary(UnaryFn::Relu6 | UnaryFn::LeakyRelu { .. }) => Some(2),
         Op::UnaryGrad(UnaryFn::Neg | UnaryFn::Relu | UnaryFn::Square) => Some(2),
         Op::BroadcastTo { .. } => Some(0),
-        // A reshape that only adds or drops axes of size 1 is free; one
-        // that regroups axes costs a division per index.
+        // A reshape that only adds or drops axes of size 1 is free, and so
+        // is one that splits a single axis (a kernel's taps from 9 to
+        // 3x3: `i * 3 + j`); one that regroups several axes costs a
+        // division per index.
         Op::Reshape { .. } => {
+            let (to, from) = (&node.ty.shape, g.shape(node.args[0]));
             let big = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
-            (big(&node.ty.shape) == big(g.shape(node.args[0]))).then_some(0)
+            let lead = to.iter().zip(from).take_while(|(a, b)| a == b).count();
+            let trail = to[lead..]
+                .iter()
+                .rev()
+                .zip(from[lead..].iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let split = from.len() - lead - trail <= 1;
+            (big(to) == big(from) || split).then_some(0)
         }
         _ => None,
     }

@@ -13,7 +13,8 @@
 //! - `conv2d_grad_input(dy, w)` becomes `conv2d_grad_input(dy, slice(w))`;
 //! - `conv2d_grad_weight(x, dy)` computes the live taps' gradient and pads
 //!   it with zeros: a dead tap's gradient is a sum of products with
-//!   padding, exactly zero.
+//!   padding, exactly zero. A single row of live taps is padded once, in
+//!   the flattened kernel.
 //!
 //! One value changes: a weight that is infinite or NaN on a dead tap no
 //! longer makes the output NaN (infinity times the padding's zero). The
@@ -147,6 +148,25 @@ pub fn dead_taps(g: &mut Graph) -> usize {
                         shape: live,
                     };
                     let mut dw = g.add(op, &args, scope);
+                    let [(s0, e0), (s1, e1)] = t.ranges;
+                    if e0 - s0 == 1 {
+                        // One row of live taps: contiguous in the flattened
+                        // kernel, so one padding of it (a 3x3 kernel's
+                        // centre is element 4 of 9).
+                        let (o, c, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+                        let flat = Op::Reshape {
+                            shape: vec![o, c, e1 - s1],
+                        };
+                        dw = g.add(flat, &[dw], scope);
+                        let pad = Op::PadAxis {
+                            axis: 2,
+                            before: s0 * kw + s1,
+                            after: kh * kw - (s0 * kw + e1),
+                        };
+                        dw = g.add(pad, &[dw], scope);
+                        let back = Op::Reshape { shape: ws.clone() };
+                        return g.add(back, &[dw], scope);
+                    }
                     for (axis, &(start, end)) in t.ranges.iter().enumerate() {
                         if (start, end) != (0, ws[2 + axis]) {
                             let pad = Op::PadAxis {
