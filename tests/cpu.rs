@@ -303,3 +303,66 @@ fn exp_is_accurate_over_its_whole_range() {
         }
     }
 }
+
+/// Max pooling with padding reads a copy of its input padded with -inf:
+/// windows of -inf, NaN in the input and ties still go where the
+/// reference executor (and PyTorch) puts them: the maximum, NaN winning,
+/// the first maximum of a window, and for a window of -inf its first tap
+/// inside the input, never the padding.
+#[test]
+fn padded_max_pooling_keeps_the_reference_conventions() {
+    let geom = nnc::ir::ops::PoolGeom {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+        ceil_mode: true,
+    };
+    let (n, c, h, w) = (2, 2, 6, 7);
+    let mut x = vec![f32::NEG_INFINITY; n * c * h * w];
+    // Some planes of -inf throughout, some with ties, a NaN and finite
+    // values at the borders.
+    for (i, v) in x.iter_mut().enumerate() {
+        match i % 7 {
+            0 => *v = 1.0,
+            3 => *v = 1.0,
+            5 if i > n * c * h * w / 2 => *v = (i % 11) as f32 - 5.0,
+            _ => {}
+        }
+    }
+    x[2 * h * w + 3] = f32::NAN;
+    for v in &mut x[..h * w] {
+        *v = f32::NEG_INFINITY;
+    }
+    let x = ndarray::ArrayD::from_shape_vec(vec![n, c, h, w], x).unwrap();
+    let forward = common::single_op(&Op::MaxPool2d(geom), &[vec![n, c, h, w]]);
+    let y_shape = forward.shape(forward.outputs[0].1).to_vec();
+    let dy: Vec<f32> = (0..y_shape.iter().product::<usize>())
+        .map(|i| 1.0 + i as f32)
+        .collect();
+    let dy = ndarray::ArrayD::from_shape_vec(y_shape.clone(), dy).unwrap();
+    let backward = common::single_op(
+        &Op::MaxPool2dGrad(geom),
+        &[vec![n, c, h, w], y_shape.clone()],
+    );
+    for (g, inputs) in [
+        (&forward, vec![("x0", x.clone())]),
+        (&backward, vec![("x0", x.clone()), ("x1", dy.clone())]),
+    ] {
+        let inputs: std::collections::HashMap<String, _> = inputs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let expected = reference::run::<f32>(g, &inputs, 0).unwrap();
+        let got = common::run_cpu(g, &inputs, 0);
+        let (e, o) = (&expected["y"], &got["y"]);
+        assert_eq!(e.shape(), o.shape());
+        for (i, (a, b)) in e.iter().zip(o.iter()).enumerate() {
+            assert!(
+                a == b || (a.is_nan() && b.is_nan()),
+                "{:?} element {i}: reference {a}, cpu {b}",
+                g.nodes.last().map(|n| n.op.name())
+            );
+        }
+    }
+}

@@ -151,9 +151,13 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
             products: &products,
             vars: 0,
             regs: 0,
+            first_new: program.buffers.len() as u32,
+            new_buffers: Vec::new(),
         };
         let name = format!("k{}_{}", program.kernels.len(), node.op.name());
-        for body in b.kernels_for(NodeId(i as u32), out) {
+        let bodies = b.kernels_for(NodeId(i as u32), out);
+        program.buffers.append(&mut b.new_buffers);
+        for body in bodies {
             program.kernels.push(Kernel {
                 name: name.clone(),
                 parallel: body.parallel,
@@ -193,6 +197,10 @@ struct Builder<'a> {
     products: &'a HashMap<NodeId, Product>,
     vars: u32,
     regs: u32,
+    /// Scratch buffers this node's kernels need, numbered from `first_new`
+    /// (the program's buffer count when the builder was made).
+    first_new: u32,
+    new_buffers: Vec<Buffer>,
 }
 
 fn strides(shape: &[usize]) -> Vec<i64> {
@@ -338,6 +346,11 @@ impl Builder<'_> {
     fn kernels_for(&mut self, id: NodeId, out: BufId) -> Vec<Body> {
         let node = &self.g.nodes[id.0 as usize];
         let shape = node.ty.shape.clone();
+        if let Op::MaxPool2dGrad(geom) = node.op {
+            if let Some(padded) = self.padded_pool_size(&geom, &shape, self.shape(node.args[1])) {
+                return self.padded_max_pool_grad(id, out, &geom, padded);
+            }
+        }
         if scatters(&node.op) {
             let zero = self.nest(&shape, |_, idx| {
                 vec![Stmt::Store {
@@ -348,6 +361,11 @@ impl Builder<'_> {
             });
             let scatter = self.scatter(id, out);
             return vec![zero, scatter];
+        }
+        if let Op::MaxPool2d(geom) = node.op {
+            if let Some(padded) = self.padded_pool_size(&geom, self.shape(node.args[0]), &shape) {
+                return self.padded_max_pool(id, out, &geom, padded);
+            }
         }
         if let Op::PadAxis { axis, before, .. } = node.op {
             // Zeros, then the argument copied into the middle: two loops
@@ -386,6 +404,262 @@ impl Builder<'_> {
             });
             pre
         })]
+    }
+
+    /// A scratch buffer for this node's kernels.
+    fn scratch(&mut self, what: String, shape: Vec<usize>) -> BufId {
+        self.new_buffers.push(Buffer {
+            kind: BufferKind::Scratch(what),
+            len: shape.iter().product(),
+            shape,
+        });
+        BufId(self.first_new + self.new_buffers.len() as u32 - 1)
+    }
+
+    /// The padded height and width a max pooling's windows need, when some
+    /// tap of some window falls outside the input (padding, or the last
+    /// window of `ceil_mode`); `None` when every tap is inside.
+    fn padded_pool_size(&self, g: &PoolGeom, x: &[usize], y: &[usize]) -> Option<[usize; 2]> {
+        let reach = |a: usize| (y[2 + a] - 1) * g.stride[a] + (g.kernel[a] - 1) * g.dilation[a] + 1;
+        let size = |a: usize| (x[2 + a] + g.padding[a]).max(reach(a));
+        let inside = (0..2).all(|a| g.padding[a] == 0 && reach(a) <= x[2 + a]);
+        (!inside).then(|| [size(0), size(1)])
+    }
+
+    /// Max pooling over a copy of the input padded with -inf, so that the
+    /// windows need no bounds checks and run four outputs at a time (a tap
+    /// in the padding never wins: the reference skips it, and every window
+    /// has a tap inside).
+    fn padded_max_pool(
+        &mut self,
+        id: NodeId,
+        out: BufId,
+        geom: &PoolGeom,
+        [hp, wp]: [usize; 2],
+    ) -> Vec<Body> {
+        let node = &self.g.nodes[id.0 as usize];
+        let (arg, shape) = (node.args[0], node.ty.shape.clone());
+        let (xp, padded_shape, mut bodies) = self.padded_input(id, arg, geom, [hp, wp]);
+        let pool = self.nest(&shape, |b, idx| {
+            let best = b.reg();
+            let (ty, tx) = (b.var(), b.var());
+            let at = [
+                idx[0].clone(),
+                idx[1].clone(),
+                idx[2]
+                    .clone()
+                    .mul_c(geom.stride[0] as i64)
+                    .plus(IExpr::var(ty).mul_c(geom.dilation[0] as i64)),
+                idx[3]
+                    .clone()
+                    .mul_c(geom.stride[1] as i64)
+                    .plus(IExpr::var(tx).mul_c(geom.dilation[1] as i64)),
+            ];
+            let taps = Stmt::For {
+                var: ty,
+                start: IExpr::c(0),
+                end: IExpr::c(geom.kernel[0] as i64),
+                body: vec![Stmt::For {
+                    var: tx,
+                    start: IExpr::c(0),
+                    end: IExpr::c(geom.kernel[1] as i64),
+                    body: vec![Stmt::Set {
+                        reg: best,
+                        value: SExpr::bin(
+                            BinOp::Max,
+                            SExpr::Reg(best),
+                            SExpr::load(xp, linearize(&at, &padded_shape)),
+                        ),
+                    }],
+                }],
+            };
+            vec![
+                Stmt::Set {
+                    reg: best,
+                    value: SExpr::c(f32::NEG_INFINITY),
+                },
+                taps,
+                Stmt::Store {
+                    buf: out,
+                    index: linearize(idx, &shape),
+                    value: SExpr::Reg(best),
+                },
+            ]
+        });
+        bodies.push(pool);
+        bodies
+    }
+
+    /// A copy of `arg` padded with -inf to `[hp, wp]` (the pooling's
+    /// padding before, the rest after), and the kernels that write it.
+    fn padded_input(
+        &mut self,
+        id: NodeId,
+        arg: NodeId,
+        geom: &PoolGeom,
+        [hp, wp]: [usize; 2],
+    ) -> (BufId, Vec<usize>, Vec<Body>) {
+        let x = self.shape(arg).to_vec();
+        let padded_shape = vec![x[0], x[1], hp, wp];
+        let xp = self.scratch(format!("{id} padded with -inf"), padded_shape.clone());
+        let fill = self.nest(&padded_shape, |_, idx| {
+            vec![Stmt::Store {
+                buf: xp,
+                index: linearize(idx, &padded_shape),
+                value: SExpr::c(f32::NEG_INFINITY),
+            }]
+        });
+        let copy = self.nest(&x, |b, idx| {
+            let mut pre = Vec::new();
+            let value = b.value(arg, idx, &mut pre);
+            let mut at = idx.to_vec();
+            at[2] = idx[2].clone().add_c(geom.padding[0] as i64);
+            at[3] = idx[3].clone().add_c(geom.padding[1] as i64);
+            pre.push(Stmt::Store {
+                buf: xp,
+                index: linearize(&at, &padded_shape),
+                value,
+            });
+            pre
+        });
+        (xp, padded_shape, vec![fill, copy])
+    }
+
+    /// Max pooling's gradient without bounds checks: the window's first
+    /// maximum found in the -inf-padded input (branch-free; the search
+    /// starts at the window's first tap inside the input, so that a window
+    /// of -inf gives its gradient there, as the reference does, and a tap
+    /// in the padding never wins), the gradient added there in a zeroed,
+    /// padded gradient, which is then cropped.
+    fn padded_max_pool_grad(
+        &mut self,
+        id: NodeId,
+        out: BufId,
+        geom: &PoolGeom,
+        [hp, wp]: [usize; 2],
+    ) -> Vec<Body> {
+        let node = &self.g.nodes[id.0 as usize];
+        let (x_arg, dy_arg, xs) = (node.args[0], node.args[1], node.ty.shape.clone());
+        let dys = self.shape(dy_arg).to_vec();
+        let (xp, padded_shape, mut bodies) = self.padded_input(id, x_arg, geom, [hp, wp]);
+        let dxp = self.scratch(format!("{id} padded gradient"), padded_shape.clone());
+        bodies.push(self.nest(&padded_shape, |_, idx| {
+            vec![Stmt::Store {
+                buf: dxp,
+                index: linearize(idx, &padded_shape),
+                value: SExpr::c(0.0),
+            }]
+        }));
+        let mut scatter = self.nest(&dys, |b, idx| {
+            let mut pre = Vec::new();
+            let dy = b.value(dy_arg, idx, &mut pre);
+            let dy = b.bind(dy, &mut pre);
+            // The first tap inside the input, per axis: the smallest t with
+            // o * stride + t * dilation >= padding.
+            let first = |a: usize| {
+                let (s, p, d) = (geom.stride[a], geom.padding[a], geom.dilation[a]);
+                IExpr::c(p as i64)
+                    .plus(idx[2 + a].clone().mul_c(-(s as i64)))
+                    .max(IExpr::c(0))
+                    .add_c(d as i64 - 1)
+                    .div_c(d as i64)
+            };
+            let kw = geom.kernel[1] as i64;
+            let (best, at, v, flag) = (b.reg(), b.reg(), b.reg(), b.reg());
+            pre.push(Stmt::Set {
+                reg: best,
+                value: SExpr::c(f32::NEG_INFINITY),
+            });
+            pre.push(Stmt::Set {
+                reg: at,
+                value: SExpr::Index(first(0).mul_c(kw).plus(first(1))),
+            });
+            let taps = |b: &mut Self, body: &dyn Fn(IExpr, IExpr) -> Vec<Stmt>| {
+                let (ty, tx) = (b.var(), b.var());
+                let position = |t: Var, a: usize| {
+                    idx[2 + a]
+                        .clone()
+                        .mul_c(geom.stride[a] as i64)
+                        .plus(IExpr::var(t).mul_c(geom.dilation[a] as i64))
+                };
+                let at_padded = linearize(
+                    &[
+                        idx[0].clone(),
+                        idx[1].clone(),
+                        position(ty, 0),
+                        position(tx, 1),
+                    ],
+                    &padded_shape,
+                );
+                let tap = IExpr::var(ty).mul_c(kw).plus(IExpr::var(tx));
+                Stmt::For {
+                    var: ty,
+                    start: IExpr::c(0),
+                    end: IExpr::c(geom.kernel[0] as i64),
+                    body: vec![Stmt::For {
+                        var: tx,
+                        start: IExpr::c(0),
+                        end: IExpr::c(geom.kernel[1] as i64),
+                        body: body(at_padded, tap),
+                    }],
+                }
+            };
+            let search = taps(b, &|position, tap| {
+                let (vr, br) = (SExpr::Reg(v), SExpr::Reg(best));
+                let take = Cond::Or(
+                    Box::new(Cond::cmp(CmpOp::Gt, vr.clone(), br)),
+                    Box::new(Cond::cmp(CmpOp::Ne, vr.clone(), vr.clone())),
+                );
+                let won = || Cond::cmp(CmpOp::Ne, SExpr::Reg(flag), SExpr::c(0.0));
+                vec![
+                    Stmt::Set {
+                        reg: v,
+                        value: SExpr::load(xp, position),
+                    },
+                    Stmt::Set {
+                        reg: flag,
+                        value: SExpr::select(take, SExpr::c(1.0), SExpr::c(0.0)),
+                    },
+                    Stmt::Set {
+                        reg: best,
+                        value: SExpr::select(won(), vr, SExpr::Reg(best)),
+                    },
+                    Stmt::Set {
+                        reg: at,
+                        value: SExpr::select(won(), SExpr::Index(tap), SExpr::Reg(at)),
+                    },
+                ]
+            });
+            pre.push(search);
+            let add = taps(b, &|position, tap| {
+                let hit = Cond::cmp(CmpOp::Eq, SExpr::Reg(at), SExpr::Index(tap));
+                vec![Stmt::Store {
+                    buf: dxp,
+                    index: position.clone(),
+                    value: SExpr::load(dxp, position).plus(SExpr::select(
+                        hit,
+                        dy.clone(),
+                        SExpr::c(0.0),
+                    )),
+                }]
+            });
+            pre.push(add);
+            pre
+        });
+        // Windows overlap inside a plane: split over images or channels.
+        scatter.parallel = dys[0] > 1 || dys[1] > 1;
+        bodies.push(scatter);
+        bodies.push(self.nest(&xs, |_, idx| {
+            let mut at = idx.to_vec();
+            at[2] = idx[2].clone().add_c(geom.padding[0] as i64);
+            at[3] = idx[3].clone().add_c(geom.padding[1] as i64);
+            vec![Stmt::Store {
+                buf: out,
+                index: linearize(idx, &xs),
+                value: SExpr::load(dxp, linearize(&at, &padded_shape)),
+            }]
+        }));
+        bodies
     }
 
     /// The value of node `id` at `idx`: a load of a materialized value, or
