@@ -755,6 +755,27 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.ins().fadd(p, c)
     }
 
+    /// A condition on scalar values as an i32x4 mask (every lane the same),
+    /// when it only compares floats; `None` for index conditions.
+    fn lane_mask(&mut self, c: &Cond) -> Option<Value> {
+        match c {
+            Cond::FCmp { op, a, b } => {
+                let (a, b) = (self.float(a), self.float(b));
+                let (a, b) = (self.b.ins().splat(F32X4, a), self.b.ins().splat(F32X4, b));
+                Some(self.b.ins().fcmp(float_cc(*op), a, b))
+            }
+            Cond::And(x, y) | Cond::Or(x, y) if !c.has_load() => {
+                let (x, y) = (self.lane_mask(x)?, self.lane_mask(y)?);
+                Some(if matches!(c, Cond::And(..)) {
+                    self.b.ins().band(x, y)
+                } else {
+                    self.b.ins().bor(x, y)
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Four lanes of a condition, as an i32x4 mask.
     fn vcond(&mut self, c: &Cond, var: Var, vector: &HashSet<u32>) -> Value {
         match c {
@@ -937,6 +958,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.b.ins().load(types::F32, self.trusted, addr, 0)
             }
             SExpr::Reg(r) => self.b.use_var(self.regs[r.0 as usize]),
+            // A tap's number is a constant once its loop is unrolled.
+            SExpr::Index(IExpr::Const(c)) => self.b.ins().f32const(*c as f32),
             SExpr::Index(i) => {
                 let i = self.int(i);
                 self.b.ins().fcvt_from_sint(types::F32, i)
@@ -973,6 +996,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             SExpr::Select(c, a, b) => {
                 if !a.has_load() && !b.has_load() {
+                    // Cranelift lowers a scalar float select to a jump
+                    // around a move: a branch on the data, mispredicted as
+                    // often as a max pooling's maximum moves. A comparison
+                    // of values selects in lane 0 of a vector instead.
+                    if let Some(mask) = self.lane_mask(c) {
+                        let (a, b) = (self.float(a), self.float(b));
+                        let (a, b) = (self.b.ins().splat(F32X4, a), self.b.ins().splat(F32X4, b));
+                        let mask = self.b.ins().bitcast(F32X4, MemFlagsData::new(), mask);
+                        let chosen = self.b.ins().bitselect(mask, a, b);
+                        return self.b.ins().extractlane(chosen, 0);
+                    }
                     let c = self.cond(c);
                     let (a, b) = (self.float(a), self.float(b));
                     return self.b.ins().select(c, a, b);
