@@ -55,8 +55,12 @@ pub struct Scratch {
     /// shape (a 1x1 and a 2x2 convolution of one input can share the
     /// rest) and buffer.
     kept: Vec<(NodeId, ConvGeom, Vec<usize>, BufId)>,
-    /// Their floats, all together (at most `KEPT_PATCH_LIMIT`).
+    /// Their floats, all together with `channel_major` below (at most
+    /// `KEPT_PATCH_LIMIT`).
     kept_floats: usize,
+    /// Output gradients transposed channel-major in a buffer of their own,
+    /// for the second of a convolution's two gradients to read again.
+    channel_major: Vec<(BufId, BufId)>,
 }
 
 /// At most this many f32 of patches are kept from forward passes for the
@@ -64,6 +68,20 @@ pub struct Scratch {
 /// (about 75 MiB), a batch of 224x224 images none (one 3x3 layer of 64
 /// channels is 460 MiB).
 const KEPT_PATCH_LIMIT: usize = 1 << 26;
+
+/// Whether both gradients of a convolution read the output gradient `dy`
+/// (the input's and the weight's).
+fn both_gradients_read(g: &Graph, dy: NodeId) -> bool {
+    let input = g
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, Op::Conv2dGradInput { .. }) && n.args[0] == dy);
+    let weight = g
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, Op::Conv2dGradWeight { .. }) && n.args[1] == dy);
+    input && weight
+}
 
 /// Whether the graph has the weight gradient of a convolution of `x` with
 /// this geometry and weight shape, which reads the same patches.
@@ -428,7 +446,8 @@ pub fn schedule(
                 };
             }
 
-            let dy = c.channel_major(name("transpose"), args[1], scratch_bufs, p);
+            let shared = both_gradients_read(g, node.args[1]);
+            let dy = c.channel_major(name("transpose"), args[1], shared, scratch_bufs, p);
             let chunk = c.chunk();
             let kept = scratch_bufs
                 .kept
@@ -538,7 +557,8 @@ pub fn schedule(
         Op::Conv2dGradInput { geom, .. } => {
             let c = Conv::new(&shape, g.shape(node.args[1]), g.shape(node.args[0]), geom);
             let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), shape.iter().product()));
-            let dy = c.channel_major(name("transpose"), args[0], scratch_bufs, p);
+            let shared = both_gradients_read(g, node.args[0]);
+            let dy = c.channel_major(name("transpose"), args[0], shared, scratch_bufs, p);
             let chunk = c.chunk();
             let dcol = Scratch::get(
                 &mut scratch_bufs.patches,
@@ -1007,16 +1027,32 @@ impl Conv {
 
     /// `dy` (`[N, O, P]`) channel-major in the shared transpose buffer, or
     /// `dy` itself for a single image (the layouts agree).
-    fn channel_major(&self, name: String, dy: BufId, s: &mut Scratch, p: &mut Program) -> BufId {
+    ///
+    /// `shared`: both gradients of the convolution read this `dy`, so the
+    /// transpose is kept for the second, when it fits the budget.
+    fn channel_major(
+        &self,
+        name: String,
+        dy: BufId,
+        shared: bool,
+        s: &mut Scratch,
+        p: &mut Program,
+    ) -> BufId {
         if self.n == 1 {
             return dy;
         }
-        let out = Scratch::get(
-            &mut s.transposed,
-            "channel-major",
-            self.n * self.o * self.p,
-            p,
-        );
+        if let Some(&(_, kept)) = s.channel_major.iter().find(|(of, _)| *of == dy) {
+            return kept;
+        }
+        let len = self.n * self.o * self.p;
+        let out = if shared && s.kept_floats + len <= KEPT_PATCH_LIMIT {
+            let b = scratch(p, "channel-major, kept".into(), len);
+            s.channel_major.push((dy, b));
+            s.kept_floats += len;
+            b
+        } else {
+            Scratch::get(&mut s.transposed, "channel-major", len, p)
+        };
         let mut k = Numbering::default();
         let (o, n, q) = (k.var(), k.var(), k.var());
         let store = Stmt::Store {
