@@ -962,6 +962,14 @@ impl Builder<'_> {
                 taps: g.kernel[axis],
                 step: g.dilation[axis] as i64,
             },
+            // Without padding and rounding down, every window is whole:
+            // a fixed number of taps (unrolled, four outputs at a time)
+            // rather than a range clipped to the input.
+            Window::Avg(g, _) if g.padding == [0, 0] && !g.ceil_mode => WindowAxis::Taps {
+                base: o.clone().mul_c(g.stride[axis] as i64),
+                taps: g.kernel[axis],
+                step: g.dilation[axis] as i64,
+            },
             Window::Avg(g, _) => {
                 let base = o
                     .clone()
@@ -1152,9 +1160,13 @@ impl Builder<'_> {
                     ..
                 } if matches!(w, Window::Avg(_, true)) => hi.plus(lo.mul_c(-1)),
                 WindowAxis::Range { start, end, .. } => end.plus(start.mul_c(-1)),
-                WindowAxis::Taps { .. } => unreachable!("means have ranges"),
+                WindowAxis::Taps { taps, .. } => IExpr::c(taps as i64),
             };
-        SExpr::Index(count(self, 0).times(count(self, 1)))
+        match count(self, 0).times(count(self, 1)) {
+            // Whole windows: a constant, which vector loops can take.
+            IExpr::Const(n) => SExpr::c(n as f32),
+            n => SExpr::Index(n),
+        }
     }
 
     /// A pooling gradient: each output gradient added into the input
