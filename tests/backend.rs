@@ -1,6 +1,6 @@
-//! The backend interface on the reference backend: what an executable
-//! promises (state it owns, fed inputs by handle, nothing changed before a
-//! commit), and the training step as one graph giving exactly what the
+//! The backend interface: what an executable promises (state it owns, fed
+//! inputs by handle, nothing changed before a commit; on the reference and
+//! the cpu backend), and the training step as one graph giving exactly what the
 //! separate gradient and optimizer graphs gave.
 
 mod common;
@@ -32,44 +32,63 @@ fn state() -> WeightSet {
     s
 }
 
+/// On both backends: the cpu backend's commit exchanges an update's buffer
+/// with the state tensor rather than copying it, which must not show.
 #[test]
 fn an_executable_owns_its_state_and_commits_updates() {
-    let mut exe = nnc::backend::reference::Reference.instantiate(state());
-    let e = exe.compile(&graph(AFFINE)).unwrap();
-    let fed: Vec<(Role, String)> = exe
-        .fed_inputs(e)
-        .iter()
-        .map(|i| (i.role, i.name.clone()))
-        .collect();
-    assert_eq!(
-        fed,
-        vec![(Role::Data, "x".into()), (Role::Scalar, "lr".into())]
-    );
-    let x = exe.handle(e, Role::Data).unwrap();
-    let lr = exe.handle_named(e, "lr").unwrap();
-    // A missing feed is an error, not a panic.
-    let missing = exe.run(e, vec![(x, ndarray::arr1(&[1.0f32, 1.0]).into_dyn())], 0);
-    assert!(matches!(missing, Err(BackendError::Feed(_))), "{missing:?}");
-    let feeds = vec![
-        (x, ndarray::arr1(&[3.0f32, 4.0]).into_dyn()),
-        (lr, ndarray::arr0(0.5f32).into_dyn()),
-    ];
-    exe.run(e, feeds, 0).unwrap();
-    assert_eq!(
-        exe.read(e, &Output::Logits).unwrap(),
-        ndarray::arr1(&[3.0f32, 8.0]).into_dyn()
-    );
-    // Nothing changes before the commit.
-    assert_eq!(exe.read_state("w").unwrap(), state()["w"]);
-    exe.commit(e).unwrap();
-    assert_eq!(
-        exe.read_state("w").unwrap(),
-        ndarray::arr1(&[-0.5f32, -2.0]).into_dyn()
-    );
-    // State keeps its shape.
-    assert!(exe
-        .write_state("w", ndarray::arr1(&[1.0f32]).into_dyn())
-        .is_err());
+    let backends: [&dyn Backend; 2] =
+        [&nnc::backend::reference::Reference, &nnc::backend::cpu::Cpu];
+    for backend in backends {
+        let mut exe = backend.instantiate(state());
+        let e = exe.compile(&graph(AFFINE)).unwrap();
+        let fed: Vec<(Role, String)> = exe
+            .fed_inputs(e)
+            .iter()
+            .map(|i| (i.role, i.name.clone()))
+            .collect();
+        assert_eq!(
+            fed,
+            vec![(Role::Data, "x".into()), (Role::Scalar, "lr".into())]
+        );
+        let x = exe.handle(e, Role::Data).unwrap();
+        let lr = exe.handle_named(e, "lr").unwrap();
+        // A missing feed is an error, not a panic.
+        let missing = exe.run(e, vec![(x, ndarray::arr1(&[1.0f32, 1.0]).into_dyn())], 0);
+        assert!(matches!(missing, Err(BackendError::Feed(_))), "{missing:?}");
+        let feeds = || {
+            vec![
+                (x, ndarray::arr1(&[3.0f32, 4.0]).into_dyn()),
+                (lr, ndarray::arr0(0.5f32).into_dyn()),
+            ]
+        };
+        exe.run(e, feeds(), 0).unwrap();
+        assert_eq!(
+            exe.read(e, &Output::Logits).unwrap(),
+            ndarray::arr1(&[3.0f32, 8.0]).into_dyn()
+        );
+        // Nothing changes before the commit.
+        assert_eq!(exe.read_state("w").unwrap(), state()["w"]);
+        let updated = ndarray::arr1(&[-0.5f32, -2.0]).into_dyn();
+        exe.commit(e).unwrap();
+        assert_eq!(exe.read_state("w").unwrap(), updated);
+        // The update still reads back, and a second commit changes nothing.
+        let update = Output::Update("w".into());
+        assert_eq!(exe.read(e, &update).unwrap(), updated);
+        exe.commit(e).unwrap();
+        assert_eq!(exe.read_state("w").unwrap(), updated);
+        // The next run starts from the committed state; without a commit
+        // the state stays.
+        exe.run(e, feeds(), 0).unwrap();
+        let again = ndarray::arr1(&[-0.5f32 + 0.75, -2.0 + 4.0]).into_dyn();
+        assert_eq!(exe.read(e, &update).unwrap(), again);
+        assert_eq!(exe.read_state("w").unwrap(), updated);
+        exe.commit(e).unwrap();
+        assert_eq!(exe.read_state("w").unwrap(), again);
+        // State keeps its shape.
+        assert!(exe
+            .write_state("w", ndarray::arr1(&[1.0f32]).into_dyn())
+            .is_err());
+    }
 }
 
 #[test]
