@@ -258,6 +258,19 @@ fn broadcast_index(idx: &[IExpr], to: &[usize], from: &[usize]) -> Vec<IExpr> {
         .collect()
 }
 
+/// How many leading and how many trailing axes two shapes share (the
+/// same sizes, in order), not counting an axis twice.
+pub fn shared_axes(to: &[usize], from: &[usize]) -> (usize, usize) {
+    let lead = to.iter().zip(from).take_while(|(a, b)| a == b).count();
+    let trail = to[lead..]
+        .iter()
+        .rev()
+        .zip(from[lead..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    (lead, trail)
+}
+
 /// A reshape's index map: direct when the shapes differ only by axes of
 /// size 1, through the flat index otherwise.
 fn reshape_index(idx: &[IExpr], to: &[usize], from: &[usize]) -> Vec<IExpr> {
@@ -278,13 +291,7 @@ fn reshape_index(idx: &[IExpr], to: &[usize], from: &[usize]) -> Vec<IExpr> {
     // Leading and trailing axes the two shapes share map one to one; only
     // the axes between are regrouped through their flat index (a kernel's
     // 3x3 taps from 9: `i * 3 + j`, no division).
-    let lead = to.iter().zip(from).take_while(|(a, b)| a == b).count();
-    let trail = to[lead..]
-        .iter()
-        .rev()
-        .zip(from[lead..].iter().rev())
-        .take_while(|(a, b)| a == b)
-        .count();
+    let (lead, trail) = shared_axes(to, from);
     let (to_mid, from_mid) = (&to[lead..to.len() - trail], &from[lead..from.len() - trail]);
     let mut out = idx[..lead].to_vec();
     out.extend(unravel(

@@ -79,13 +79,7 @@ fn recompute_cost(g: &Graph, id: NodeId) -> Option<usize> {
         Op::Reshape { .. } => {
             let (to, from) = (&node.ty.shape, g.shape(node.args[0]));
             let big = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
-            let lead = to.iter().zip(from).take_while(|(a, b)| a == b).count();
-            let trail = to[lead..]
-                .iter()
-                .rev()
-                .zip(from[lead..].iter().rev())
-                .take_while(|(a, b)| a == b)
-                .count();
+            let (lead, trail) = crate::kernel::lower::shared_axes(to, from);
             let split = from.len() - lead - trail <= 1;
             (big(to) == big(from) || split).then_some(0)
         }

@@ -351,14 +351,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 } else {
                     let v = self.vars[var.0 as usize];
                     self.b.def_var(v, start);
-                    let exit = self.b.create_block();
-                    self.counted_loop(v, end, 1, exit, |e| {
-                        for s in body {
-                            e.stmt(s, false);
-                        }
-                    });
-                    self.b.switch_to_block(exit);
-                    self.b.seal_block(exit);
+                    self.scalar_loop(v, end, body);
                 }
                 self.hoisted.pop();
             }
@@ -453,6 +446,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             self.b.def_var(self.regs[r as usize], acc);
         }
+        self.scalar_loop(v, end, body);
+    }
+
+    /// `body` one element at a time while `v < end`, from `v`'s value now.
+    fn scalar_loop(&mut self, v: Variable, end: Value, body: &[Stmt]) {
         let exit = self.b.create_block();
         self.counted_loop(v, end, 1, exit, |e| {
             for s in body {
