@@ -400,38 +400,51 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// `for var in start..end` four elements at a time, then the rest one
     /// by one.
     fn vector_loop(&mut self, var: Var, start: Value, end: Value, body: &[Stmt], plan: &Plan) {
-        let vector = &plan.lanes;
         let v = self.vars[var.0 as usize];
         self.b.def_var(v, start);
         // Each reduction keeps four partial results, from its identity.
         for &(r, op) in &plan.reductions {
-            let identity = match op {
-                BinOp::Max => f32::NEG_INFINITY,
-                BinOp::Min => f32::INFINITY,
-                _ => 0.0,
-            };
-            let c = self.b.ins().f32const(identity);
+            let c = self.b.ins().f32const(identity_of(op));
             let lanes = self.b.ins().splat(F32X4, c);
             self.b.def_var(self.vregs[r as usize], lanes);
+        }
+        // A reduction is a chain of dependent additions: two sets of
+        // partial results, eight elements a step, let two chains run at
+        // once, joined after.
+        if !plan.reductions.is_empty() {
+            let mut second = HashMap::new();
+            for &(r, op) in &plan.reductions {
+                let other = self.b.declare_var(F32X4);
+                let identity = self.b.ins().f32const(identity_of(op));
+                let lanes = self.b.ins().splat(F32X4, identity);
+                self.b.def_var(other, lanes);
+                second.insert(r, other);
+            }
+            let last = self.b.ins().iadd_imm_s(end, -(2 * LANES - 1));
+            let pairs = self.b.create_block();
+            self.counted_loop(v, last, LANES, pairs, |e| {
+                e.vector_body(body, plan, var, None);
+                let i = e.b.use_var(v);
+                let next = e.b.ins().iadd_imm_s(i, LANES);
+                e.b.def_var(v, next);
+                e.vector_body(body, plan, var, Some(&second));
+            });
+            self.b.switch_to_block(pairs);
+            self.b.seal_block(pairs);
+            for &(r, op) in &plan.reductions {
+                let (a, b) = (
+                    self.b.use_var(self.vregs[r as usize]),
+                    self.b.use_var(second[&r]),
+                );
+                let joined = self.bin_op(op, a, b);
+                self.b.def_var(self.vregs[r as usize], joined);
+            }
         }
         // Four at a time while four remain.
         let last = self.b.ins().iadd_imm_s(end, -(LANES - 1));
         let combine = self.b.create_block();
         self.counted_loop(v, last, LANES, combine, |e| {
-            for s in body {
-                match s {
-                    Stmt::Set { reg, value }
-                        if plan.reductions.iter().any(|(r, _)| *r == reg.0) =>
-                    {
-                        let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
-                        let x = e.vfloat(reduced_operand(value, reg.0), var, vector);
-                        let acc = e.b.use_var(e.vregs[reg.0 as usize]);
-                        let next = e.bin_op(op, acc, x);
-                        e.b.def_var(e.vregs[reg.0 as usize], next);
-                    }
-                    s => e.vector_stmt(s, var, vector),
-                }
-            }
+            e.vector_body(body, plan, var, None);
         });
         // The partial results join the scalar register; the tail goes on
         // from there, one element at a time.
@@ -447,6 +460,39 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.b.def_var(self.regs[r as usize], acc);
         }
         self.scalar_loop(v, end, body);
+    }
+
+    /// One vector step of a loop's body; a reduction adds into its four
+    /// partial results, or into the second set `second` holds.
+    fn vector_body(
+        &mut self,
+        body: &[Stmt],
+        plan: &Plan,
+        var: Var,
+        second: Option<&HashMap<u32, Variable>>,
+    ) {
+        let vector = &plan.lanes;
+        for s in body {
+            match s {
+                Stmt::Set { reg, value } if plan.reductions.iter().any(|(r, _)| *r == reg.0) => {
+                    let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
+                    let into = second.map_or(self.vregs[reg.0 as usize], |m| m[&reg.0]);
+                    let acc = self.b.use_var(into);
+                    let next = match reduced_operand(value, reg.0) {
+                        SExpr::Bin(BinOp::Mul, a, b) if self.fma && op == BinOp::Add => {
+                            let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
+                            self.b.ins().fma(a, b, acc)
+                        }
+                        operand => {
+                            let x = self.vfloat(operand, var, vector);
+                            self.bin_op(op, acc, x)
+                        }
+                    };
+                    self.b.def_var(into, next);
+                }
+                s => self.vector_stmt(s, var, vector),
+            }
+        }
     }
 
     /// `body` one element at a time while `v < end`, from `v`'s value now.
@@ -1201,5 +1247,14 @@ fn reads_any(e: &IExpr, vars: &HashSet<Var>) -> bool {
             reads_any(a, vars) || reads_any(b, vars)
         }
         IExpr::Div(a, _) | IExpr::Rem(a, _) => reads_any(a, vars),
+    }
+}
+
+/// The value a reduction starts from.
+fn identity_of(op: BinOp) -> f32 {
+    match op {
+        BinOp::Max => f32::NEG_INFINITY,
+        BinOp::Min => f32::INFINITY,
+        _ => 0.0,
     }
 }
