@@ -21,7 +21,7 @@ use super::{
     BinOp, BufId, Buffer, BufferKind, CmpOp, Cond, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var,
 };
 use crate::ir::ops::{OpClass, PoolGeom};
-use crate::ir::{BinaryFn, Graph, NodeId, Op, Output};
+use crate::ir::{BinaryFn, Graph, NodeId, Op, Output, UnaryFn};
 use crate::passes::fusion::FusionPlan;
 use std::collections::HashMap;
 
@@ -413,6 +413,15 @@ impl Builder<'_> {
         })]
     }
 
+    /// The buffer of `f(x)`, when the graph computes it before node
+    /// `before` and it is in memory.
+    fn stored_unary(&self, f: UnaryFn, x: NodeId, before: NodeId) -> Option<BufId> {
+        let i = self.g.nodes[..before.0 as usize]
+            .iter()
+            .position(|n| n.op == Op::Unary(f) && n.args[0] == x)?;
+        (!self.inline[i]).then_some(self.buffer_of[i]).flatten()
+    }
+
     /// A scratch buffer for this node's kernels.
     fn scratch(&mut self, what: String, shape: Vec<usize>) -> BufId {
         self.new_buffers.push(Buffer {
@@ -728,6 +737,23 @@ impl Builder<'_> {
                 let x = self.value(args[0], idx, pre);
                 let x = self.bind(x, pre);
                 super::unary(*f, x)
+            }
+            // The gradient of a sigmoid or tanh whose value is in memory
+            // reads it rather than computing the exponential again:
+            // s * (1 - s) and 1 - t * t.
+            Op::UnaryGrad(f @ (UnaryFn::Sigmoid | UnaryFn::Tanh))
+                if self.stored_unary(*f, args[0], id).is_some() =>
+            {
+                let y = self.stored_unary(*f, args[0], id).expect("checked above");
+                let y = SExpr::load(y, linearize(idx, &shape));
+                let y = self.bind(y, pre);
+                let dy = self.value(args[1], idx, pre);
+                let d = if *f == UnaryFn::Sigmoid {
+                    y.clone().times(SExpr::c(1.0).minus(y))
+                } else {
+                    SExpr::c(1.0).minus(y.clone().times(y))
+                };
+                dy.times(d)
             }
             Op::UnaryGrad(f) => {
                 let x = self.value(args[0], idx, pre);
