@@ -40,6 +40,9 @@ pub struct Report {
     pub peak_bytes: usize,
     pub live_bytes: usize,
     pub total_bytes: usize,
+    /// What the backend holds for the graph besides the state (its values
+    /// as it allocates them, and scratch), when it says.
+    pub allocated_bytes: Option<usize>,
 }
 
 /// The benchmark's optimizer: SGD with momentum, as in the issue's figures
@@ -137,6 +140,7 @@ pub fn run(loaded: &LoadedModel, backend: &dyn Backend, opts: &Options) -> Resul
     times.sort_by(f64::total_cmp);
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let plan = passes::memory::plan(&g);
+    let allocated_bytes = exe.allocated_bytes(entry);
     Ok(Report {
         network: loaded.model.name.clone(),
         backend: backend.name().to_string(),
@@ -156,6 +160,7 @@ pub fn run(loaded: &LoadedModel, backend: &dyn Backend, opts: &Options) -> Resul
         peak_bytes: plan.peak_bytes,
         live_bytes: plan.live_bytes,
         total_bytes: plan.total_bytes,
+        allocated_bytes,
     })
 }
 
@@ -198,11 +203,19 @@ impl Report {
             "peak_bytes": self.peak_bytes,
             "live_bytes": self.live_bytes,
             "total_bytes": self.total_bytes,
+            "allocated_bytes": self.allocated_bytes,
         })
     }
 
     pub fn to_text(&self) -> String {
-        format!(
+        let allocated = self.allocated_bytes.map_or(String::new(), |b| {
+            format!(
+                "the {} backend allocates {} for it besides the state (values, without reuse yet, and scratch)\n",
+                self.backend,
+                show_bytes(b)
+            )
+        });
+        let text = format!(
             "{} {} {:?} on the {} backend: {:.0} images/s (median step {:.2} ms of {}, {:.2}..{:.2}); compile {:.1} ms\n\
              memory of the values: {} planned (at most {} alive at once), {} without reuse\n",
             self.network,
@@ -218,6 +231,7 @@ impl Report {
             show_bytes(self.peak_bytes),
             show_bytes(self.live_bytes),
             show_bytes(self.total_bytes)
-        )
+        );
+        text + &allocated
     }
 }

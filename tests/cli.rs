@@ -548,6 +548,11 @@ fn bench_reports_throughput_compile_time_and_memory() {
         let peak = v["peak_bytes"].as_u64().unwrap();
         let total = v["total_bytes"].as_u64().unwrap();
         assert!(peak > 0 && peak < total, "{v}");
+        // The cpu backend (the default) says what it holds: at least the
+        // logits or the loss, at most every value without reuse plus the
+        // patches of the batch's convolutions.
+        let allocated = v["allocated_bytes"].as_u64().unwrap();
+        assert!(allocated > 0 && allocated < 4 * total, "{v}");
         assert_eq!(v["mode"], mode);
         assert_eq!(v["steps"], 2);
         assert_eq!(v["input_shape"], serde_json::json!([4, 1, 28, 28]));

@@ -110,6 +110,12 @@ pub trait Executable {
 
     /// Replaces a state tensor (of the same shape).
     fn write_state(&mut self, name: &str, value: ArrayD<f32>) -> Result<(), BackendError>;
+
+    /// The bytes the backend holds for running this graph besides the
+    /// state (its values and scratch buffers), when it knows them.
+    fn allocated_bytes(&self, _entry: Entry) -> Option<usize> {
+        None
+    }
 }
 
 impl dyn Executable + '_ {

@@ -289,6 +289,20 @@ impl Executable for CpuExecutable {
         Ok(())
     }
 
+    fn allocated_bytes(&self, entry: Entry) -> Option<usize> {
+        let c = self.entries.get(entry.0)?;
+        let owned: usize = c
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Owned(v) => v.len(),
+                Slot::State(_) | Slot::Fed(_) => 0,
+            })
+            .sum();
+        let fed: usize = c.fed_data.iter().map(Vec::len).sum();
+        Some((owned + fed) * std::mem::size_of::<f32>())
+    }
+
     fn state_names(&self) -> Vec<String> {
         self.state.keys().cloned().collect()
     }
