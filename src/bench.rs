@@ -41,7 +41,7 @@ pub struct Report {
     pub live_bytes: usize,
     pub total_bytes: usize,
     /// What the backend holds for the graph besides the state (its values
-    /// as it allocates them, and scratch), when it says.
+    /// as it allocates them, outputs and scratch), when it says.
     pub allocated_bytes: Option<usize>,
 }
 
@@ -210,7 +210,7 @@ impl Report {
     pub fn to_text(&self) -> String {
         let allocated = self.allocated_bytes.map_or(String::new(), |b| {
             format!(
-                "the {} backend allocates {} for it besides the state (values, without reuse yet, and scratch)\n",
+                "the {} backend allocates {} for it besides the state (values, sharing where their lives do not overlap, outputs, and scratch)\n",
                 self.backend,
                 show_bytes(b)
             )

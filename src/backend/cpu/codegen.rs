@@ -1100,7 +1100,8 @@ fn float_cc(op: CmpOp) -> FloatCC {
     }
 }
 
-fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
+/// Every buffer `s` reads or writes, with repeats.
+pub fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
     fn int(_: &IExpr) {}
     fn cond(c: &Cond, out: &mut Vec<BufId>) {
         match c {

@@ -48,6 +48,9 @@ enum Slot {
     Fed(usize),
     /// A value the kernels write, owned by the entry.
     Owned(Vec<f32>),
+    /// A value that lives between two kernels only, in one of the entry's
+    /// shared allocations (see `share_buffers`).
+    Pooled(usize),
 }
 
 struct Compiled {
@@ -60,6 +63,8 @@ struct Compiled {
     fed: Vec<FedInput>,
     fed_data: Vec<Vec<f32>>,
     outputs: HashMap<Output, usize>,
+    /// The allocations values without overlapping lives share.
+    pools: Vec<Vec<f32>>,
     ran: bool,
     /// Whether the last run's updates are in the state (see `commit`).
     committed: bool,
@@ -133,16 +138,21 @@ impl Executable for CpuExecutable {
             }
         }
         let code = codegen::compile(&lowered.program).map_err(BackendError::Unsupported)?;
+        let (pool_of, pools) = share_buffers(&lowered);
         let slots = lowered
             .program
             .buffers
             .iter()
-            .map(|b| match &b.kind {
-                BufferKind::Input(name) => match fed_index.get(name) {
+            .enumerate()
+            .map(|(i, b)| match (&b.kind, pool_of[i]) {
+                (BufferKind::Input(name), _) => match fed_index.get(name) {
                     Some(&i) => Slot::Fed(i),
                     None => Slot::State(name.clone()),
                 },
-                BufferKind::Value(_) | BufferKind::Scratch(_) => Slot::Owned(vec![0.0; b.len]),
+                (_, Some(p)) => Slot::Pooled(p),
+                (BufferKind::Value(_) | BufferKind::Scratch(_), None) => {
+                    Slot::Owned(vec![0.0; b.len])
+                }
             })
             .collect();
         let splits = lowered
@@ -174,6 +184,7 @@ impl Executable for CpuExecutable {
             fed,
             fed_data,
             outputs,
+            pools,
             ran: false,
             committed: false,
         });
@@ -201,6 +212,7 @@ impl Executable for CpuExecutable {
         // The base address of every buffer. The kernels write only owned
         // buffers; state and fed inputs are read.
         let mut table: Vec<*mut f32> = Vec::with_capacity(c.slots.len());
+        let pools: Vec<*mut f32> = c.pools.iter_mut().map(|p| p.as_mut_ptr()).collect();
         for slot in &mut c.slots {
             table.push(match slot {
                 Slot::State(name) => self
@@ -211,6 +223,7 @@ impl Executable for CpuExecutable {
                     .as_mut_ptr(),
                 Slot::Fed(i) => c.fed_data[*i].as_mut_ptr(),
                 Slot::Owned(v) => v.as_mut_ptr(),
+                Slot::Pooled(p) => pools[*p],
             });
         }
         let profile = profiling();
@@ -245,6 +258,8 @@ impl Executable for CpuExecutable {
             Slot::State(name) => self.state.get(name)?.1.clone(),
             Slot::Fed(i) => c.fed_data[*i].clone(),
             Slot::Owned(v) => v.clone(),
+            // Outputs have buffers of their own.
+            Slot::Pooled(_) => return None,
         };
         ArrayD::from_shape_vec(IxDyn(&shape), data).ok()
     }
@@ -274,6 +289,7 @@ impl Executable for CpuExecutable {
                     std::mem::swap(v, dst)
                 }
                 Slot::Owned(v) => dst.copy_from_slice(v),
+                Slot::Pooled(_) => unreachable!("outputs have buffers of their own"),
                 Slot::Fed(i) => dst.copy_from_slice(&c.fed_data[*i]),
                 // An update that is the state itself (or another state
                 // tensor: copied through a temporary).
@@ -296,9 +312,10 @@ impl Executable for CpuExecutable {
             .iter()
             .map(|s| match s {
                 Slot::Owned(v) => v.len(),
-                Slot::State(_) | Slot::Fed(_) => 0,
+                Slot::State(_) | Slot::Fed(_) | Slot::Pooled(_) => 0,
             })
-            .sum();
+            .sum::<usize>()
+            + c.pools.iter().map(Vec::len).sum::<usize>();
         let fed: usize = c.fed_data.iter().map(Vec::len).sum();
         Some((owned + fed) * std::mem::size_of::<f32>())
     }
@@ -327,6 +344,75 @@ impl Executable for CpuExecutable {
             None => Err(BackendError::State(format!("`{name}` is not in the state"))),
         }
     }
+}
+
+/// Which values share allocations: a value that is not an output lives
+/// from the first kernel that touches it to the last, and values whose
+/// lives do not overlap take turns in one allocation (in order of first
+/// use, each into the free allocation closest to its size, grown when
+/// none is large enough). Outputs keep buffers of their own (they are read
+/// after the run, and a commit exchanges updates with the state), and so
+/// does scratch, which several contractions share by design. Returns each
+/// buffer's allocation and the allocations.
+fn share_buffers(lowered: &crate::kernel::lower::Lowered) -> (Vec<Option<usize>>, Vec<Vec<f32>>) {
+    let p = &lowered.program;
+    let n = p.buffers.len();
+    let (mut first, mut last) = (vec![usize::MAX; n], vec![0usize; n]);
+    for (k, kernel) in p.kernels.iter().enumerate() {
+        let mut touched = Vec::new();
+        for s in &kernel.body {
+            codegen::buffers_of(s, &mut touched);
+        }
+        for b in touched {
+            let i = b.0 as usize;
+            first[i] = first[i].min(k);
+            last[i] = last[i].max(k);
+        }
+    }
+    let mut output = vec![false; n];
+    for (_, b) in &lowered.outputs {
+        output[b.0 as usize] = true;
+    }
+    let mut candidates: Vec<usize> = (0..n)
+        .filter(|&i| {
+            matches!(p.buffers[i].kind, BufferKind::Value(_))
+                && !output[i]
+                && first[i] != usize::MAX
+        })
+        .collect();
+    candidates.sort_by_key(|&i| first[i]);
+    let mut pool_of = vec![None; n];
+    // Per allocation: its size and the last kernel of its current value.
+    let mut pools: Vec<(usize, usize)> = Vec::new();
+    for i in candidates {
+        let len = p.buffers[i].len;
+        let free = |&(_, busy): &(usize, usize)| busy < first[i];
+        let fits = pools
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| free(q) && q.0 >= len)
+            .min_by_key(|(_, q)| q.0)
+            .map(|(j, _)| j);
+        let grown = || {
+            pools
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| free(q))
+                .max_by_key(|(_, q)| q.0)
+                .map(|(j, _)| j)
+        };
+        let j = match fits.or_else(grown) {
+            Some(j) => j,
+            None => {
+                pools.push((0, 0));
+                pools.len() - 1
+            }
+        };
+        pools[j] = (pools[j].0.max(len), last[i]);
+        pool_of[i] = Some(j);
+    }
+    let pools = pools.into_iter().map(|(len, _)| vec![0.0; len]).collect();
+    (pool_of, pools)
 }
 
 /// Whether `NNC_PROFILE` asks for each kernel's time on stderr (a tool
