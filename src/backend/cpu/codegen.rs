@@ -260,6 +260,9 @@ struct Emitter<'a, 'b> {
     /// Index arithmetic computed before the loops it does not vary in,
     /// innermost loop last (see `hoist`).
     hoisted: Vec<HashMap<IExpr, Value>>,
+    /// Reductions whose partial results an enclosing scalar loop starts
+    /// and combines, with their second set (see `stmt`).
+    carried: HashMap<u32, Variable>,
 }
 
 /// Four lanes of f32: the widest vectors Cranelift emits on x86-64.
@@ -315,6 +318,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             b,
             fma,
             hoisted: Vec::new(),
+            carried: HashMap::new(),
             bases,
             vars,
             regs,
@@ -346,12 +350,31 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     (self.int(start), self.int(end))
                 };
                 self.hoist(*var, body);
-                if let Some(plan) = super::vectorize::plan(*var, body) {
+                if let Some(plan) = loop_plan(s, split) {
                     self.vector_loop(*var, start, end, body, &plan);
                 } else {
+                    // A scalar loop around the vector loop of a reduction
+                    // (images around a row of positions): the partial
+                    // results run on across it and are combined once after
+                    // it, not after every row.
+                    let carried: Vec<(u32, BinOp)> = chain_reductions(body)
+                        .into_iter()
+                        .filter(|(r, _)| !self.carried.contains_key(r))
+                        .collect();
+                    for &(r, op) in &carried {
+                        self.start_partials(self.vregs[r as usize], op);
+                        let second = self.b.declare_var(F32X4);
+                        self.start_partials(second, op);
+                        self.carried.insert(r, second);
+                    }
                     let v = self.vars[var.0 as usize];
                     self.b.def_var(v, start);
                     self.scalar_loop(v, end, body);
+                    for &(r, op) in &carried {
+                        let second = self.carried.remove(&r).expect("inserted above");
+                        self.join_partials(r, op, second);
+                        self.combine_partials(r, op);
+                    }
                 }
                 self.hoisted.pop();
             }
@@ -402,11 +425,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn vector_loop(&mut self, var: Var, start: Value, end: Value, body: &[Stmt], plan: &Plan) {
         let v = self.vars[var.0 as usize];
         self.b.def_var(v, start);
-        // Each reduction keeps four partial results, from its identity.
+        // Each reduction keeps four partial results, from its identity
+        // (unless an enclosing loop carries them).
         for &(r, op) in &plan.reductions {
-            let c = self.b.ins().f32const(identity_of(op));
-            let lanes = self.b.ins().splat(F32X4, c);
-            self.b.def_var(self.vregs[r as usize], lanes);
+            if !self.carried.contains_key(&r) {
+                self.start_partials(self.vregs[r as usize], op);
+            }
         }
         // A reduction is a chain of dependent additions: two sets of
         // partial results, eight elements a step, let two chains run at
@@ -414,10 +438,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         if !plan.reductions.is_empty() {
             let mut second = HashMap::new();
             for &(r, op) in &plan.reductions {
-                let other = self.b.declare_var(F32X4);
-                let identity = self.b.ins().f32const(identity_of(op));
-                let lanes = self.b.ins().splat(F32X4, identity);
-                self.b.def_var(other, lanes);
+                let other = match self.carried.get(&r) {
+                    Some(&carried) => carried,
+                    None => {
+                        let other = self.b.declare_var(F32X4);
+                        self.start_partials(other, op);
+                        other
+                    }
+                };
                 second.insert(r, other);
             }
             let last = self.b.ins().iadd_imm_s(end, -(2 * LANES - 1));
@@ -432,12 +460,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.b.switch_to_block(pairs);
             self.b.seal_block(pairs);
             for &(r, op) in &plan.reductions {
-                let (a, b) = (
-                    self.b.use_var(self.vregs[r as usize]),
-                    self.b.use_var(second[&r]),
-                );
-                let joined = self.bin_op(op, a, b);
-                self.b.def_var(self.vregs[r as usize], joined);
+                if !self.carried.contains_key(&r) {
+                    self.join_partials(r, op, second[&r]);
+                }
             }
         }
         // Four at a time while four remain.
@@ -451,15 +476,39 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(combine);
         self.b.seal_block(combine);
         for &(r, op) in &plan.reductions {
-            let lanes = self.b.use_var(self.vregs[r as usize]);
-            let mut acc = self.b.use_var(self.regs[r as usize]);
-            for k in 0..LANES as u8 {
-                let x = self.b.ins().extractlane(lanes, k);
-                acc = self.bin_op(op, acc, x);
+            if !self.carried.contains_key(&r) {
+                self.combine_partials(r, op);
             }
-            self.b.def_var(self.regs[r as usize], acc);
         }
         self.scalar_loop(v, end, body);
+    }
+
+    /// Four lanes of `op`'s identity into `lanes`.
+    fn start_partials(&mut self, lanes: Variable, op: BinOp) {
+        let c = self.b.ins().f32const(identity_of(op));
+        let splat = self.b.ins().splat(F32X4, c);
+        self.b.def_var(lanes, splat);
+    }
+
+    /// The second set of partial results of `r` joined into the first.
+    fn join_partials(&mut self, r: u32, op: BinOp, second: Variable) {
+        let (a, b) = (
+            self.b.use_var(self.vregs[r as usize]),
+            self.b.use_var(second),
+        );
+        let joined = self.bin_op(op, a, b);
+        self.b.def_var(self.vregs[r as usize], joined);
+    }
+
+    /// The four partial results of `r` joined into its scalar register.
+    fn combine_partials(&mut self, r: u32, op: BinOp) {
+        let lanes = self.b.use_var(self.vregs[r as usize]);
+        let mut acc = self.b.use_var(self.regs[r as usize]);
+        for k in 0..LANES as u8 {
+            let x = self.b.ins().extractlane(lanes, k);
+            acc = self.bin_op(op, acc, x);
+        }
+        self.b.def_var(self.regs[r as usize], acc);
     }
 
     /// One vector step of a loop's body; a reduction adds into its four
@@ -1257,5 +1306,45 @@ fn identity_of(op: BinOp) -> f32 {
         BinOp::Max => f32::NEG_INFINITY,
         BinOp::Min => f32::INFINITY,
         _ => 0.0,
+    }
+}
+
+/// How the loop `s` runs four lanes at a time, or `None` for one at a
+/// time. A short loop around inner loops (a kernel row's five taps) would
+/// leave most of its work to the scalar tail: its inner loops are the
+/// better ones to vectorize. `split`: the loop is the kernel's outermost,
+/// its range given at run time.
+fn loop_plan(s: &Stmt, split: bool) -> Option<Plan> {
+    let Stmt::For {
+        var,
+        start,
+        end,
+        body,
+    } = s
+    else {
+        return None;
+    };
+    let nested = body.iter().any(|s| matches!(s, Stmt::For { .. }));
+    if let (IExpr::Const(a), IExpr::Const(b), false, true) = (start, end, split, nested) {
+        if b - a < 2 * LANES {
+            return None;
+        }
+    }
+    super::vectorize::plan(*var, body)
+}
+
+/// The reductions of the vector loop at the bottom of a chain of loops
+/// that each hold only the next (`for n { for q { r = r + ... } }`), whose
+/// partial results the chain's outer loops can carry.
+fn chain_reductions(body: &[Stmt]) -> Vec<(u32, BinOp)> {
+    let [inner @ Stmt::For {
+        body: inner_body, ..
+    }] = body
+    else {
+        return Vec::new();
+    };
+    match loop_plan(inner, false) {
+        Some(plan) => plan.reductions,
+        None => chain_reductions(inner_body),
     }
 }
