@@ -359,13 +359,7 @@ impl Builder<'_> {
             }
         }
         if scatters(&node.op) {
-            let zero = self.nest(&shape, |_, idx| {
-                vec![Stmt::Store {
-                    buf: out,
-                    index: linearize(idx, &shape),
-                    value: SExpr::c(0.0),
-                }]
-            });
+            let zero = self.fill(out, &shape, 0.0);
             let scatter = self.scatter(id, out);
             return vec![zero, scatter];
         }
@@ -378,13 +372,7 @@ impl Builder<'_> {
             // Zeros, then the argument copied into the middle: two loops
             // without guards (a select on the position, per element, keeps
             // a loop from running four lanes at a time).
-            let zero = self.nest(&shape, |_, idx| {
-                vec![Stmt::Store {
-                    buf: out,
-                    index: linearize(idx, &shape),
-                    value: SExpr::c(0.0),
-                }]
-            });
+            let zero = self.fill(out, &shape, 0.0);
             let arg = node.args[0];
             let inner = self.shape(arg).to_vec();
             let copy = self.nest(&inner, |b, idx| {
@@ -420,6 +408,18 @@ impl Builder<'_> {
             .iter()
             .position(|n| n.op == Op::Unary(f) && n.args[0] == x)?;
         (!self.inline[i]).then_some(self.buffer_of[i]).flatten()
+    }
+
+    /// A loop nest that sets every element of `buf` (of `shape`) to
+    /// `value`.
+    fn fill(&mut self, buf: BufId, shape: &[usize], value: f32) -> Body {
+        self.nest(shape, |_, idx| {
+            vec![Stmt::Store {
+                buf,
+                index: linearize(idx, shape),
+                value: SExpr::c(value),
+            }]
+        })
     }
 
     /// A scratch buffer for this node's kernels.
@@ -518,13 +518,7 @@ impl Builder<'_> {
         let x = self.shape(arg).to_vec();
         let padded_shape = vec![x[0], x[1], hp, wp];
         let xp = self.scratch(format!("{id} padded with -inf"), padded_shape.clone());
-        let fill = self.nest(&padded_shape, |_, idx| {
-            vec![Stmt::Store {
-                buf: xp,
-                index: linearize(idx, &padded_shape),
-                value: SExpr::c(f32::NEG_INFINITY),
-            }]
-        });
+        let fill = self.fill(xp, &padded_shape, f32::NEG_INFINITY);
         let copy = self.nest(&x, |b, idx| {
             let mut pre = Vec::new();
             let value = b.value(arg, idx, &mut pre);
@@ -559,13 +553,7 @@ impl Builder<'_> {
         let dys = self.shape(dy_arg).to_vec();
         let (xp, padded_shape, mut bodies) = self.padded_input(id, x_arg, geom, [hp, wp]);
         let dxp = self.scratch(format!("{id} padded gradient"), padded_shape.clone());
-        bodies.push(self.nest(&padded_shape, |_, idx| {
-            vec![Stmt::Store {
-                buf: dxp,
-                index: linearize(idx, &padded_shape),
-                value: SExpr::c(0.0),
-            }]
-        }));
+        bodies.push(self.fill(dxp, &padded_shape, 0.0));
         let mut scatter = self.nest(&dys, |b, idx| {
             let mut pre = Vec::new();
             let dy = b.value(dy_arg, idx, &mut pre);
