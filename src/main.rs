@@ -617,13 +617,15 @@ fn compile(
     let text = match target {
         Target::Ir => nnc::ir::text::print(&graph),
         Target::Dot => nnc::ir::dot::print(&graph),
-        Target::Kernels => match nnc::kernel::program_of(&graph) {
-            Ok(lowered) => lowered.program.to_string(),
-            Err(e) => {
-                say!("internal error: {e}");
-                return ExitCode::from(2);
+        Target::Kernels => {
+            match nnc::kernel::program_of(&graph, nnc::backend::cpu::host_target()) {
+                Ok(lowered) => lowered.program.to_string(),
+                Err(e) => {
+                    say!("internal error: {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
     };
     match output {
         None => emit(&text),

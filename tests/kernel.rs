@@ -9,12 +9,17 @@ mod common;
 use nnc::backend::reference;
 use nnc::ir::{Graph, Op};
 
+/// Both schedules of convolutions: patches copied by im2col, and read in
+/// place by the products.
 fn compare(what: &str, g: &Graph, seed: u64) {
     let inputs = common::inputs_for(g, seed);
     let expected = reference::run::<f32>(g, &inputs, seed).unwrap();
-    let got =
-        nnc::kernel::interp::evaluate(g, &inputs, seed).unwrap_or_else(|e| panic!("{what}: {e}"));
-    common::assert_outputs_close(what, g, &got, &expected);
+    for patches_in_place in [false, true] {
+        let target = nnc::kernel::Target { patches_in_place };
+        let got = nnc::kernel::interp::evaluate(g, target, &inputs, seed)
+            .unwrap_or_else(|e| panic!("{what} ({target:?}): {e}"));
+        common::assert_outputs_close(what, g, &got, &expected);
+    }
 }
 
 #[test]
@@ -67,6 +72,8 @@ fn the_verifier_refuses_an_access_it_cannot_prove() {
 /// The loop nests of the fusion test graphs, as text:
 /// `tests/passes/NAME.fusion.ir` lowers to `tests/passes/NAME.kernels.txt`
 /// (`NNC_BLESS=1` rewrites them). They show where each fused op went.
+/// Where the schedule for a machine that reads patches in place differs
+/// (a forward convolution), it is in `NAME.kernels.in-place.txt`.
 #[test]
 fn kernel_programs_as_text() {
     let bless = std::env::var_os("NNC_BLESS").is_some();
@@ -79,13 +86,27 @@ fn kernel_programs_as_text() {
     let mut failures = Vec::new();
     for path in &cases {
         let g = nnc::ir::text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let got = nnc::kernel::program_of(&g).unwrap().program.to_string();
-        let name = path.to_string_lossy().replace(".fusion.ir", ".kernels.txt");
-        if bless {
-            std::fs::write(&name, &got).unwrap();
+        // Both schedules, whichever this machine uses.
+        let text = |patches_in_place| {
+            let target = nnc::kernel::Target { patches_in_place };
+            nnc::kernel::program_of(&g, target)
+                .unwrap()
+                .program
+                .to_string()
+        };
+        let (copied, in_place) = (text(false), text(true));
+        let mut expect = vec![(".kernels.txt", copied.clone())];
+        if in_place != copied {
+            expect.push((".kernels.in-place.txt", in_place));
         }
-        if std::fs::read_to_string(&name).unwrap_or_default() != got {
-            failures.push(format!("{name}:\n{got}"));
+        for (suffix, got) in expect {
+            let name = path.to_string_lossy().replace(".fusion.ir", suffix);
+            if bless {
+                std::fs::write(&name, &got).unwrap();
+            }
+            if std::fs::read_to_string(&name).unwrap_or_default() != got {
+                failures.push(format!("{name}:\n{got}"));
+            }
         }
     }
     assert!(

@@ -18,8 +18,10 @@
 //! all contractions of the program: each is written and read within one
 //! contraction's kernels, and kernels run in order.
 
+use super::digit_span;
 use super::{
-    BufId, Buffer, BufferKind, Gemm, IExpr, Kernel, MatRef, Program, Reg, SExpr, Stmt, Var,
+    BufId, Buffer, BufferKind, Digits, Gemm, IExpr, Kernel, MatRef, Program, Reg, SExpr, Stmt,
+    Target, Var,
 };
 use crate::ir::ops::ConvGeom;
 use crate::ir::{Graph, NodeId, Op};
@@ -46,6 +48,8 @@ pub struct Product {
 /// The shared scratch buffers of a program.
 #[derive(Default)]
 pub struct Scratch {
+    /// The machine the schedule is made for.
+    target: Target,
     patches: Option<BufId>,
     transposed: Option<BufId>,
     partial: Option<BufId>,
@@ -118,38 +122,60 @@ const SPLIT_PRODUCT: i64 = 1 << 18;
 /// into equal blocks (the side's largest divisor up to `product_parts()`):
 /// the blocks write disjoint rows (or columns) of the result.
 fn split_product(name: String, g: Gemm) -> Kernel {
-    let along_rows = g.m >= g.n;
-    let side = if along_rows { g.m } else { g.n };
-    let parts = (1..=product_parts() as i64)
-        .rev()
-        .find(|d| side % d == 0)
-        .unwrap_or(1);
-    if parts == 1 || g.m * g.n * g.k < SPLIT_PRODUCT {
-        return Numbering::default().kernel(name, false, vec![Stmt::Gemm(g)]);
+    if g.m * g.n * g.k < SPLIT_PRODUCT {
+        return Numbering::default().kernel(name, false, vec![Stmt::Gemm(Box::new(g))]);
+    }
+    // Blocks along a side with digits (a convolution's columns read in
+    // place) must each span whole digits: they move by the outer stride.
+    let parts = |side: i64, spans: [i64; 2]| {
+        let span = spans[0].max(spans[1]);
+        (1..=product_parts() as i64)
+            .rev()
+            .find(|d| side % d == 0 && (side / d) % span == 0)
+            .unwrap_or(1)
+    };
+    let d = |r: &MatRef, rows: bool| digit_span(if rows { &r.digits.rows } else { &r.digits.cols });
+    let by_rows = parts(g.m, [d(&g.a, true), d(&g.c, true)]);
+    let by_cols = parts(g.n, [d(&g.b, false), d(&g.c, false)]);
+    let along_rows = if g.m >= g.n {
+        by_rows > 1 || by_cols == 1
+    } else {
+        by_cols == 1 && by_rows > 1
+    };
+    let parts = if along_rows { by_rows } else { by_cols };
+    if parts == 1 {
+        return Numbering::default().kernel(name, false, vec![Stmt::Gemm(Box::new(g))]);
     }
     let mut k = Numbering::default();
     let part = k.var();
-    let block = side / parts;
-    let shift = |r: &MatRef, stride: i64| MatRef {
-        offset: r.offset.clone().plus(v(part).mul_c(block * stride)),
-        ..r.clone()
+    let block = if along_rows { g.m } else { g.n } / parts;
+    let shift = |r: &MatRef, rows: bool| {
+        let (stride, span) = if rows {
+            (r.row, digit_span(&r.digits.rows))
+        } else {
+            (r.col, digit_span(&r.digits.cols))
+        };
+        MatRef {
+            offset: r.offset.clone().plus(v(part).mul_c(block / span * stride)),
+            ..r.clone()
+        }
     };
     let piece = if along_rows {
         Gemm {
             m: block,
-            a: shift(&g.a, g.a.row),
-            c: shift(&g.c, g.c.row),
+            a: shift(&g.a, true),
+            c: shift(&g.c, true),
             ..g.clone()
         }
     } else {
         Gemm {
             n: block,
-            b: shift(&g.b, g.b.col),
-            c: shift(&g.c, g.c.col),
+            b: shift(&g.b, false),
+            c: shift(&g.c, false),
             ..g.clone()
         }
     };
-    let body = for_(part, parts as usize, vec![Stmt::Gemm(piece)]);
+    let body = for_(part, parts as usize, vec![Stmt::Gemm(Box::new(piece))]);
     k.kernel(name, true, vec![body])
 }
 
@@ -232,6 +258,13 @@ fn sum_slices(
 }
 
 impl Scratch {
+    pub fn for_target(target: Target) -> Scratch {
+        Scratch {
+            target,
+            ..Scratch::default()
+        }
+    }
+
     fn get(slot: &mut Option<BufId>, what: &str, len: usize, p: &mut Program) -> BufId {
         let id = *slot.get_or_insert_with(|| {
             p.buffers.push(Buffer {
@@ -339,18 +372,21 @@ pub fn schedule(
                     offset: IExpr::c(0),
                     row: a_ref.0,
                     col: a_ref.1,
+                    digits: Digits::default(),
                 },
                 b: MatRef {
                     buf: args[1],
                     offset: IExpr::c(0),
                     row: b_ref.0,
                     col: b_ref.1,
+                    digits: Digits::default(),
                 },
                 c: MatRef {
                     buf: out,
                     offset: IExpr::c(0),
                     row: n,
                     col: 1,
+                    digits: Digits::default(),
                 },
                 accumulate: false,
             };
@@ -382,6 +418,21 @@ pub fn schedule(
             let keep = chunk == c.n
                 && has_weight_gradient(g, node.args[0], geom, g.shape(node.args[1]))
                 && scratch_bufs.kept_floats + len <= KEPT_PATCH_LIMIT;
+            if !keep && scratch_bufs.target.patches_in_place {
+                c.forward_in_place(&name, (args[0], args[1]), out, scratch_bufs, p);
+                return Product {
+                    buf: out,
+                    layout: if natural {
+                        Layout::Natural
+                    } else {
+                        Layout::ChannelMajor {
+                            n: c.n,
+                            c: c.o,
+                            p: c.p,
+                        }
+                    },
+                };
+            }
             let col = if keep {
                 let b = scratch(p, format!("{id} patches, kept"), len);
                 let w = g.shape(node.args[1]).to_vec();
@@ -403,12 +454,14 @@ pub fn schedule(
                             offset: gv.clone().mul_c((c.og * c.r) as i64),
                             row: c.r as i64,
                             col: 1,
+                            digits: Digits::default(),
                         },
                         b: MatRef {
                             buf: col,
                             offset: gv.clone().mul_c((c.r * chunk * c.p) as i64),
                             row: (chunk * c.p) as i64,
                             col: 1,
+                            digits: Digits::default(),
                         },
                         c: MatRef {
                             buf: out,
@@ -417,6 +470,7 @@ pub fn schedule(
                                 .add_c((q * chunk * c.p) as i64),
                             row: (c.n * c.p) as i64,
                             col: 1,
+                            digits: Digits::default(),
                         },
                         accumulate: false,
                     }
@@ -500,6 +554,7 @@ pub fn schedule(
                             .plus(s.clone().mul_c(k_slice as i64)),
                         row: (c.n * c.p) as i64,
                         col: 1,
+                        digits: Digits::default(),
                     },
                     b: MatRef {
                         buf: col,
@@ -509,6 +564,7 @@ pub fn schedule(
                             .plus(s.mul_c(k_slice as i64)),
                         row: 1,
                         col: k_all as i64,
+                        digits: Digits::default(),
                     },
                     c: MatRef {
                         offset: into.offset.plus(gv.mul_c((c.og * c.r) as i64)),
@@ -523,6 +579,7 @@ pub fn schedule(
                             offset: IExpr::c(0),
                             row: c.r as i64,
                             col: 1,
+                            digits: Digits::default(),
                         };
                         product(gv, IExpr::c(0), c, into, q > 0)
                     })),
@@ -534,8 +591,9 @@ pub fn schedule(
                             offset: v(sv).mul_c((c.o * c.r) as i64),
                             row: c.r as i64,
                             col: 1,
+                            digits: Digits::default(),
                         };
-                        let gemm = Stmt::Gemm(product(v(gv), v(sv), &c, into, false));
+                        let gemm = Stmt::Gemm(Box::new(product(v(gv), v(sv), &c, into, false)));
                         let body = for_(sv, slices, vec![for_(gv, c.groups, vec![gemm])]);
                         p.kernels.push(k.kernel(name("gemm"), true, vec![body]));
                         p.kernels.push(sum_slices(
@@ -577,6 +635,7 @@ pub fn schedule(
                             offset: gv.clone().mul_c((c.og * c.r) as i64),
                             row: 1,
                             col: c.r as i64,
+                            digits: Digits::default(),
                         },
                         b: MatRef {
                             buf: dy,
@@ -586,12 +645,14 @@ pub fn schedule(
                                 .add_c((q * chunk * c.p) as i64),
                             row: (c.n * c.p) as i64,
                             col: 1,
+                            digits: Digits::default(),
                         },
                         c: MatRef {
                             buf: dcol,
                             offset: gv.mul_c((c.r * chunk * c.p) as i64),
                             row: (chunk * c.p) as i64,
                             col: 1,
+                            digits: Digits::default(),
                         },
                         accumulate: false,
                     }
@@ -673,7 +734,11 @@ impl Conv {
         }
         let mut k = Numbering::default();
         let gv = k.var();
-        let body = vec![for_(gv, self.groups, vec![Stmt::Gemm(gemm(v(gv), self))])];
+        let body = vec![for_(
+            gv,
+            self.groups,
+            vec![Stmt::Gemm(Box::new(gemm(v(gv), self)))],
+        )];
         k.kernel(name, true, body)
     }
 
@@ -715,6 +780,53 @@ impl Conv {
             self.n,
         ));
         (padded, hp, wp)
+    }
+
+    /// The forward product over the patches read in place from the
+    /// (padded) input, for all images at once: per group, `W_g [og x R]`
+    /// times the view whose row `(c, i, j)` and column `(image, oy, ox)`
+    /// is the input element that tap reads; the result channel-major
+    /// (`[O, N * P]`), as from the im2col path.
+    fn forward_in_place(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        (x, w): (BufId, BufId),
+        out: BufId,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
+        let (src, hp, wp) = self.padded_input(name, x, scratch, p);
+        let g = &self.geom;
+        let plane = (hp * wp) as i64;
+        p.kernels.push(self.per_group(name("gemm"), |gv, c| Gemm {
+            m: c.og as i64,
+            n: (c.n * c.p) as i64,
+            k: c.r as i64,
+            a: MatRef::strided(w, gv.clone().mul_c((c.og * c.r) as i64), c.r as i64, 1),
+            b: MatRef {
+                buf: src,
+                offset: gv.clone().mul_c((c.r / (c.kh * c.kw)) as i64 * plane),
+                row: plane,
+                col: c.c as i64 * plane,
+                digits: Digits {
+                    rows: vec![
+                        (c.kh as i64, (g.dilation[0] * wp) as i64),
+                        (c.kw as i64, g.dilation[1] as i64),
+                    ],
+                    cols: vec![
+                        (c.ho as i64, (g.stride[0] * wp) as i64),
+                        (c.wo as i64, g.stride[1] as i64),
+                    ],
+                },
+            },
+            c: MatRef::strided(
+                out,
+                gv.mul_c((c.og * c.n * c.p) as i64),
+                (c.n * c.p) as i64,
+                1,
+            ),
+            accumulate: false,
+        }));
     }
 
     /// The input position tap `(i, j)` of output `(oy, ox)` reads in the

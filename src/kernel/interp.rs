@@ -71,18 +71,18 @@ impl Machine<'_> {
             self.int(&g.b.offset),
             self.int(&g.c.offset),
         );
-        for i in 0..g.m {
-            for j in 0..g.n {
+        let (ra, ca) = (g.a.row_offsets(g.m), g.a.col_offsets(g.k));
+        let (rb, cb) = (g.b.row_offsets(g.k), g.b.col_offsets(g.n));
+        let (rc, cc) = (g.c.row_offsets(g.m), g.c.col_offsets(g.n));
+        for i in 0..g.m as usize {
+            for j in 0..g.n as usize {
                 let mut acc = 0f32;
-                for l in 0..g.k {
-                    let a =
-                        self.buffers[g.a.buf.0 as usize][(oa + i * g.a.row + l * g.a.col) as usize];
-                    let b =
-                        self.buffers[g.b.buf.0 as usize][(ob + l * g.b.row + j * g.b.col) as usize];
+                for l in 0..g.k as usize {
+                    let a = self.buffers[g.a.buf.0 as usize][(oa + ra[i] + ca[l]) as usize];
+                    let b = self.buffers[g.b.buf.0 as usize][(ob + rb[l] + cb[j]) as usize];
                     acc += a * b;
                 }
-                let c = &mut self.buffers[g.c.buf.0 as usize]
-                    [(oc + i * g.c.row + j * g.c.col) as usize];
+                let c = &mut self.buffers[g.c.buf.0 as usize][(oc + rc[i] + cc[j]) as usize];
                 *c = if g.accumulate { *c + acc } else { acc };
             }
         }
@@ -179,12 +179,13 @@ pub fn binary(op: BinOp, a: f32, b: f32) -> f32 {
 /// name, as `backend::reference::run` does, for tests that compare them.
 pub fn evaluate(
     g: &crate::ir::Graph,
+    target: super::Target,
     inputs: &std::collections::HashMap<String, ndarray::ArrayD<f32>>,
     seed: u64,
 ) -> Result<std::collections::HashMap<String, ndarray::ArrayD<f32>>, String> {
     use super::BufferKind;
     let plan = crate::passes::fusion::plan(g);
-    let lowered = super::lower::lower(g, &plan);
+    let lowered = super::lower::lower(g, &plan, target);
     super::verify::verify(&lowered.program).map_err(|e| e.to_string())?;
     let mut buffers = Vec::new();
     for b in &lowered.program.buffers {

@@ -61,7 +61,7 @@ fn view_of_input(g: &Graph, id: NodeId) -> bool {
     }
 }
 
-pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
+pub fn lower(g: &Graph, plan: &FusionPlan, target: super::Target) -> Lowered {
     let n = g.nodes.len();
     let mut uses = vec![0usize; n];
     let mut reader: Vec<Option<usize>> = vec![None; n];
@@ -122,7 +122,7 @@ pub fn lower(g: &Graph, plan: &FusionPlan) -> Lowered {
         }
     }
     let mut products = HashMap::new();
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch::for_target(target);
     for (i, node) in g.nodes.iter().enumerate() {
         if matches!(node.op, Op::Input { .. } | Op::Const { .. }) && inline[i] {
             continue;

@@ -106,7 +106,7 @@ pub enum Stmt {
     /// `m x k` times `k x n`: the contraction at the heart of matmul and
     /// convolution, handed to a tuned micro-kernel. Offsets may use loop
     /// variables (one product per group of a grouped convolution).
-    Gemm(Gemm),
+    Gemm(Box<Gemm>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,14 +121,90 @@ pub struct Gemm {
     pub accumulate: bool,
 }
 
-/// A strided matrix view: element `(i, j)` is
-/// `buf[offset + i * row + j * col]`.
+/// A matrix view of a buffer: element `(i, j)` is
+/// `buf[offset + at(i; row, digits.rows) + at(j; col, digits.cols)]`.
+///
+/// Without digits (the usual case) this is a strided matrix,
+/// `buf[offset + i * row + j * col]`. With digits, an index splits into
+/// an outer part and inner digits (`(extent, stride)`, outermost first,
+/// the last fastest): `at(i) = i / E * stride + sum(digit_t * stride_t)`,
+/// `E` the product of the extents. That is how a convolution's patches
+/// are read in place: rows `(c, ky, kx)` and columns `(image, oy, ox)` of
+/// the (padded) input, without an im2col copy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MatRef {
     pub buf: BufId,
     pub offset: IExpr,
     pub row: i64,
     pub col: i64,
+    pub digits: Digits,
+}
+
+/// The inner digits of a `MatRef`'s row and column indices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Digits {
+    pub rows: Vec<(i64, i64)>,
+    pub cols: Vec<(i64, i64)>,
+}
+
+impl MatRef {
+    /// A strided matrix.
+    pub fn strided(buf: BufId, offset: IExpr, row: i64, col: i64) -> MatRef {
+        MatRef {
+            buf,
+            offset,
+            row,
+            col,
+            digits: Digits::default(),
+        }
+    }
+
+    /// Whether the view is a plain strided matrix.
+    pub fn is_strided(&self) -> bool {
+        self.digits.rows.is_empty() && self.digits.cols.is_empty()
+    }
+
+    /// The offsets (from `offset`) of rows `0..count`.
+    pub fn row_offsets(&self, count: i64) -> Vec<i64> {
+        axis_offsets(self.row, &self.digits.rows, count)
+    }
+
+    /// The offsets (from `offset`) of columns `0..count`.
+    pub fn col_offsets(&self, count: i64) -> Vec<i64> {
+        axis_offsets(self.col, &self.digits.cols, count)
+    }
+}
+
+/// The product of the digits' extents: how many indices one step of the
+/// outer stride spans.
+pub fn digit_span(digits: &[(i64, i64)]) -> i64 {
+    digits.iter().map(|d| d.0).product()
+}
+
+/// `at(i)` for `i` in `0..count` (see `MatRef`).
+pub fn axis_offsets(outer: i64, digits: &[(i64, i64)], count: i64) -> Vec<i64> {
+    let span = digit_span(digits).max(1);
+    (0..count)
+        .map(|i| {
+            let mut rest = i % span;
+            let mut at = i / span * outer;
+            for &(extent, stride) in digits.iter().rev() {
+                at += rest % extent * stride;
+                rest /= extent;
+            }
+            at
+        })
+        .collect()
+}
+
+/// What the machine the kernels are made for does well, where that
+/// changes the schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Its products read a convolution's patches in place (a `MatRef`
+    /// with digits) as fast as a packed matrix, so no im2col copy is made
+    /// for a forward convolution whose patches are not kept.
+    pub patches_in_place: bool,
 }
 
 /// Integer (index) arithmetic.
@@ -527,14 +603,17 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr, bind: &mut dyn FnMut(SExpr) -
 /// collapsed, small register-only loops unrolled, and verified again (generated
 /// code trusts the verifier, so what pruning left is checked too). An
 /// error here is a bug of the lowering.
-pub fn program_of(g: &crate::ir::Graph) -> Result<lower::Lowered, verify::VerifyError> {
+pub fn program_of(
+    g: &crate::ir::Graph,
+    target: Target,
+) -> Result<lower::Lowered, verify::VerifyError> {
     let mut g = g.clone();
     for pass in crate::passes::DEFAULT {
         pass.run(&mut g);
     }
     let g = &g;
     let plan = crate::passes::fusion::plan(g);
-    let mut lowered = lower::lower(g, &plan);
+    let mut lowered = lower::lower(g, &plan, target);
     verify::verify(&lowered.program)?;
     verify::prune_guards(&mut lowered.program);
     // Collapse first: an unrolled loop no longer collapses with its

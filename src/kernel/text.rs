@@ -69,8 +69,25 @@ fn stmt(out: &mut String, s: &Stmt, depth: usize) {
             let _ = writeln!(out, "{pad}b{}[{index}] = {value}", buf.0);
         }
         Stmt::Gemm(g) => {
-            let m =
-                |r: &super::MatRef| format!("b{}[{} ; {}, {}]", r.buf.0, r.offset, r.row, r.col);
+            // An axis with digits prints them after its outer stride:
+            // `100(3:10, 3:1)` is `i / 9 * 100 + i / 3 % 3 * 10 + i % 3`.
+            let axis = |outer: i64, digits: &[(i64, i64)]| {
+                let inner: Vec<String> = digits.iter().map(|(e, s)| format!("{e}:{s}")).collect();
+                if inner.is_empty() {
+                    format!("{outer}")
+                } else {
+                    format!("{outer}({})", inner.join(", "))
+                }
+            };
+            let m = |r: &super::MatRef| {
+                format!(
+                    "b{}[{} ; {}, {}]",
+                    r.buf.0,
+                    r.offset,
+                    axis(r.row, &r.digits.rows),
+                    axis(r.col, &r.digits.cols)
+                )
+            };
             let op = if g.accumulate { "+=" } else { "=" };
             let _ = writeln!(
                 out,

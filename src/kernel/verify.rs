@@ -148,12 +148,6 @@ impl Checker<'_> {
 
     /// Every element of a `rows x cols` view lies inside its buffer.
     fn matrix(&mut self, r: &super::MatRef, rows: i64, cols: i64) -> Result<(), String> {
-        if r.row < 0 || r.col < 0 {
-            return Err(format!(
-                "negative strides {}, {} of a gemm operand",
-                r.row, r.col
-            ));
-        }
         let len = self
             .program
             .buffers
@@ -161,9 +155,31 @@ impl Checker<'_> {
             .ok_or_else(|| format!("b{} is not a buffer of the program", r.buf.0))?
             .len as i64;
         let (lo, hi) = self.range(&r.offset)?;
-        let last = (rows - 1)
-            .checked_mul(r.row)
-            .and_then(|a| (cols - 1).checked_mul(r.col).and_then(|b| a.checked_add(b)))
+        let reach = |outer: i64, digits: &[(i64, i64)], count: i64| -> Result<i64, String> {
+            if outer < 0 || digits.iter().any(|&(e, s)| e < 1 || s < 0) {
+                return Err(format!(
+                    "a gemm operand b{} has a negative stride or an empty digit",
+                    r.buf.0
+                ));
+            }
+            let span = super::digit_span(digits);
+            if count % span != 0 {
+                return Err(format!(
+                    "{count} indices of b{} do not split into digits spanning {span}",
+                    r.buf.0
+                ));
+            }
+            // The largest offset: every digit at its last value.
+            digits
+                .iter()
+                .try_fold((count / span - 1).checked_mul(outer), |acc, &(e, s)| {
+                    Some(acc?.checked_add((e - 1).checked_mul(s)?))
+                })
+                .flatten()
+                .ok_or_else(|| "index overflow".to_string())
+        };
+        let last = reach(r.row, &r.digits.rows, rows)?
+            .checked_add(reach(r.col, &r.digits.cols, cols)?)
             .and_then(|x| x.checked_add(hi))
             .ok_or("index overflow")?;
         if lo < 0 || last >= len {

@@ -26,6 +26,10 @@ pub type KernelFn = unsafe extern "C" fn(*const *mut f32, i64, i64, i64);
 pub struct Compiled {
     module: Option<JITModule>,
     pub functions: Vec<KernelFn>,
+    /// The descriptors of products over views, whose addresses the code
+    /// holds: they live as long as it, boxed so that they never move.
+    #[allow(clippy::vec_box)]
+    _views: Vec<Box<super::gemm::ViewGemm>>,
 }
 
 impl Drop for Compiled {
@@ -158,6 +162,7 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
         jb.symbol(*name, addr);
     }
     jb.symbol("nnc_sgemm", nnc_sgemm as *const u8);
+    jb.symbol("nnc_sgemm_view", super::gemm::nnc_sgemm_view as *const u8);
     let mut module = JITModule::new(jb);
     let sgemm = {
         let mut sig = module.make_signature();
@@ -173,6 +178,16 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
         sig.params.push(AbiParam::new(types::F32));
         module
             .declare_function("nnc_sgemm", Linkage::Import, &sig)
+            .map_err(|e| e.to_string())?
+    };
+    let sgemm_view = {
+        let mut sig = module.make_signature();
+        let ptr = module.target_config().pointer_type();
+        for _ in 0..4 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        module
+            .declare_function("nnc_sgemm_view", Linkage::Import, &sig)
             .map_err(|e| e.to_string())?
     };
     let mut math = Vec::new();
@@ -192,6 +207,7 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
+    let mut views = Vec::new();
     // A tool for reading the machine code (`NNC_DUMP_ASM=FILE`): Cranelift's
     // disassembly of every kernel, in order.
     let dump_asm = std::env::var_os("NNC_DUMP_ASM");
@@ -209,7 +225,8 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
                 refs.push(module.declare_func_in_func(*id, b.func));
             }
             refs.push(module.declare_func_in_func(sgemm, b.func));
-            Emitter::emit(&mut b, k, ptr, &refs, fma);
+            refs.push(module.declare_func_in_func(sgemm_view, b.func));
+            views.extend(Emitter::emit(&mut b, k, ptr, &refs, fma));
             b.finalize(config);
         }
         let id = module
@@ -239,8 +256,13 @@ pub fn compile(p: &Program) -> Result<Compiled, String> {
     Ok(Compiled {
         module: Some(module),
         functions,
+        _views: views,
     })
 }
+
+/// Boxed descriptors whose addresses generated code holds.
+#[allow(clippy::vec_box)]
+type Views = Vec<Box<super::gemm::ViewGemm>>;
 
 struct Emitter<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
@@ -263,6 +285,10 @@ struct Emitter<'a, 'b> {
     /// Reductions whose partial results an enclosing scalar loop starts
     /// and combines, with their second set (see `stmt`).
     carried: HashMap<u32, Variable>,
+    /// Descriptors of the kernel's products over views (see `gemm`),
+    /// boxed: the code holds their addresses.
+    #[allow(clippy::vec_box)]
+    views: Vec<Box<super::gemm::ViewGemm>>,
 }
 
 /// Four lanes of f32: the widest vectors Cranelift emits on x86-64.
@@ -281,7 +307,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         ptr: types::Type,
         math: &'a [FuncRef],
         fma: bool,
-    ) {
+    ) -> Views {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -328,12 +354,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
             seed,
             trusted,
             vregs,
+            views: Vec::new(),
         };
         for (i, s) in k.body.iter().enumerate() {
             // The outermost loop of a parallel kernel runs `lo..hi`.
             e.stmt(s, k.parallel && i == 0);
         }
         e.b.ins().return_(&[]);
+        e.views
     }
 
     fn stmt(&mut self, s: &Stmt, split: bool) {
@@ -386,6 +414,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let v = self.float(value);
                 let addr = self.address(*buf, index);
                 self.b.ins().store(self.trusted, v, addr, 0);
+            }
+            Stmt::Gemm(g) if !(g.a.is_strided() && g.b.is_strided() && g.c.is_strided()) => {
+                let desc = Box::new(super::gemm::ViewGemm::new(g));
+                let mut args = vec![self.b.ins().iconst(types::I64, &*desc as *const _ as i64)];
+                self.views.push(desc);
+                for r in [&g.a, &g.b, &g.c] {
+                    args.push(self.address(r.buf, &r.offset));
+                }
+                // The view product's function follows the strided one.
+                let f = self.math[MATH.len() + 1];
+                self.b.ins().call(f, &args);
             }
             Stmt::Gemm(g) => {
                 let mut args = Vec::new();

@@ -5,6 +5,7 @@
 //! cores.
 
 mod codegen;
+mod gemm;
 mod threads;
 mod vectorize;
 
@@ -17,6 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 
 /// The cpu backend.
 pub struct Cpu;
+
+/// What the kernels are scheduled for on this machine.
+pub fn host_target() -> crate::kernel::Target {
+    crate::kernel::Target {
+        patches_in_place: gemm::patches_in_place(),
+    }
+}
 
 impl Backend for Cpu {
     fn name(&self) -> &'static str {
@@ -123,7 +131,7 @@ impl Executable for CpuExecutable {
             .iter()
             .map(|f| (f.name.clone(), f.handle.index))
             .collect();
-        let lowered = crate::kernel::program_of(graph)
+        let lowered = crate::kernel::program_of(graph, host_target())
             .map_err(|e| BackendError::Unsupported(format!("internal: {e}")))?;
         if let Some(path) = std::env::var_os("NNC_DUMP_KERNELS") {
             // A tool for reading what was compiled (with NNC_PROFILE's

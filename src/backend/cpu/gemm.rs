@@ -1,0 +1,472 @@
+//! Matrix products over views with digits (`kernel::MatRef`): a
+//! convolution's patches read in place from its input, without an im2col
+//! copy.
+//!
+//! On a CPU with AVX-512 the product is a packed, register-tiled GEMM of
+//! our own: the packing of `B` reads the view through a table of column
+//! offsets and copies the runs in which they are consecutive (an output
+//! row of a stride-1 convolution), so packing the view costs what packing
+//! a matrix does, and the im2col pass (a write and a read of nine times
+//! the input, for 3x3 taps) disappears. The micro-kernel keeps a 12 x 32
+//! tile of `C` in 24 registers. Without AVX-512 the view is gathered into
+//! a matrix and multiplied by matrixmultiply; the schedule only asks for
+//! views where `patches_in_place()` says they pay.
+//!
+//! Measured against matrixmultiply on the same shapes in docs/perf.md.
+
+use crate::kernel::{Gemm, MatRef};
+
+/// Whether products over views are fast on this CPU (see the module
+/// documentation).
+pub fn patches_in_place() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A product's shape and its operands' offset tables, made once when the
+/// kernel is compiled; the generated code passes its address with the
+/// operands' base pointers.
+pub struct ViewGemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    /// Offsets of `A`'s rows (`m`) and columns (`k`).
+    a: (Vec<isize>, Vec<isize>),
+    /// Offsets of `B`'s rows (`k`) and columns (`n`).
+    b: (Vec<isize>, Vec<isize>),
+    /// Offsets of `C`'s rows (`m`) and columns (`n`).
+    c: (Vec<isize>, Vec<isize>),
+    /// `C`'s columns are consecutive (`col == 1`, no digits): tiles are
+    /// stored a vector at a time.
+    c_rows_contiguous: bool,
+    accumulate: bool,
+}
+
+fn tables(r: &MatRef, rows: i64, cols: i64) -> (Vec<isize>, Vec<isize>) {
+    let t = |v: Vec<i64>| v.into_iter().map(|x| x as isize).collect();
+    (t(r.row_offsets(rows)), t(r.col_offsets(cols)))
+}
+
+impl ViewGemm {
+    pub fn new(g: &Gemm) -> ViewGemm {
+        ViewGemm {
+            m: g.m as usize,
+            n: g.n as usize,
+            k: g.k as usize,
+            a: tables(&g.a, g.m, g.k),
+            b: tables(&g.b, g.k, g.n),
+            c: tables(&g.c, g.m, g.n),
+            c_rows_contiguous: g.c.col == 1 && g.c.digits.cols.is_empty(),
+            accumulate: g.accumulate,
+        }
+    }
+}
+
+/// `C (+)= A B` over the views `desc` describes.
+///
+/// # Safety
+/// `desc` is a live `ViewGemm`; every element its tables reach from the
+/// base pointers lies inside a live buffer (the verifier proved it); `C`
+/// overlaps neither `A` nor `B`.
+pub unsafe extern "C" fn nnc_sgemm_view(
+    desc: *const ViewGemm,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let d = &*desc;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return avx512::product(d, a, b, c);
+        }
+        portable(d, a, b, c)
+    }
+}
+
+/// Gathers both operands into matrices and multiplies them with
+/// matrixmultiply; `C` through its tables.
+///
+/// # Safety
+/// As `nnc_sgemm_view`.
+pub unsafe fn portable(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) {
+    let (m, n, k) = (d.m, d.n, d.k);
+    let gather = |p: *const f32, (rows, cols): &(Vec<isize>, Vec<isize>)| -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows.len() * cols.len());
+        for &r in rows {
+            // SAFETY: the caller's contract.
+            out.extend(cols.iter().map(|&col| unsafe { *p.offset(r + col) }));
+        }
+        out
+    };
+    let am = gather(a, &d.a);
+    let bm = gather(b, &d.b);
+    let mut cm = vec![0f32; m * n];
+    // SAFETY: the three matrices are ours, of these sizes.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            am.as_ptr(),
+            k as isize,
+            1,
+            bm.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            cm.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    for (i, &r) in d.c.0.iter().enumerate() {
+        for (j, &col) in d.c.1.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let p = c.offset(r + col);
+                let v = cm[i * n + j];
+                *p = if d.accumulate { *p + v } else { v };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::ViewGemm;
+    use std::arch::x86_64::*;
+    use std::cell::RefCell;
+
+    /// Rows of a micro-tile (broadcast from packed `A`).
+    const MR: usize = 12;
+    /// Columns of a micro-tile (two vectors of packed `B`).
+    const NR: usize = 32;
+    /// The inner size of one packed block: a 12-row panel of `A` (12 KiB)
+    /// stays in L1 while the micro-kernel streams `B`'s panels.
+    const KC: usize = 256;
+    /// Columns of one packed block of `B` (768 KiB with `KC`: in L2).
+    const NC: usize = 768;
+
+    thread_local! {
+        /// Packed `A` panel and `B` block, per thread.
+        static PACKED: RefCell<(Vec<f32>, Vec<f32>)> =
+            RefCell::new((vec![0.0; KC * MR], vec![0.0; KC * NC]));
+    }
+
+    /// # Safety
+    /// As `nnc_sgemm_view`, and the CPU has AVX-512F.
+    pub unsafe fn product(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) {
+        PACKED.with(|packed| {
+            let mut packed = packed.borrow_mut();
+            let (pa, pb) = &mut *packed;
+            let (pa, pb) = (pa.as_mut_ptr(), pb.as_mut_ptr());
+            // SAFETY: the caller's contract; the packed buffers hold a
+            // panel and a block.
+            unsafe { blocks(d, a, b, c, pa, pb) }
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn blocks(
+        d: &ViewGemm,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        pa: *mut f32,
+        pb: *mut f32,
+    ) {
+        let (m, n, k) = (d.m, d.n, d.k);
+        if k == 0 {
+            if !d.accumulate {
+                store_zero(d, c);
+            }
+            return;
+        }
+        for jc in (0..n).step_by(NC) {
+            let nc = (n - jc).min(NC);
+            for pc in (0..k).step_by(KC) {
+                let kc = (k - pc).min(KC);
+                // SAFETY (all calls below): the caller's contract; the
+                // tables' ranges are inside the product.
+                unsafe {
+                    pack_b(b, &d.b.0[pc..pc + kc], &d.b.1[jc..jc + nc], pb);
+                    let add = pc > 0 || d.accumulate;
+                    for ir in (0..m).step_by(MR) {
+                        let rows = (m - ir).min(MR);
+                        pack_a(a, &d.a.0[ir..ir + rows], &d.a.1[pc..pc + kc], pa);
+                        for (panel, jr) in (0..nc).step_by(NR).enumerate() {
+                            let cols = (nc - jr).min(NR);
+                            let tile = Tile {
+                                c,
+                                rows: &d.c.0[ir..ir + rows],
+                                cols: &d.c.1[jc + jr..jc + jr + cols],
+                                contiguous: d.c_rows_contiguous,
+                                add,
+                            };
+                            KERNELS[rows - 1](kc, pa, pb.add(panel * kc * NR), &tile);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C = 0` for an empty inner size.
+    unsafe fn store_zero(d: &ViewGemm, c: *mut f32) {
+        for &r in &d.c.0 {
+            for &col in &d.c.1 {
+                // SAFETY: the caller's contract.
+                unsafe { *c.offset(r + col) = 0.0 };
+            }
+        }
+    }
+
+    /// `A`'s rows (up to `MR`) over `cols`, as `[k][MR]`.
+    unsafe fn pack_a(a: *const f32, rows: &[isize], cols: &[isize], out: *mut f32) {
+        for (p, &col) in cols.iter().enumerate() {
+            for (i, &r) in rows.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { *out.add(p * MR + i) = *a.offset(r + col) };
+            }
+        }
+    }
+
+    /// `B`'s `rows` over `cols`, as panels of `[k][NR]` (the last padded
+    /// with zeros). A panel whose columns fall in few runs of consecutive
+    /// offsets copies the runs; otherwise it gathers.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack_b(b: *const f32, rows: &[isize], cols: &[isize], out: *mut f32) {
+        let kc = rows.len();
+        for (panel, start) in (0..cols.len()).step_by(NR).enumerate() {
+            let co = &cols[start..(start + NR).min(cols.len())];
+            let o = unsafe { out.add(panel * kc * NR) };
+            // Runs of consecutive offsets: (first column, length, offset).
+            let mut runs = [(0usize, 0usize, 0isize); NR];
+            let mut count = 0;
+            let mut j = 0;
+            while j < co.len() {
+                let s = j;
+                while j + 1 < co.len() && co[j + 1] == co[j] + 1 {
+                    j += 1;
+                }
+                j += 1;
+                runs[count] = (s, j - s, co[s]);
+                count += 1;
+            }
+            // SAFETY (both): the caller's contract.
+            if count <= 8 {
+                unsafe { copy_runs(b, rows, &runs[..count], o) };
+            } else {
+                unsafe { gather(b, rows, co, o) };
+            }
+        }
+    }
+
+    fn mask(len: usize) -> __mmask16 {
+        if len >= 16 {
+            0xffff
+        } else {
+            ((1u32 << len) - 1) as u16
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn copy_runs(
+        b: *const f32,
+        rows: &[isize],
+        runs: &[(usize, usize, isize)],
+        o: *mut f32,
+    ) {
+        let zero = _mm512_setzero_ps();
+        for (p, &r) in rows.iter().enumerate() {
+            // SAFETY: the caller's contract; a panel row holds NR floats.
+            unsafe {
+                let src = b.offset(r);
+                let dst = o.add(p * NR);
+                _mm512_storeu_ps(dst, zero);
+                _mm512_storeu_ps(dst.add(16), zero);
+                for &(s, len, off) in runs {
+                    let mut done = 0;
+                    while done < len {
+                        let m = mask(len - done);
+                        let v = _mm512_maskz_loadu_ps(m, src.offset(off + done as isize));
+                        _mm512_mask_storeu_ps(dst.add(s + done), m, v);
+                        done += 16;
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather(b: *const f32, rows: &[isize], cols: &[isize], o: *mut f32) {
+        for (p, &r) in rows.iter().enumerate() {
+            // SAFETY: the caller's contract; a panel row holds NR floats.
+            unsafe {
+                let src = b.offset(r);
+                let dst = o.add(p * NR);
+                for j in 0..NR {
+                    *dst.add(j) = match cols.get(j) {
+                        Some(&col) => *src.offset(col),
+                        None => 0.0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Where a micro-tile of `C` goes.
+    struct Tile<'a> {
+        c: *mut f32,
+        rows: &'a [isize],
+        cols: &'a [isize],
+        /// The columns are consecutive in memory.
+        contiguous: bool,
+        /// Add to `C` (a later block of the inner size, or accumulate).
+        add: bool,
+    }
+
+    type Kernel = unsafe fn(usize, *const f32, *const f32, &Tile);
+
+    const KERNELS: [Kernel; MR] = [
+        kernel::<1>,
+        kernel::<2>,
+        kernel::<3>,
+        kernel::<4>,
+        kernel::<5>,
+        kernel::<6>,
+        kernel::<7>,
+        kernel::<8>,
+        kernel::<9>,
+        kernel::<10>,
+        kernel::<11>,
+        kernel::<12>,
+    ];
+
+    /// `R` rows of a tile: `R x 32` sums in `2R` registers, one FMA per
+    /// register and step of the inner size.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel<const R: usize>(kc: usize, pa: *const f32, pb: *const f32, t: &Tile) {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        // SAFETY: the packed panels hold kc steps of MR and NR floats.
+        unsafe {
+            for p in 0..kc {
+                let b0 = _mm512_loadu_ps(pb.add(p * NR));
+                let b1 = _mm512_loadu_ps(pb.add(p * NR + 16));
+                for i in 0..R {
+                    let a = _mm512_set1_ps(*pa.add(p * MR + i));
+                    lo[i] = _mm512_fmadd_ps(a, b0, lo[i]);
+                    hi[i] = _mm512_fmadd_ps(a, b1, hi[i]);
+                }
+            }
+            let cols = t.cols.len();
+            if t.contiguous {
+                let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+                for i in 0..R {
+                    let at = t.c.offset(t.rows[i] + t.cols[0]);
+                    let (mut v0, mut v1) = (lo[i], hi[i]);
+                    if t.add {
+                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, at));
+                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, at.add(16)));
+                    }
+                    _mm512_mask_storeu_ps(at, m0, v0);
+                    _mm512_mask_storeu_ps(at.add(16), m1, v1);
+                }
+            } else {
+                let mut row = [0f32; NR];
+                for i in 0..R {
+                    _mm512_storeu_ps(row.as_mut_ptr(), lo[i]);
+                    _mm512_storeu_ps(row.as_mut_ptr().add(16), hi[i]);
+                    for (j, &col) in t.cols.iter().enumerate() {
+                        let at = t.c.offset(t.rows[i] + col);
+                        *at = if t.add { *at + row[j] } else { row[j] };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{BufId, Digits, IExpr};
+
+    /// A 3x3 convolution's patches of a padded 2 x 5 x 7 x 9 input, read
+    /// in place, times a 13-row weight: both paths against a plain sum.
+    #[test]
+    fn products_over_views_match_a_plain_sum() {
+        let (n, c, h, w, o) = (2usize, 5usize, 7usize, 9usize, 13usize);
+        let (ho, wo) = (h - 2, w - 2);
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1)
+            .collect();
+        let wt: Vec<f32> = (0..o * c * 9)
+            .map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.1)
+            .collect();
+        let plane = (h * w) as i64;
+        let g = Gemm {
+            m: o as i64,
+            n: (n * ho * wo) as i64,
+            k: (c * 9) as i64,
+            a: MatRef::strided(BufId(0), IExpr::c(0), (c * 9) as i64, 1),
+            b: MatRef {
+                buf: BufId(1),
+                offset: IExpr::c(0),
+                row: plane,
+                col: c as i64 * plane,
+                digits: Digits {
+                    rows: vec![(3, w as i64), (3, 1)],
+                    cols: vec![(ho as i64, w as i64), (wo as i64, 1)],
+                },
+            },
+            c: MatRef::strided(BufId(2), IExpr::c(0), (n * ho * wo) as i64, 1),
+            accumulate: true,
+        };
+        let d = ViewGemm::new(&g);
+        let cols = n * ho * wo;
+        let mut expected = vec![0.5f32; o * cols];
+        for i in 0..o {
+            for j in 0..cols {
+                let (img, y, xx) = (j / (ho * wo), j / wo % ho, j % wo);
+                let mut s = 0.0;
+                for ch in 0..c {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            s += wt[i * c * 9 + ch * 9 + ky * 3 + kx]
+                                * x[((img * c + ch) * h + y + ky) * w + xx + kx];
+                        }
+                    }
+                }
+                expected[i * cols + j] += s;
+            }
+        }
+        type Path = unsafe fn(&ViewGemm, *const f32, *const f32, *mut f32);
+        let mut paths: Vec<(&str, Path)> = vec![("portable", portable)];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            paths.push(("avx512", avx512::product));
+        }
+        for (name, f) in paths {
+            let mut got = vec![0.5f32; o * cols];
+            // SAFETY: the tables stay inside the three vectors.
+            unsafe { f(&d, wt.as_ptr(), x.as_ptr(), got.as_mut_ptr()) };
+            for (e, g) in expected.iter().zip(&got) {
+                assert!(
+                    (e - g).abs() <= 1e-4 * e.abs().max(1.0),
+                    "{name}: {g} against {e}"
+                );
+            }
+        }
+    }
+}
