@@ -253,6 +253,79 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
     }
 }
 
+/// Convolutions wide enough for the schedules that read in place (on a
+/// CPU with AVX-512): the forward product over the input's patches, and
+/// the input gradient as a product over the padded output gradient and
+/// the weight read flipped. Stride 1 with padding up to what the taps
+/// reach, dilation, odd sizes, batch 1 and 5; a stride-2 case and an
+/// over-padded one take the other paths. Elsewhere the same cases check
+/// the copying schedules.
+#[test]
+fn wide_convolutions_and_their_input_gradients_match_the_reference() {
+    use nnc::ir::ops::{ConvGeom, Op as O};
+    let cases: &[([usize; 4], [usize; 4], ConvGeom)] = &[
+        (
+            [5, 16, 7, 9],
+            [20, 16, 3, 3],
+            geom([1, 1], [1, 1, 1, 1], [1, 1]),
+        ),
+        (
+            [1, 17, 6, 5],
+            [3, 17, 3, 2],
+            geom([1, 1], [2, 0, 1, 0], [1, 1]),
+        ),
+        (
+            [2, 18, 9, 8],
+            [13, 18, 3, 3],
+            geom([1, 1], [2, 2, 1, 3], [2, 2]),
+        ),
+        (
+            [3, 16, 5, 5],
+            [16, 16, 1, 1],
+            geom([1, 1], [0, 0, 0, 0], [1, 1]),
+        ),
+        (
+            [2, 16, 9, 7],
+            [8, 16, 3, 3],
+            geom([2, 2], [1, 1, 1, 1], [1, 1]),
+        ),
+        (
+            [2, 16, 4, 4],
+            [8, 16, 2, 2],
+            geom([1, 1], [2, 2, 2, 2], [1, 1]),
+        ),
+    ];
+    for (x, w, geom) in cases {
+        let y = O::Conv2d(*geom).infer(&[&tt(x), &tt(w)]).unwrap().shape;
+        let ops = [
+            (O::Conv2d(*geom), vec![x.to_vec(), w.to_vec()]),
+            (
+                O::Conv2dGradInput {
+                    geom: *geom,
+                    shape: x.to_vec(),
+                },
+                vec![y.clone(), w.to_vec()],
+            ),
+        ];
+        for (op, shapes) in ops {
+            compare(
+                &format!("{op:?} on {shapes:?}"),
+                &common::single_op(&op, &shapes),
+                6,
+            );
+        }
+    }
+}
+
+fn geom(stride: [usize; 2], padding: [usize; 4], dilation: [usize; 2]) -> nnc::ir::ops::ConvGeom {
+    nnc::ir::ops::ConvGeom {
+        stride,
+        padding,
+        dilation,
+        groups: 1,
+    }
+}
+
 fn tt(s: &[usize]) -> nnc::ir::TensorType {
     nnc::ir::TensorType::f32(s.to_vec())
 }

@@ -128,7 +128,8 @@ pub struct Gemm {
 /// `buf[offset + i * row + j * col]`. With digits, an index splits into
 /// an outer part and inner digits (`(extent, stride)`, outermost first,
 /// the last fastest): `at(i) = i / E * stride + sum(digit_t * stride_t)`,
-/// `E` the product of the extents. That is how a convolution's patches
+/// `E` the product of the extents; a digit's stride may be negative (a
+/// flipped kernel), the outer strides may not. That is how a convolution's patches
 /// are read in place: rows `(c, ky, kx)` and columns `(image, oy, ox)` of
 /// the (padded) input, without an im2col copy.
 #[derive(Clone, Debug, PartialEq)]

@@ -155,10 +155,12 @@ impl Checker<'_> {
             .ok_or_else(|| format!("b{} is not a buffer of the program", r.buf.0))?
             .len as i64;
         let (lo, hi) = self.range(&r.offset)?;
-        let reach = |outer: i64, digits: &[(i64, i64)], count: i64| -> Result<i64, String> {
-            if outer < 0 || digits.iter().any(|&(e, s)| e < 1 || s < 0) {
+        // The lowest and highest offset of an axis: every digit at its
+        // first or last value (a digit may step back: a flipped kernel).
+        let reach = |outer: i64, digits: &[(i64, i64)], count: i64| -> Result<(i64, i64), String> {
+            if outer < 0 || digits.iter().any(|&(e, _)| e < 1) {
                 return Err(format!(
-                    "a gemm operand b{} has a negative stride or an empty digit",
+                    "a gemm operand b{} has a negative outer stride or an empty digit",
                     r.buf.0
                 ));
             }
@@ -169,22 +171,29 @@ impl Checker<'_> {
                     r.buf.0
                 ));
             }
-            // The largest offset: every digit at its last value.
-            digits
-                .iter()
-                .try_fold((count / span - 1).checked_mul(outer), |acc, &(e, s)| {
-                    Some(acc?.checked_add((e - 1).checked_mul(s)?))
-                })
-                .flatten()
-                .ok_or_else(|| "index overflow".to_string())
+            let overflow = || "index overflow".to_string();
+            let mut low = 0i64;
+            let mut high = (count / span - 1).checked_mul(outer).ok_or_else(overflow)?;
+            for &(e, s) in digits {
+                let far = (e - 1).checked_mul(s).ok_or_else(overflow)?;
+                if far < 0 {
+                    low = low.checked_add(far).ok_or_else(overflow)?;
+                } else {
+                    high = high.checked_add(far).ok_or_else(overflow)?;
+                }
+            }
+            Ok((low, high))
         };
-        let last = reach(r.row, &r.digits.rows, rows)?
-            .checked_add(reach(r.col, &r.digits.cols, cols)?)
+        let (row_low, row_high) = reach(r.row, &r.digits.rows, rows)?;
+        let (col_low, col_high) = reach(r.col, &r.digits.cols, cols)?;
+        let first = lo + row_low + col_low;
+        let last = row_high
+            .checked_add(col_high)
             .and_then(|x| x.checked_add(hi))
             .ok_or("index overflow")?;
-        if lo < 0 || last >= len {
+        if first < 0 || last >= len {
             return Err(format!(
-                "a {rows}x{cols} view of b{} at {}.. reaches {last}, outside the buffer of {len}",
+                "a {rows}x{cols} view of b{} at {}.. reaches {first}..={last}, outside the buffer of {len}",
                 r.buf.0, r.offset
             ));
         }

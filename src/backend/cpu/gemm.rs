@@ -42,11 +42,14 @@ pub struct ViewGemm {
     b: (Vec<isize>, Vec<isize>),
     /// Offsets of `C`'s rows (`m`) and columns (`n`).
     c: (Vec<isize>, Vec<isize>),
-    /// `C`'s columns are consecutive (`col == 1`, no digits): tiles are
-    /// stored a vector at a time.
-    c_rows_contiguous: bool,
+    /// Per panel of `PANEL` columns of `C`: whether their offsets are
+    /// consecutive, so that a tile's rows are stored a vector at a time.
+    c_panels_contiguous: Vec<bool>,
     accumulate: bool,
 }
+
+/// Columns of a micro-tile (the AVX-512 kernel's `NR`).
+const PANEL: usize = 32;
 
 fn tables(r: &MatRef, rows: i64, cols: i64) -> (Vec<isize>, Vec<isize>) {
     let t = |v: Vec<i64>| v.into_iter().map(|x| x as isize).collect();
@@ -62,7 +65,12 @@ impl ViewGemm {
             a: tables(&g.a, g.m, g.k),
             b: tables(&g.b, g.k, g.n),
             c: tables(&g.c, g.m, g.n),
-            c_rows_contiguous: g.c.col == 1 && g.c.digits.cols.is_empty(),
+            c_panels_contiguous: {
+                let cols = g.c.col_offsets(g.n);
+                cols.chunks(PANEL)
+                    .map(|p| p.windows(2).all(|w| w[1] == w[0] + 1))
+                    .collect()
+            },
             accumulate: g.accumulate,
         }
     }
@@ -149,12 +157,14 @@ mod avx512 {
     /// Rows of a micro-tile (broadcast from packed `A`).
     const MR: usize = 12;
     /// Columns of a micro-tile (two vectors of packed `B`).
-    const NR: usize = 32;
+    const NR: usize = super::PANEL;
     /// The inner size of one packed block: a 12-row panel of `A` (12 KiB)
     /// stays in L1 while the micro-kernel streams `B`'s panels.
     const KC: usize = 256;
     /// Columns of one packed block of `B` (768 KiB with `KC`: in L2).
     const NC: usize = 768;
+    // Blocks of `B` hold whole panels (the panel flags of `C` count on it).
+    const _: () = assert!(NC.is_multiple_of(NR));
 
     thread_local! {
         /// Packed `A` panel and `B` block, per thread.
@@ -209,7 +219,7 @@ mod avx512 {
                                 c,
                                 rows: &d.c.0[ir..ir + rows],
                                 cols: &d.c.1[jc + jr..jc + jr + cols],
-                                contiguous: d.c_rows_contiguous,
+                                contiguous: d.c_panels_contiguous[(jc + jr) / NR],
                                 add,
                             };
                             KERNELS[rows - 1](kc, pa, pb.add(panel * kc * NR), &tile);
