@@ -418,20 +418,21 @@ pub fn schedule(
             let keep = chunk == c.n
                 && has_weight_gradient(g, node.args[0], geom, g.shape(node.args[1]))
                 && scratch_bufs.kept_floats + len <= KEPT_PATCH_LIMIT;
+            let product = Product {
+                buf: out,
+                layout: if natural {
+                    Layout::Natural
+                } else {
+                    Layout::ChannelMajor {
+                        n: c.n,
+                        c: c.o,
+                        p: c.p,
+                    }
+                },
+            };
             if !keep && scratch_bufs.target.patches_in_place {
                 c.forward_in_place(&name, (args[0], args[1]), out, scratch_bufs, p);
-                return Product {
-                    buf: out,
-                    layout: if natural {
-                        Layout::Natural
-                    } else {
-                        Layout::ChannelMajor {
-                            n: c.n,
-                            c: c.o,
-                            p: c.p,
-                        }
-                    },
-                };
+                return product;
             }
             let col = if keep {
                 let b = scratch(p, format!("{id} patches, kept"), len);
@@ -476,18 +477,7 @@ pub fn schedule(
                     }
                 }));
             }
-            Product {
-                buf: out,
-                layout: if natural {
-                    Layout::Natural
-                } else {
-                    Layout::ChannelMajor {
-                        n: c.n,
-                        c: c.o,
-                        p: c.p,
-                    }
-                },
-            }
+            product
         }
         Op::Conv2dGradWeight { geom, .. } => {
             let c = Conv::new(g.shape(node.args[0]), &shape, g.shape(node.args[1]), geom);
