@@ -761,23 +761,37 @@ impl Conv {
             return (x, self.h, self.w);
         }
         let (hp, wp) = self.padded_size();
-        let len = self.n * self.c * hp * wp;
+        let at = (self.geom.padding[0], self.geom.padding[2]);
+        let padded = self.zero_padded(name, (x, self.c, self.h, self.w), (hp, wp, at), scratch, p);
+        (padded, hp, wp)
+    }
+
+    /// A zeroed copy of the `n` images of `(buffer, channels, height,
+    /// width)` in the shared padded buffer, with planes of `(height,
+    /// width, (top, left))`, the copy at `(top, left)` in each.
+    fn zero_padded(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        (x, channels, h, w): (BufId, usize, usize, usize),
+        (hp, wp, (top, left)): (usize, usize, (usize, usize)),
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) -> BufId {
+        let len = self.n * channels * hp * wp;
         let padded = Scratch::get(&mut scratch.padded, "padded", len, p);
         p.kernels.push(fill_zero(name("pad_zero"), padded, len));
-        p.kernels.push(self.copy_plane(
+        // `copy_plane` copies `c` channels.
+        let planes = Conv {
+            c: channels,
+            ..*self
+        };
+        p.kernels.push(planes.copy_plane(
             name("pad"),
-            (x, 0, self.h, self.w, 0, 0),
-            (
-                padded,
-                0,
-                hp,
-                wp,
-                self.geom.padding[0],
-                self.geom.padding[2],
-            ),
+            (x, 0, h, w, 0, 0),
+            (padded, 0, hp, wp, top, left),
             self.n,
         ));
-        (padded, hp, wp)
+        padded
     }
 
     /// The forward product over the patches read in place from the
@@ -867,18 +881,8 @@ impl Conv {
         let dyp = if (hq, wq) == (self.ho, self.wo) {
             dy
         } else {
-            let len = self.n * self.o * hq * wq;
-            let padded = Scratch::get(&mut scratch.padded, "padded", len, p);
-            p.kernels.push(fill_zero(name("pad_zero"), padded, len));
-            // `copy_plane` copies `c` channels: dy has `o`.
-            let planes = Conv { c: self.o, ..*self };
-            p.kernels.push(planes.copy_plane(
-                name("pad"),
-                (dy, 0, self.ho, self.wo, 0, 0),
-                (padded, 0, hq, wq, top, left),
-                self.n,
-            ));
-            padded
+            let source = (dy, self.o, self.ho, self.wo);
+            self.zero_padded(name, source, (hq, wq, (top, left)), scratch, p)
         };
         let taps = self.kh * self.kw;
         let plane = (hq * wq) as i64;
