@@ -58,19 +58,19 @@ fn tables(r: &MatRef, rows: i64, cols: i64) -> (Vec<isize>, Vec<isize>) {
 
 impl ViewGemm {
     pub fn new(g: &Gemm) -> ViewGemm {
+        let c = tables(&g.c, g.m, g.n);
+        let c_panels_contiguous =
+            c.1.chunks(PANEL)
+                .map(|p| p.windows(2).all(|w| w[1] == w[0] + 1))
+                .collect();
         ViewGemm {
             m: g.m as usize,
             n: g.n as usize,
             k: g.k as usize,
             a: tables(&g.a, g.m, g.k),
             b: tables(&g.b, g.k, g.n),
-            c: tables(&g.c, g.m, g.n),
-            c_panels_contiguous: {
-                let cols = g.c.col_offsets(g.n);
-                cols.chunks(PANEL)
-                    .map(|p| p.windows(2).all(|w| w[1] == w[0] + 1))
-                    .collect()
-            },
+            c,
+            c_panels_contiguous,
             accumulate: g.accumulate,
         }
     }
