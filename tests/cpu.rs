@@ -317,6 +317,67 @@ fn wide_convolutions_and_their_input_gradients_match_the_reference() {
     }
 }
 
+/// Thin convolutions (few inputs per output: a first layer), done
+/// directly with a register tile of output channels (and of taps, for the
+/// weight gradient), forward and weight gradient, on rows wide enough for
+/// the vector loops: LeNet's 1 -> 6 5x5 layer, tiles that divide the
+/// channels of a group (8 of 16, 3 of 6 in two groups), a 7-wide row of
+/// taps (no tap tile), stride 2 (loads that step by two) and padding.
+#[test]
+fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
+    use nnc::ir::ops::{ConvGeom, Op as O};
+    let cases: &[([usize; 4], [usize; 4], ConvGeom)] = &[
+        (
+            [3, 1, 28, 28],
+            [6, 1, 5, 5],
+            geom([1, 1], [0, 0, 0, 0], [1, 1]),
+        ),
+        (
+            [2, 3, 17, 19],
+            [16, 3, 3, 3],
+            geom([1, 1], [1, 1, 1, 1], [1, 1]),
+        ),
+        (
+            [2, 4, 13, 21],
+            [6, 2, 3, 3],
+            ConvGeom {
+                groups: 2,
+                ..geom([1, 1], [1, 0, 2, 1], [1, 2])
+            },
+        ),
+        (
+            [2, 1, 12, 30],
+            [5, 1, 1, 7],
+            geom([1, 1], [0, 0, 3, 3], [1, 1]),
+        ),
+        (
+            [2, 2, 15, 23],
+            [7, 2, 3, 3],
+            geom([2, 2], [1, 1, 1, 1], [1, 1]),
+        ),
+    ];
+    for (x, w, geom) in cases {
+        let y = O::Conv2d(*geom).infer(&[&tt(x), &tt(w)]).unwrap().shape;
+        let ops = [
+            (O::Conv2d(*geom), vec![x.to_vec(), w.to_vec()]),
+            (
+                O::Conv2dGradWeight {
+                    geom: *geom,
+                    shape: w.to_vec(),
+                },
+                vec![x.to_vec(), y.clone()],
+            ),
+        ];
+        for (op, shapes) in ops {
+            compare(
+                &format!("{op:?} on {shapes:?}"),
+                &common::single_op(&op, &shapes),
+                7,
+            );
+        }
+    }
+}
+
 fn geom(stride: [usize; 2], padding: [usize; 4], dilation: [usize; 2]) -> nnc::ir::ops::ConvGeom {
     nnc::ir::ops::ConvGeom {
         stride,

@@ -328,6 +328,70 @@ pub fn step(e: &IExpr, var: Var) -> Option<i64> {
     }
 }
 
+/// `a - b` when it is the same for every value of the variables: both
+/// are sums of the same terms (variables, or any other subexpression
+/// taken whole) times the same factors, plus constants. `None` otherwise.
+pub fn constant_difference(a: &IExpr, b: &IExpr) -> Option<i64> {
+    let mut terms: Vec<(&IExpr, i64)> = Vec::new();
+    let mut constant = 0;
+    linear_terms(a, 1, &mut terms, &mut constant);
+    linear_terms(b, -1, &mut terms, &mut constant);
+    let mut sums: Vec<(&IExpr, i64)> = Vec::new();
+    for (t, k) in terms {
+        match sums.iter_mut().find(|(u, _)| *u == t) {
+            Some((_, sum)) => *sum += k,
+            None => sums.push((t, k)),
+        }
+    }
+    sums.iter().all(|(_, k)| *k == 0).then_some(constant)
+}
+
+/// `e * factor` as a sum of terms with factors, into `terms`, and its
+/// constant part, into `constant`.
+fn linear_terms<'a>(
+    e: &'a IExpr,
+    factor: i64,
+    terms: &mut Vec<(&'a IExpr, i64)>,
+    constant: &mut i64,
+) {
+    match e {
+        IExpr::Const(c) => *constant += c * factor,
+        IExpr::Add(a, b) => {
+            linear_terms(a, factor, terms, constant);
+            linear_terms(b, factor, terms, constant);
+        }
+        IExpr::Mul(x, c) | IExpr::Mul(c, x) if matches!(**c, IExpr::Const(_)) => {
+            let IExpr::Const(c) = **c else {
+                unreachable!("matched a constant")
+            };
+            linear_terms(x, factor * c, terms, constant);
+        }
+        e => terms.push((e, factor)),
+    }
+}
+
+/// `e` as `rest + constant`, the constant gathered from sums and from
+/// products by constants (`(a * 6 + 1) * 25 + 3` is `a * 6 * 25` plus
+/// 28): the copies of an unrolled loop then share `rest`, and a code
+/// generator folds each constant into its address.
+pub fn split_offset(e: &IExpr) -> (IExpr, i64) {
+    match e {
+        IExpr::Const(c) => (IExpr::Const(0), *c),
+        IExpr::Add(a, b) => {
+            let ((a, x), (b, y)) = (split_offset(a), split_offset(b));
+            (a.plus(b), x + y)
+        }
+        IExpr::Mul(a, k) if matches!(**k, IExpr::Const(_)) => {
+            let IExpr::Const(k) = **k else {
+                unreachable!("matched a constant")
+            };
+            let (a, x) = split_offset(a);
+            (a.mul_c(k), x * k)
+        }
+        e => (e.clone(), 0),
+    }
+}
+
 // Builders, so that the lowering reads like the loops it makes.
 
 impl IExpr {
@@ -624,4 +688,51 @@ pub fn program_of(
     unroll::unroll_small_loops(&mut lowered.program);
     verify::verify(&lowered.program)?;
     Ok(lowered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{constant_difference, split_offset, IExpr, Var};
+
+    fn v(k: u32) -> IExpr {
+        IExpr::var(Var(k))
+    }
+
+    /// `(a * 6 + u) * 25 + 5 * i + j`: a register tile's weight index.
+    fn weight(u: i64, i: i64, j: i64) -> IExpr {
+        v(0).mul_c(6)
+            .plus(IExpr::c(u))
+            .mul_c(25)
+            .plus(IExpr::c(5 * i))
+            .plus(IExpr::c(j))
+    }
+
+    #[test]
+    fn offsets_split_from_sums_and_products() {
+        let (rest, c) = split_offset(&weight(2, 3, 4));
+        assert_eq!((rest, c), (v(0).mul_c(6).mul_c(25), 50 + 15 + 4));
+        // What is not a sum or a product by a constant stays whole.
+        let e = v(1).plus(IExpr::c(3)).div_c(2).plus(IExpr::c(1));
+        assert_eq!(split_offset(&e), (v(1).plus(IExpr::c(3)).div_c(2), 1));
+        assert_eq!(split_offset(&IExpr::c(7)), (IExpr::c(0), 7));
+    }
+
+    #[test]
+    fn differences_are_constant_only_when_the_terms_cancel() {
+        assert_eq!(
+            constant_difference(&weight(3, 0, 1), &weight(1, 0, 0)),
+            Some(51)
+        );
+        // The same terms in another order and grouping.
+        let a = v(0).mul_c(4).plus(v(1)).plus(IExpr::c(2));
+        let b = v(1).plus(IExpr::c(9).plus(v(0).mul_c(4)));
+        assert_eq!(constant_difference(&a, &b), Some(-7));
+        // A variable with different factors, or only on one side.
+        assert_eq!(constant_difference(&v(0).mul_c(2), &v(0)), None);
+        assert_eq!(constant_difference(&v(0).plus(v(1)), &v(0)), None);
+        // Divisions are compared whole.
+        let d = |k| v(0).div_c(3).plus(IExpr::c(k));
+        assert_eq!(constant_difference(&d(5), &d(1)), Some(4));
+        assert_eq!(constant_difference(&v(0).div_c(3), &v(0).div_c(2)), None);
+    }
 }

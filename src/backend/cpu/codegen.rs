@@ -283,8 +283,16 @@ struct Emitter<'a, 'b> {
     /// innermost loop last (see `hoist`).
     hoisted: Vec<HashMap<IExpr, Value>>,
     /// Reductions whose partial results an enclosing scalar loop starts
-    /// and combines, with their second set (see `stmt`).
-    carried: HashMap<u32, Variable>,
+    /// and combines, with their second set when they have one (see `stmt`).
+    carried: HashMap<u32, Option<Variable>>,
+    /// Index arithmetic already computed in the current block, keyed by
+    /// expression, so that the loads of an unrolled window or a register
+    /// tile share it (Cranelift's e-graph, which would merge duplicates,
+    /// is off: see `compile`). Valid while the block and the values of
+    /// the loop variables stay: `int` drops it on a new block, `step_var`
+    /// when a variable changes.
+    local: HashMap<IExpr, Value>,
+    local_block: Option<cranelift_codegen::ir::Block>,
     /// Descriptors of the kernel's products over views (see `gemm`),
     /// boxed: the code holds their addresses.
     #[allow(clippy::vec_box)]
@@ -292,7 +300,15 @@ struct Emitter<'a, 'b> {
 }
 
 /// Four lanes of f32: the widest vectors Cranelift emits on x86-64.
-const LANES: i64 = 4;
+pub(super) const LANES: i64 = 4;
+
+/// A vector loop with at most this many reductions keeps two sets of
+/// partial results, so that twice as many chains of dependent additions
+/// run at once. With more, its chains are already enough to keep the FMA
+/// units busy (4 cycles of latency, 2 a cycle: 8 chains), and a second set
+/// would need more than x86's 16 vector registers (a convolution's
+/// register tile of 2 x 5 sums, `contract.rs`).
+const PAIRED_REDUCTIONS: usize = 4;
 const F32X4: types::Type = types::F32X4;
 
 /// In bounds but maybe not aligned to the vector's size.
@@ -345,6 +361,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             fma,
             hoisted: Vec::new(),
             carried: HashMap::new(),
+            local: HashMap::new(),
+            local_block: None,
             bases,
             vars,
             regs,
@@ -385,22 +403,27 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     // (images around a row of positions): the partial
                     // results run on across it and are combined once after
                     // it, not after every row.
-                    let carried: Vec<(u32, BinOp)> = chain_reductions(body)
+                    let chain = chain_reductions(body);
+                    let paired = chain.len() <= PAIRED_REDUCTIONS;
+                    let carried: Vec<(u32, BinOp)> = chain
                         .into_iter()
                         .filter(|(r, _)| !self.carried.contains_key(r))
                         .collect();
                     for &(r, op) in &carried {
                         self.start_partials(self.vregs[r as usize], op);
-                        let second = self.b.declare_var(F32X4);
-                        self.start_partials(second, op);
+                        let second = paired.then(|| self.b.declare_var(F32X4));
+                        if let Some(second) = second {
+                            self.start_partials(second, op);
+                        }
                         self.carried.insert(r, second);
                     }
                     let v = self.vars[var.0 as usize];
-                    self.b.def_var(v, start);
+                    self.step_var(v, start);
                     self.scalar_loop(v, end, body);
                     for &(r, op) in &carried {
-                        let second = self.carried.remove(&r).expect("inserted above");
-                        self.join_partials(r, op, second);
+                        if let Some(second) = self.carried.remove(&r).expect("inserted above") {
+                            self.join_partials(r, op, second);
+                        }
                         self.combine_partials(r, op);
                     }
                 }
@@ -412,8 +435,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             Stmt::Store { buf, index, value } => {
                 let v = self.float(value);
-                let addr = self.address(*buf, index);
-                self.b.ins().store(self.trusted, v, addr, 0);
+                let (addr, off) = self.place(*buf, index);
+                self.b.ins().store(self.trusted, v, addr, off);
             }
             Stmt::Gemm(g) if !(g.a.is_strided() && g.b.is_strided() && g.c.is_strided()) => {
                 let desc = Box::new(super::gemm::ViewGemm::new(g));
@@ -463,7 +486,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// by one.
     fn vector_loop(&mut self, var: Var, start: Value, end: Value, body: &[Stmt], plan: &Plan) {
         let v = self.vars[var.0 as usize];
-        self.b.def_var(v, start);
+        self.step_var(v, start);
         // Each reduction keeps four partial results, from its identity
         // (unless an enclosing loop carries them).
         for &(r, op) in &plan.reductions {
@@ -474,12 +497,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
         // A reduction is a chain of dependent additions: two sets of
         // partial results, eight elements a step, let two chains run at
         // once, joined after.
-        if !plan.reductions.is_empty() {
+        let paired = plan.reductions.len() <= PAIRED_REDUCTIONS;
+        if !plan.reductions.is_empty() && paired {
             let mut second = HashMap::new();
             for &(r, op) in &plan.reductions {
                 let other = match self.carried.get(&r) {
-                    Some(&carried) => carried,
-                    None => {
+                    Some(&Some(carried)) => carried,
+                    _ => {
                         let other = self.b.declare_var(F32X4);
                         self.start_partials(other, op);
                         other
@@ -493,13 +517,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 e.vector_body(body, plan, var, None);
                 let i = e.b.use_var(v);
                 let next = e.b.ins().iadd_imm_s(i, LANES);
-                e.b.def_var(v, next);
+                e.step_var(v, next);
                 e.vector_body(body, plan, var, Some(&second));
             });
             self.b.switch_to_block(pairs);
             self.b.seal_block(pairs);
+            // A second set an enclosing loop carries is joined after it.
             for &(r, op) in &plan.reductions {
-                if !self.carried.contains_key(&r) {
+                if !matches!(self.carried.get(&r), Some(Some(_))) {
                     self.join_partials(r, op, second[&r]);
                 }
             }
@@ -608,8 +633,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
             loop_vars(s, &mut inside);
         }
         let mut found = Vec::new();
+        // Addresses are computed from indices without their constants
+        // (`place`): those are what to hoist.
         for s in body {
-            stmt_exprs(s, &mut |e| invariant_parts(e, &inside, &mut found));
+            stmt_exprs(s, &mut |e| {
+                invariant_parts(e, &inside, &mut found);
+                invariant_parts(&crate::kernel::split_offset(e).0, &inside, &mut found);
+            });
         }
         let mut map = HashMap::new();
         for e in found {
@@ -643,7 +673,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         body(self);
         let i = self.b.use_var(v);
         let next = self.b.ins().iadd_imm_s(i, step);
-        self.b.def_var(v, next);
+        self.step_var(v, next);
         self.b.ins().jump(header, &[]);
         self.b.seal_block(header);
     }
@@ -669,8 +699,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             Stmt::Store { buf, index, value } => {
                 let v = self.vfloat(value, var, vector);
-                let addr = self.address(*buf, index);
-                self.b.ins().store(unaligned(), v, addr, 0);
+                let (addr, off) = self.place(*buf, index);
+                self.b.ins().store(unaligned(), v, addr, off);
             }
             // An inner loop, the same for all four lanes: scalar control,
             // vector body.
@@ -683,7 +713,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let (start, end) = (self.int(start), self.int(end));
                 self.hoist(*inner, body);
                 let iv = self.vars[inner.0 as usize];
-                self.b.def_var(iv, start);
+                self.step_var(iv, start);
                 let exit = self.b.create_block();
                 self.counted_loop(iv, end, 1, exit, |e| {
                     for s in body {
@@ -707,17 +737,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
             SExpr::Load { buf, index } => {
                 let step = super::vectorize::step(index, var).expect("planned loads step");
-                let addr = self.address(*buf, index);
+                let (addr, at) = self.place(*buf, index);
                 match step {
-                    1 => self.b.ins().load(F32X4, unaligned(), addr, 0),
+                    1 => self.b.ins().load(F32X4, unaligned(), addr, at),
                     0 => {
-                        let x = self.b.ins().load(types::F32, self.trusted, addr, 0);
+                        let x = self.b.ins().load(types::F32, self.trusted, addr, at);
                         self.b.ins().splat(F32X4, x)
                     }
                     s => {
                         let mut lanes = Vec::new();
                         for k in 0..LANES {
-                            let off = (k * s * 4) as i32;
+                            let off = at + (k * s * 4) as i32;
                             lanes.push(self.b.ins().load(types::F32, self.trusted, addr, off));
                         }
                         self.gather(&lanes)
@@ -936,6 +966,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
         v
     }
 
+    /// The address of `buf[index]` as a base and a displacement in bytes:
+    /// the index's constant part goes into the instruction, so that loads
+    /// that differ by constants (an unrolled window's taps, a register
+    /// tile's channels) share one address computation.
+    fn place(&mut self, buf: BufId, index: &IExpr) -> (Value, i32) {
+        let (rest, constant) = crate::kernel::split_offset(index);
+        match i32::try_from(constant * 4) {
+            Ok(bytes) if constant != 0 => (self.address(buf, &rest), bytes),
+            _ => (self.address(buf, index), 0),
+        }
+    }
+
     fn address(&mut self, buf: BufId, index: &IExpr) -> Value {
         let i = self.int(index);
         let bytes = self.b.ins().ishl_imm_s(i, 2);
@@ -944,11 +986,33 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     fn int(&mut self, e: &IExpr) -> Value {
-        if !matches!(e, IExpr::Const(_) | IExpr::Var(_)) {
-            if let Some(v) = self.hoisted.iter().rev().find_map(|m| m.get(e)) {
-                return *v;
-            }
+        if matches!(e, IExpr::Const(_) | IExpr::Var(_)) {
+            return self.int_uncached(e);
         }
+        if let Some(v) = self.hoisted.iter().rev().find_map(|m| m.get(e)) {
+            return *v;
+        }
+        let block = self.b.current_block();
+        if block != self.local_block {
+            self.local.clear();
+            self.local_block = block;
+        }
+        if let Some(v) = self.local.get(e) {
+            return *v;
+        }
+        let v = self.int_uncached(e);
+        self.local.insert(e.clone(), v);
+        v
+    }
+
+    /// A loop variable's new value: index arithmetic computed from the
+    /// old one is stale.
+    fn step_var(&mut self, var: Variable, value: Value) {
+        self.b.def_var(var, value);
+        self.local.clear();
+    }
+
+    fn int_uncached(&mut self, e: &IExpr) -> Value {
         match e {
             IExpr::Const(v) => self.b.ins().iconst(types::I64, *v),
             IExpr::Var(v) => self.b.use_var(self.vars[v.0 as usize]),
@@ -1086,8 +1150,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
         match e {
             SExpr::Const(v) => self.b.ins().f32const(*v),
             SExpr::Load { buf, index } => {
-                let addr = self.address(*buf, index);
-                self.b.ins().load(types::F32, self.trusted, addr, 0)
+                let (addr, off) = self.place(*buf, index);
+                self.b.ins().load(types::F32, self.trusted, addr, off)
             }
             SExpr::Reg(r) => self.b.use_var(self.regs[r.0 as usize]),
             // A tap's number is a constant once its loop is unrolled.

@@ -12,7 +12,8 @@
 //! written. Conditions may only compare values: guards on indices carry
 //! facts the verifier used, and dropout's hash is integer work per lane.
 
-use crate::kernel::{BinOp, BufId, Cond, IExpr, SExpr, Stmt, Var};
+use super::codegen::LANES;
+use crate::kernel::{constant_difference, BinOp, BufId, Cond, IExpr, SExpr, Stmt, Var};
 use std::collections::{HashMap, HashSet};
 
 pub use crate::kernel::step;
@@ -99,6 +100,7 @@ pub fn plan(var: Var, body: &[Stmt]) -> Option<Plan> {
         reductions: &reductions,
         accesses: HashMap::new(),
         stored: HashSet::new(),
+        loaded: HashSet::new(),
         odd_step: false,
     };
     w.block(body)?;
@@ -108,13 +110,29 @@ pub fn plan(var: Var, body: &[Stmt]) -> Option<Plan> {
         return None;
     }
     for buf in &w.stored {
-        let at = &w.accesses[buf];
-        if at.iter().any(|i| *i != at[0]) {
+        if !lanes_keep_order(&w.accesses[buf], w.loaded.contains(buf)) {
             return None;
         }
     }
     let lanes = w.set;
     Some(Plan { lanes, reductions })
+}
+
+/// Whether four lanes at a time leave a stored buffer as one at a time
+/// would: every access is at the same index; or the buffer is only
+/// written, at indices that differ by constants of at least four elements
+/// (a register tile's output channels), so that two stores to one element
+/// are in different vector steps, in their scalar order.
+fn lanes_keep_order(at: &[&IExpr], loaded: bool) -> bool {
+    if at.iter().all(|i| *i == at[0]) {
+        return true;
+    }
+    !loaded
+        && at.iter().enumerate().all(|(k, a)| {
+            at[..k]
+                .iter()
+                .all(|b| a == b || constant_difference(a, b).is_some_and(|d| d.abs() >= LANES))
+        })
 }
 
 /// Every register set in `body`, inner loops included.
@@ -139,6 +157,7 @@ struct Walk<'a> {
     reductions: &'a [(u32, BinOp)],
     accesses: HashMap<BufId, Vec<&'a IExpr>>,
     stored: HashSet<BufId>,
+    loaded: HashSet<BufId>,
     /// A load steps by something other than 0 or 1.
     odd_step: bool,
 }
@@ -184,6 +203,7 @@ impl<'a> Walk<'a> {
             SExpr::Load { buf, index } => {
                 let s = step(index, self.var)?;
                 self.odd_step |= s != 0 && s != 1;
+                self.loaded.insert(*buf);
                 self.accesses.entry(*buf).or_default().push(index);
                 Some(())
             }
