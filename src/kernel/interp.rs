@@ -156,6 +156,7 @@ pub fn unary(op: UnOp, x: f32) -> f32 {
         UnOp::Exp => x.exp(),
         UnOp::Log => x.ln(),
         UnOp::Tanh => x.tanh(),
+        UnOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         UnOp::Erf => libm::erff(x),
         UnOp::Pow(e) => x.powf(e),
     }

@@ -246,6 +246,11 @@ pub enum UnOp {
     Log,
     Tanh,
     Erf,
+    /// `1 / (1 + exp(-x))`: one operation, so that a code generator can
+    /// use an exponential for the range a sigmoid needs (`exp(-x)` beyond
+    /// 2^127 changes nothing in `1 + exp(-x)`'s reciprocal but its
+    /// rounding to zero).
+    Sigmoid,
     /// `x^e` for a constant `e`.
     Pow(f32),
 }
@@ -544,7 +549,7 @@ impl Cond {
 pub fn unary(f: UnaryFn, x: SExpr) -> SExpr {
     use SExpr as S;
     let c = S::c;
-    let sigmoid = |x: SExpr| c(1.0).over(c(1.0).plus(S::un(UnOp::Exp, S::un(UnOp::Neg, x))));
+    let sigmoid = |x: SExpr| S::un(UnOp::Sigmoid, x);
     match f {
         UnaryFn::Neg => S::un(UnOp::Neg, x),
         UnaryFn::Exp => S::un(UnOp::Exp, x),
@@ -592,7 +597,7 @@ pub fn unary_grad(f: UnaryFn, x: SExpr, dy: SExpr, bind: &mut dyn FnMut(SExpr) -
     use SExpr as S;
     let c = S::c;
     let gt0 = |x: &SExpr| Cond::cmp(CmpOp::Gt, x.clone(), c(0.0));
-    let sigmoid = |x: SExpr| c(1.0).over(c(1.0).plus(S::un(UnOp::Exp, S::un(UnOp::Neg, x))));
+    let sigmoid = |x: SExpr| S::un(UnOp::Sigmoid, x);
     let d = match f {
         UnaryFn::Neg => c(-1.0),
         UnaryFn::Exp => S::un(UnOp::Exp, x.clone()),

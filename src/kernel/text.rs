@@ -181,6 +181,7 @@ pub fn un_name(op: UnOp) -> &'static str {
         UnOp::Exp => "exp",
         UnOp::Log => "log",
         UnOp::Tanh => "tanh",
+        UnOp::Sigmoid => "sigmoid",
         UnOp::Erf => "erf",
         UnOp::Pow(_) => "pow",
     }

@@ -120,7 +120,7 @@ fn math_symbol(op: UnOp) -> Option<usize> {
         UnOp::Tanh => 2,
         UnOp::Erf => 3,
         UnOp::Pow(_) => 4,
-        UnOp::Neg | UnOp::Abs | UnOp::Sqrt => return None,
+        UnOp::Neg | UnOp::Abs | UnOp::Sqrt | UnOp::Sigmoid => return None,
     })
 }
 
@@ -764,6 +764,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let a = self.vfloat(a, var, vector);
                 match (op, math_symbol(*op)) {
                     (UnOp::Exp, _) => self.vector_exp(a),
+                    (UnOp::Sigmoid, _) => self.vector_sigmoid(a),
                     (UnOp::Neg, _) => self.b.ins().fneg(a),
                     (UnOp::Abs, _) => self.b.ins().fabs(a),
                     (UnOp::Sqrt, _) => self.b.ins().sqrt(a),
@@ -822,27 +823,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    /// `exp` of four lanes without a call: `2^n * e^r` with `n` the nearest
-    /// integer to `x / ln 2` and `e^r` a degree-6 polynomial on
+    /// `e^r` and `n` with `e^x = 2^n e^r`, for `x` already clamped to
+    /// `[-87.34, 88.73]`: `n` the nearest integer to `x / ln 2` (a whole
+    /// number as a float) and `e^r` a degree-6 polynomial on
     /// `|r| <= ln 2 / 2` (Cephes' expf coefficients: relative error about
-    /// 1e-7). Above 88.72 the result is infinite, below -87.33 zero, and NaN
-    /// stays NaN.
-    fn vector_exp(&mut self, x: Value) -> Value {
-        // Cephes' scheme is exact enough without fusing; with FMA each
-        // step is one instruction.
+    /// 1e-7).
+    fn exp_parts(&mut self, clamped: Value) -> (Value, Value) {
         let c = |e: &mut Self, v: f32| {
             let s = e.b.ins().f32const(v);
             e.b.ins().splat(F32X4, s)
         };
-        let (hi, lo) = (c(self, 88.722_84), c(self, -87.336_55));
-        // Clamped by comparison and select (two instructions where fmin
-        // and fmax take eight): NaN fails both comparisons and stays.
-        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
-        let above = self.b.ins().bitcast(F32X4, MemFlagsData::new(), above);
-        let clamped = self.b.ins().bitselect(above, hi, x);
-        let below = self.b.ins().fcmp(FloatCC::LessThan, clamped, lo);
-        let below = self.b.ins().bitcast(F32X4, MemFlagsData::new(), below);
-        let clamped = self.b.ins().bitselect(below, lo, clamped);
         // n = floor(x log2(e) + 1/2)
         let log2e = c(self, std::f32::consts::LOG2_E);
         let half = c(self, 0.5);
@@ -869,17 +859,80 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let one = c(self, 1.0);
         let y = self.mul_add(p, r2, r);
         let y = self.b.ins().fadd(y, one);
-        // 2^n from n's bits in the exponent field. n reaches 128 near the
-        // top of the range, past the largest exponent: there the scale is
-        // 2^(n-1), and y is doubled instead.
-        // n is a whole number in [-127, 128] after the clamp, or NaN (whose
-        // result is NaN whatever the scale): x86's truncating conversion
-        // needs none of the saturating conversion's fix-ups.
-        let ni = if cfg!(target_arch = "x86_64") {
+        (y, n)
+    }
+
+    /// `1 / (1 + e^-x)` of four lanes. `e^-x` is needed only on `-x` in
+    /// `[-87.34, 88]`: above, the sigmoid is below 6e-39 (and returned as
+    /// that, not as 0 or a subnormal); below, it is 1 to the last bit.
+    /// There `n` lies in `[-126, 127]`, so `2^n` is one exponent field,
+    /// without `exp`'s second scale and its infinite and zero ends: about
+    /// half of `exp`'s instructions. NaN fails both comparisons and stays.
+    fn vector_sigmoid(&mut self, x: Value) -> Value {
+        let c = |e: &mut Self, v: f32| {
+            let s = e.b.ins().f32const(v);
+            e.b.ins().splat(F32X4, s)
+        };
+        let z = self.b.ins().fneg(x);
+        let (hi, lo) = (c(self, 88.0), c(self, -87.336_55));
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, z, hi);
+        let above = self.b.ins().bitcast(F32X4, MemFlagsData::new(), above);
+        let z = self.b.ins().bitselect(above, hi, z);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, z, lo);
+        let below = self.b.ins().bitcast(F32X4, MemFlagsData::new(), below);
+        let z = self.b.ins().bitselect(below, lo, z);
+        let (y, n) = self.exp_parts(z);
+        let ni = self.float_to_int(n);
+        let bias = self.b.ins().iconst(types::I32, 127);
+        let bias = self.b.ins().splat(types::I32X4, bias);
+        let biased = self.b.ins().iadd(ni, bias);
+        let shift = self.b.ins().iconst(types::I32, 23);
+        let bits = self.b.ins().ishl(biased, shift);
+        let scale = self.b.ins().bitcast(F32X4, MemFlagsData::new(), bits);
+        let e = self.b.ins().fmul(y, scale);
+        let one = c(self, 1.0);
+        let d = self.b.ins().fadd(one, e);
+        self.b.ins().fdiv(one, d)
+    }
+
+    /// A whole number (or NaN, whose result is NaN whatever this gives)
+    /// as four i32 lanes: x86's truncating conversion needs none of the
+    /// saturating conversion's fix-ups.
+    fn float_to_int(&mut self, n: Value) -> Value {
+        if cfg!(target_arch = "x86_64") {
             self.b.ins().x86_cvtt2dq(types::I32X4, n)
         } else {
             self.b.ins().fcvt_to_sint_sat(types::I32X4, n)
+        }
+    }
+
+    /// `exp` of four lanes without a call: `2^n * e^r` with `n` the nearest
+    /// integer to `x / ln 2` and `e^r` a degree-6 polynomial on
+    /// `|r| <= ln 2 / 2` (Cephes' expf coefficients: relative error about
+    /// 1e-7). Above 88.72 the result is infinite, below -87.33 zero, and NaN
+    /// stays NaN.
+    fn vector_exp(&mut self, x: Value) -> Value {
+        // Cephes' scheme is exact enough without fusing; with FMA each
+        // step is one instruction.
+        let c = |e: &mut Self, v: f32| {
+            let s = e.b.ins().f32const(v);
+            e.b.ins().splat(F32X4, s)
         };
+        let (hi, lo) = (c(self, 88.722_84), c(self, -87.336_55));
+        // Clamped by comparison and select (two instructions where fmin
+        // and fmax take eight): NaN fails both comparisons and stays.
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        let above = self.b.ins().bitcast(F32X4, MemFlagsData::new(), above);
+        let clamped = self.b.ins().bitselect(above, hi, x);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, clamped, lo);
+        let below = self.b.ins().bitcast(F32X4, MemFlagsData::new(), below);
+        let clamped = self.b.ins().bitselect(below, lo, clamped);
+        let (y, n) = self.exp_parts(clamped);
+        // 2^n from n's bits in the exponent field. n reaches 128 near the
+        // top of the range, past the largest exponent: there the scale is
+        // 2^(n-1), and y is doubled instead.
+        // n is a whole number in [-127, 128] after the clamp, or NaN.
+        let ni = self.float_to_int(n);
         let power = |e: &mut Self, bias: i64| {
             let b = e.b.ins().iconst(types::I32, bias);
             let b = e.b.ins().splat(types::I32X4, b);
@@ -1166,6 +1219,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     (UnOp::Neg, _) => self.b.ins().fneg(a),
                     (UnOp::Abs, _) => self.b.ins().fabs(a),
                     (UnOp::Sqrt, _) => self.b.ins().sqrt(a),
+                    (UnOp::Sigmoid, _) => {
+                        let minus = self.b.ins().fneg(a);
+                        let call = self.b.ins().call(self.math[0], &[minus]);
+                        let e = self.b.inst_results(call)[0];
+                        let one = self.b.ins().f32const(1.0);
+                        let d = self.b.ins().fadd(one, e);
+                        self.b.ins().fdiv(one, d)
+                    }
                     (UnOp::Pow(e), Some(f)) => {
                         let e = self.b.ins().f32const(*e);
                         let call = self.b.ins().call(self.math[f], &[a, e]);
