@@ -378,6 +378,49 @@ fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
     }
 }
 
+/// The gradient of an average pooling whose windows tile its input
+/// (LeNet's 2 x 2, stride 2) is a gather rather than a zero fill and a
+/// scatter: windows of 2 x 2, 3 x 1 and 1 x 4, ceiling mode on sizes the
+/// window divides, with and without the padding counted, batch 1 and 3.
+/// A window that does not tile (stride 1) takes the scatter beside them.
+#[test]
+fn tiling_average_pooling_gradients_match_the_reference() {
+    use nnc::ir::ops::{Op as O, PoolGeom};
+    let cases: &[([usize; 2], [usize; 4], bool)] = &[
+        ([2, 2], [3, 6, 24, 24], false),
+        ([3, 1], [1, 2, 9, 5], true),
+        ([1, 4], [3, 4, 5, 8], false),
+    ];
+    for &(kernel, x, ceil_mode) in cases {
+        for (stride, count_include_pad) in [(kernel, false), (kernel, true), ([1, 1], false)] {
+            let geom = PoolGeom {
+                kernel,
+                stride,
+                padding: [0, 0],
+                dilation: [1, 1],
+                ceil_mode,
+            };
+            let y = O::AvgPool2d {
+                geom,
+                count_include_pad,
+            }
+            .infer(&[&tt(&x)])
+            .unwrap()
+            .shape;
+            let op = O::AvgPool2dGrad {
+                geom,
+                count_include_pad,
+                shape: x.to_vec(),
+            };
+            compare(
+                &format!("{op:?} on {y:?}"),
+                &common::single_op(&op, std::slice::from_ref(&y)),
+                8,
+            );
+        }
+    }
+}
+
 fn geom(stride: [usize; 2], padding: [usize; 4], dilation: [usize; 2]) -> nnc::ir::ops::ConvGeom {
     nnc::ir::ops::ConvGeom {
         stride,

@@ -38,13 +38,31 @@ pub struct Lowered {
 /// after it: the gradients of pooling, which add each output gradient into
 /// the input positions its window read.
 pub fn scatters(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::MaxPool2dGrad(_)
-            | Op::AvgPool2dGrad { .. }
-            | Op::AdaptiveAvgPool2dGrad { .. }
-            | Op::AdaptiveMaxPool2dGrad
-    )
+    match op {
+        Op::AvgPool2dGrad { .. } => tiling_window(op).is_none(),
+        Op::MaxPool2dGrad(_) | Op::AdaptiveAvgPool2dGrad { .. } | Op::AdaptiveMaxPool2dGrad => true,
+        _ => false,
+    }
+}
+
+/// The window of an average pooling's gradient whose windows tile the
+/// input exactly (stride equal to the window, no padding or dilation,
+/// sizes multiples of the window: LeNet's 2 x 2). Each input position
+/// then lies in exactly one window, and its gradient is a gather,
+/// `dy[y / kh, x / kw] / (kh * kw)`, which elementwise gradients after it
+/// (a sigmoid's) can join, instead of a zero fill and a scatter.
+fn tiling_window(op: &Op) -> Option<[usize; 2]> {
+    let Op::AvgPool2dGrad { geom, shape, .. } = op else {
+        return None;
+    };
+    let k = geom.kernel;
+    (geom.stride == k
+        && geom.padding == [0, 0]
+        && geom.dilation == [1, 1]
+        && shape.len() == 4
+        && shape[2].is_multiple_of(k[0])
+        && shape[3].is_multiple_of(k[1]))
+    .then_some(k)
 }
 
 /// Whether `id` is a reshape, broadcast or slice of an input, directly or
@@ -912,6 +930,17 @@ impl Builder<'_> {
                     v,
                     SExpr::c(0.0),
                 )
+            }
+            op @ Op::AvgPool2dGrad { .. } if !scatters(op) => {
+                let [kh, kw] = tiling_window(op).expect("a tiling window");
+                let dy = *args.last().expect("the output gradient");
+                let inner = [
+                    idx[0].clone(),
+                    idx[1].clone(),
+                    idx[2].clone().div_c(kh as i64),
+                    idx[3].clone().div_c(kw as i64),
+                ];
+                self.value(dy, &inner, pre).over(SExpr::c((kh * kw) as f32))
             }
             Op::MaxPool2dGrad(_)
             | Op::AvgPool2dGrad { .. }
