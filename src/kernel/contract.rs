@@ -120,6 +120,87 @@ fn register_tile(channels: usize, most: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// A weight gradient with at most this many output channels per group
+/// is a loop nest of dot products (`dot_products`), not a GEMM call.
+const DOT_ROWS: usize = 16;
+
+/// `C = A * B` for operands that both run along the inner size
+/// (`a.col == 1`, `b.row == 1`: the rows of `A` and the columns of `B`
+/// are contiguous), as dot products: a register tile of `tm` rows by `tn`
+/// columns, four inner positions at a time, its sums in registers. For a
+/// thin weight gradient (LeNet's 16 x 150 over 1,024 positions a slice),
+/// where a GEMM kernel packs `B` for only 16 rows of `A` to meet it, and
+/// the packing costs as much as the arithmetic.
+fn dot_products(g: &Gemm, k: &mut Numbering) -> Stmt {
+    debug_assert!(g.a.col == 1 && g.b.row == 1 && !g.a.is_strided() && !g.b.is_strided());
+    // The largest tile whose sums, one row of `A` per row and one column
+    // of `B` at a time fit in 14 of the 16 vector registers.
+    let (m, n) = (g.m as usize, g.n as usize);
+    let (tm, tn) = (1..=4)
+        .flat_map(|tm| (1..=6).map(move |tn| (tm, tn)))
+        .filter(|&(tm, tn)| m.is_multiple_of(tm) && n.is_multiple_of(tn) && tm * tn + tm < 14)
+        .max_by_key(|&(tm, tn)| (tm * tn, std::cmp::Reverse(tm + tn)))
+        .expect("a tile of one");
+    let (mb, nb, kk) = (k.var(), k.var(), k.var());
+    let sums: Vec<Vec<Reg>> = (0..tm)
+        .map(|_| (0..tn).map(|_| k.reg()).collect())
+        .collect();
+    let rows: Vec<Reg> = (0..tm).map(|_| k.reg()).collect();
+    let column = k.reg();
+    let row = |u: usize| v(mb).mul_c(tm as i64).plus(IExpr::c(u as i64));
+    let col = |q: usize| v(nb).mul_c(tn as i64).plus(IExpr::c(q as i64));
+    let c_at = |u: usize, q: usize| {
+        g.c.offset
+            .clone()
+            .plus(row(u).mul_c(g.c.row))
+            .plus(col(q).mul_c(g.c.col))
+    };
+    let mut step = Vec::new();
+    for (u, &reg) in rows.iter().enumerate() {
+        let at = g.a.offset.clone().plus(row(u).mul_c(g.a.row)).plus(v(kk));
+        step.push(Stmt::Set {
+            reg,
+            value: SExpr::load(g.a.buf, at),
+        });
+    }
+    for q in 0..tn {
+        let at = g.b.offset.clone().plus(col(q).mul_c(g.b.col)).plus(v(kk));
+        step.push(Stmt::Set {
+            reg: column,
+            value: SExpr::load(g.b.buf, at),
+        });
+        for (sum_row, &a) in sums.iter().zip(&rows) {
+            let sum = sum_row[q];
+            step.push(Stmt::Set {
+                reg: sum,
+                value: SExpr::Reg(sum).plus(SExpr::Reg(a).times(SExpr::Reg(column))),
+            });
+        }
+    }
+    let mut tile = Vec::new();
+    for (u, sum_row) in sums.iter().enumerate() {
+        for (q, &reg) in sum_row.iter().enumerate() {
+            let value = if g.accumulate {
+                SExpr::load(g.c.buf, c_at(u, q))
+            } else {
+                SExpr::c(0.0)
+            };
+            tile.push(Stmt::Set { reg, value });
+        }
+    }
+    tile.push(for_(kk, g.k as usize, step));
+    for (u, sum_row) in sums.iter().enumerate() {
+        for (q, &reg) in sum_row.iter().enumerate() {
+            tile.push(Stmt::Store {
+                buf: g.c.buf,
+                index: c_at(u, q),
+                value: SExpr::Reg(reg),
+            });
+        }
+    }
+    nest(&[(mb, m / tm), (nb, n / tn)], tile)
+}
+
 /// The most slices of images a direct weight gradient sums separately
 /// (for threads to share the work), each into partial sums of the weight.
 const DIRECT_SLICES: usize = 16;
@@ -603,8 +684,13 @@ pub fn schedule(
                             col: 1,
                             digits: Digits::default(),
                         };
-                        let gemm = Stmt::Gemm(Box::new(product(v(gv), v(sv), &c, into, false)));
-                        let body = for_(sv, slices, vec![for_(gv, c.groups, vec![gemm])]);
+                        let product = product(v(gv), v(sv), &c, into, false);
+                        let stmt = if c.og <= DOT_ROWS {
+                            dot_products(&product, &mut k)
+                        } else {
+                            Stmt::Gemm(Box::new(product))
+                        };
+                        let body = for_(sv, slices, vec![for_(gv, c.groups, vec![stmt])]);
                         p.kernels.push(k.kernel(name("gemm"), true, vec![body]));
                         p.kernels.push(sum_slices(
                             name("sum"),
