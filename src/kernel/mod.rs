@@ -27,6 +27,7 @@ pub mod collapse;
 pub mod contract;
 pub mod interp;
 pub mod lower;
+pub mod merge;
 pub mod text;
 pub mod unroll;
 pub mod verify;
@@ -690,6 +691,7 @@ pub fn program_of(
     // neighbours (a reduction over a whole weight would become nine sums
     // per iteration of a stride-9 loop).
     collapse::collapse_loops(&mut lowered.program);
+    merge::merge_sibling_reductions(&mut lowered.program);
     unroll::unroll_small_loops(&mut lowered.program);
     verify::verify(&lowered.program)?;
     Ok(lowered)

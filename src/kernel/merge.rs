@@ -1,0 +1,474 @@
+//! Merging neighbouring reductions that sweep the same loops into one
+//! kernel, so that what they read is read once. Batch norm's backward pass
+//! sums `dy`, `dy * x̂` and `dy * (x - mean)` over each channel, three
+//! kernels that each read the whole activation (3.5 MB for LeNet's first
+//! layer at batch 256); merged, one pass with three sums.
+//!
+//! A kernel's *spine* is its nest of loops when each level holds exactly
+//! one loop among straight-line statements (register sets and stores), the
+//! innermost level none. Kernel `b` merges into the kernel `a` just before
+//! it when:
+//! - their spines have the same depth and the same constant bounds, and
+//!   both kernels are parallel or neither (the outermost loop is what is
+//!   split over threads: the same split for both);
+//! - both are reductions: the innermost level stores nothing (each sum is
+//!   stored after its loop), so that merged, the innermost body is a few
+//!   sums side by side;
+//! - `b` is independent of `a`: it reads nothing `a` writes and writes
+//!   nothing `a` reads or writes. Then running `b`'s statements interleaved
+//!   with `a`'s, each after `a`'s at its level, gives what running `b` after
+//!   `a` gave;
+//! - the merged innermost body has at most `MAX_SUMS` sums (registers).
+//!
+//! `b`'s loop variables become `a`'s at the same depth; its registers are
+//! renumbered after `a`'s.
+
+use super::{BufId, Cond, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var};
+use std::collections::HashSet;
+
+/// Sums in one merged innermost body: four, so that the vector loop still
+/// keeps two sets of partial results (see the CPU backend's
+/// `PAIRED_REDUCTIONS`).
+const MAX_SUMS: usize = 4;
+
+pub fn merge_sibling_reductions(p: &mut Program) {
+    let kernels = std::mem::take(&mut p.kernels);
+    let mut out: Vec<Kernel> = Vec::with_capacity(kernels.len());
+    for k in kernels {
+        if let Some(last) = out.last_mut() {
+            if mergeable(last, &k) {
+                merge_into(last, k);
+                continue;
+            }
+        }
+        out.push(k);
+    }
+    p.kernels = out;
+}
+
+/// The bounds of each loop of the spine, outermost first; `None` when the
+/// body is not a spine of constant bounds, or its innermost level stores.
+fn spine(body: &[Stmt]) -> Option<Vec<(i64, i64)>> {
+    let mut bounds = Vec::new();
+    let mut level = body;
+    loop {
+        let mut inner = None;
+        for s in level {
+            match s {
+                Stmt::For {
+                    start: IExpr::Const(a),
+                    end: IExpr::Const(b),
+                    body,
+                    ..
+                } if inner.is_none() => inner = Some((*a, *b, body)),
+                Stmt::Set { .. } | Stmt::Store { .. } => {}
+                _ => return None,
+            }
+        }
+        match inner {
+            Some((a, b, body)) => {
+                bounds.push((a, b));
+                level = body;
+            }
+            None => {
+                let stores = level.iter().any(|s| matches!(s, Stmt::Store { .. }));
+                return (!bounds.is_empty() && !stores).then_some(bounds);
+            }
+        }
+    }
+}
+
+/// The innermost level's statements.
+fn innermost(body: &[Stmt]) -> &[Stmt] {
+    for s in body {
+        if let Stmt::For { body, .. } = s {
+            return innermost(body);
+        }
+    }
+    body
+}
+
+fn mergeable(a: &Kernel, b: &Kernel) -> bool {
+    let (Some(sa), Some(sb)) = (spine(&a.body), spine(&b.body)) else {
+        return false;
+    };
+    let sums = |k: &Kernel| innermost(&k.body).len();
+    if sa != sb || a.parallel != b.parallel || sums(a) + sums(b) > MAX_SUMS {
+        return false;
+    }
+    let (mut a_reads, mut a_writes) = (HashSet::new(), HashSet::new());
+    accesses(&a.body, &mut a_reads, &mut a_writes);
+    let (mut b_reads, mut b_writes) = (HashSet::new(), HashSet::new());
+    accesses(&b.body, &mut b_reads, &mut b_writes);
+    b_reads.is_disjoint(&a_writes)
+        && b_writes.is_disjoint(&a_writes)
+        && b_writes.is_disjoint(&a_reads)
+}
+
+/// `b` merged into `a` (which `mergeable` accepted).
+fn merge_into(a: &mut Kernel, b: Kernel) {
+    let mut vars = Vec::new();
+    loop_vars(&a.body, &mut vars);
+    let mut b_vars = Vec::new();
+    loop_vars(&b.body, &mut b_vars);
+    let rename = Rename {
+        vars: b_vars.into_iter().zip(vars).collect(),
+        regs: a.regs,
+    };
+    let body = rename.block(&b.body);
+    a.body = zip_levels(std::mem::take(&mut a.body), body);
+    a.regs += b.regs;
+    a.name = format!("{}+{}", a.name, b.name);
+}
+
+/// Each level's statements of `b` after `a`'s: before the loop what came
+/// before it, after the loop what came after, the loops zipped.
+fn zip_levels(a: Vec<Stmt>, b: Vec<Stmt>) -> Vec<Stmt> {
+    let split = |level: Vec<Stmt>| {
+        let at = level.iter().position(|s| matches!(s, Stmt::For { .. }));
+        let mut before = level;
+        let after = match at {
+            Some(i) => before.split_off(i + 1),
+            None => Vec::new(),
+        };
+        let the_loop = at.map(|_| before.pop().expect("the loop"));
+        (before, the_loop, after)
+    };
+    let (mut before, a_loop, mut after) = split(a);
+    let (b_before, b_loop, b_after) = split(b);
+    before.extend(b_before);
+    if let (
+        Some(Stmt::For {
+            var,
+            start,
+            end,
+            body,
+        }),
+        Some(Stmt::For { body: b_body, .. }),
+    ) = (a_loop, b_loop)
+    {
+        before.push(Stmt::For {
+            var,
+            start,
+            end,
+            body: zip_levels(body, b_body),
+        });
+    }
+    after.extend(b_after);
+    before.extend(after);
+    before
+}
+
+fn loop_vars(body: &[Stmt], out: &mut Vec<Var>) {
+    for s in body {
+        if let Stmt::For { var, body, .. } = s {
+            out.push(*var);
+            loop_vars(body, out);
+        }
+    }
+}
+
+fn accesses(body: &[Stmt], reads: &mut HashSet<BufId>, writes: &mut HashSet<BufId>) {
+    fn value(e: &SExpr, reads: &mut HashSet<BufId>) {
+        match e {
+            SExpr::Load { buf, .. } => {
+                reads.insert(*buf);
+            }
+            SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
+            SExpr::Un(_, a) => value(a, reads),
+            SExpr::Bin(_, a, b) => {
+                value(a, reads);
+                value(b, reads);
+            }
+            SExpr::Select(c, a, b) => {
+                cond(c, reads);
+                value(a, reads);
+                value(b, reads);
+            }
+        }
+    }
+    fn cond(c: &Cond, reads: &mut HashSet<BufId>) {
+        match c {
+            Cond::FCmp { a, b, .. } => {
+                value(a, reads);
+                value(b, reads);
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                cond(a, reads);
+                cond(b, reads);
+            }
+            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => {}
+        }
+    }
+    for s in body {
+        match s {
+            Stmt::Set { value: v, .. } => value(v, reads),
+            Stmt::Store { buf, value: v, .. } => {
+                writes.insert(*buf);
+                value(v, reads);
+            }
+            Stmt::For { body, .. } => accesses(body, reads, writes),
+            Stmt::If { cond: c, then } => {
+                cond(c, reads);
+                accesses(then, reads, writes);
+            }
+            Stmt::Gemm(g) => {
+                reads.insert(g.a.buf);
+                reads.insert(g.b.buf);
+                writes.insert(g.c.buf);
+            }
+        }
+    }
+}
+
+/// `b`'s loop variables as `a`'s, its registers after `a`'s.
+struct Rename {
+    vars: Vec<(Var, Var)>,
+    regs: u32,
+}
+
+impl Rename {
+    fn var(&self, v: Var) -> Var {
+        self.vars
+            .iter()
+            .find_map(|(from, to)| (*from == v).then_some(*to))
+            .unwrap_or(v)
+    }
+
+    fn reg(&self, r: Reg) -> Reg {
+        Reg(r.0 + self.regs)
+    }
+
+    fn block(&self, body: &[Stmt]) -> Vec<Stmt> {
+        body.iter().map(|s| self.stmt(s)).collect()
+    }
+
+    fn stmt(&self, s: &Stmt) -> Stmt {
+        match s {
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+            } => Stmt::For {
+                var: self.var(*var),
+                start: self.index(start),
+                end: self.index(end),
+                body: self.block(body),
+            },
+            Stmt::Set { reg, value } => Stmt::Set {
+                reg: self.reg(*reg),
+                value: self.value(value),
+            },
+            Stmt::Store { buf, index, value } => Stmt::Store {
+                buf: *buf,
+                index: self.index(index),
+                value: self.value(value),
+            },
+            Stmt::If { .. } | Stmt::Gemm(_) => unreachable!("spines hold no guards or products"),
+        }
+    }
+
+    fn index(&self, e: &IExpr) -> IExpr {
+        let pair = |a: &IExpr, b: &IExpr| (Box::new(self.index(a)), Box::new(self.index(b)));
+        match e {
+            IExpr::Const(c) => IExpr::Const(*c),
+            IExpr::Var(v) => IExpr::Var(self.var(*v)),
+            IExpr::Add(a, b) => {
+                let (a, b) = pair(a, b);
+                IExpr::Add(a, b)
+            }
+            IExpr::Mul(a, b) => {
+                let (a, b) = pair(a, b);
+                IExpr::Mul(a, b)
+            }
+            IExpr::Min(a, b) => {
+                let (a, b) = pair(a, b);
+                IExpr::Min(a, b)
+            }
+            IExpr::Max(a, b) => {
+                let (a, b) = pair(a, b);
+                IExpr::Max(a, b)
+            }
+            IExpr::Div(a, d) => IExpr::Div(Box::new(self.index(a)), *d),
+            IExpr::Rem(a, d) => IExpr::Rem(Box::new(self.index(a)), *d),
+        }
+    }
+
+    fn value(&self, e: &SExpr) -> SExpr {
+        match e {
+            SExpr::Const(c) => SExpr::Const(*c),
+            SExpr::Load { buf, index } => SExpr::Load {
+                buf: *buf,
+                index: self.index(index),
+            },
+            SExpr::Reg(r) => SExpr::Reg(self.reg(*r)),
+            SExpr::Index(i) => SExpr::Index(self.index(i)),
+            SExpr::Un(op, a) => SExpr::Un(*op, Box::new(self.value(a))),
+            SExpr::Bin(op, a, b) => {
+                SExpr::Bin(*op, Box::new(self.value(a)), Box::new(self.value(b)))
+            }
+            SExpr::Select(..) => self.select(e),
+        }
+    }
+
+    fn select(&self, e: &SExpr) -> SExpr {
+        let SExpr::Select(c, a, b) = e else {
+            unreachable!("a select")
+        };
+        SExpr::Select(
+            Box::new(self.cond(c)),
+            Box::new(self.value(a)),
+            Box::new(self.value(b)),
+        )
+    }
+
+    fn cond(&self, c: &Cond) -> Cond {
+        match c {
+            Cond::FCmp { op, a, b } => Cond::FCmp {
+                op: *op,
+                a: self.value(a),
+                b: self.value(b),
+            },
+            Cond::And(a, b) => Cond::And(Box::new(self.cond(a)), Box::new(self.cond(b))),
+            Cond::Or(a, b) => Cond::Or(Box::new(self.cond(a)), Box::new(self.cond(b))),
+            Cond::InRange { value, lo, hi } => Cond::InRange {
+                value: self.index(value),
+                lo: *lo,
+                hi: *hi,
+            },
+            Cond::Divides { value, by } => Cond::Divides {
+                value: self.index(value),
+                by: *by,
+            },
+            Cond::Keep { p, salt, index } => Cond::Keep {
+                p: *p,
+                salt: *salt,
+                index: self.index(index),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{BinOp, Kernel};
+
+    /// `out[c] = sum over i, j of f(c, i, j)`, loops `c` (parallel),
+    /// `i`, `j` numbered from 0, one register.
+    fn reduction(name: &str, out: u32, f: SExpr) -> Kernel {
+        let (c, i, j) = (Var(0), Var(1), Var(2));
+        let sum = Reg(0);
+        let for_ = |var, end, body| Stmt::For {
+            var,
+            start: IExpr::c(0),
+            end: IExpr::c(end),
+            body,
+        };
+        let body = vec![for_(
+            c,
+            3,
+            vec![
+                Stmt::Set {
+                    reg: sum,
+                    value: SExpr::c(0.0),
+                },
+                for_(
+                    i,
+                    4,
+                    vec![for_(
+                        j,
+                        8,
+                        vec![Stmt::Set {
+                            reg: sum,
+                            value: SExpr::Bin(BinOp::Add, Box::new(SExpr::Reg(sum)), Box::new(f)),
+                        }],
+                    )],
+                ),
+                Stmt::Store {
+                    buf: BufId(out),
+                    index: IExpr::var(c),
+                    value: SExpr::Reg(sum),
+                },
+            ],
+        )];
+        Kernel {
+            name: name.into(),
+            parallel: true,
+            body,
+            vars: 3,
+            regs: 1,
+        }
+    }
+
+    /// `buf[c * 32 + i * 8 + j]`.
+    fn at(buf: u32) -> SExpr {
+        let index = IExpr::var(Var(0))
+            .mul_c(32)
+            .plus(IExpr::var(Var(1)).mul_c(8))
+            .plus(IExpr::var(Var(2)));
+        SExpr::load(BufId(buf), index)
+    }
+
+    fn program(kernels: Vec<Kernel>) -> Program {
+        Program {
+            buffers: Vec::new(),
+            kernels,
+        }
+    }
+
+    #[test]
+    fn independent_sums_over_the_same_loops_become_one_pass() {
+        let mut p = program(vec![
+            reduction("sum_dy", 2, at(0)),
+            reduction("sum_dy_x", 3, at(0).times(at(1))),
+        ]);
+        merge_sibling_reductions(&mut p);
+        assert_eq!(p.kernels.len(), 1);
+        let text = p.kernels[0].to_string();
+        let want = "\
+kernel sum_dy+sum_dy_x parallel {
+  for v0 in 0..3 {
+    r0 = 0.0
+    r1 = 0.0
+    for v1 in 0..4 {
+      for v2 in 0..8 {
+        r0 = (r0 + b0[v0 * 32 + v1 * 8 + v2])
+        r1 = (r1 + (b0[v0 * 32 + v1 * 8 + v2] * b1[v0 * 32 + v1 * 8 + v2]))
+      }
+    }
+    b2[v0] = r0
+    b3[v0] = r1
+  }
+}
+";
+        assert_eq!(text, want);
+        assert_eq!(p.kernels[0].regs, 2);
+    }
+
+    #[test]
+    fn dependent_or_differently_shaped_kernels_stay_apart() {
+        // The second reads what the first writes.
+        let mut p = program(vec![reduction("a", 2, at(0)), reduction("b", 3, at(2))]);
+        merge_sibling_reductions(&mut p);
+        assert_eq!(p.kernels.len(), 2);
+        // Other bounds.
+        let mut other = reduction("b", 3, at(1));
+        let Stmt::For { end, .. } = &mut other.body[0] else {
+            unreachable!()
+        };
+        *end = IExpr::c(4);
+        let mut p = program(vec![reduction("a", 2, at(0)), other]);
+        merge_sibling_reductions(&mut p);
+        assert_eq!(p.kernels.len(), 2);
+        // More sums than the vector loop keeps paired.
+        let mut p = program(
+            (0..5)
+                .map(|k| reduction(&format!("s{k}"), 10 + k, at(0)))
+                .collect(),
+        );
+        merge_sibling_reductions(&mut p);
+        assert_eq!(p.kernels.len(), 2);
+    }
+}
