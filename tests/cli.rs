@@ -230,12 +230,16 @@ fn compile_writes_the_kernels_of_a_training_step() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    // Buffers first, then kernels: the first convolution (one input
-    // channel) is direct, the second a product over patches.
+    // Buffers first, then kernels: both convolutions (one input channel;
+    // 16 output channels) are direct forward; the second's weight
+    // gradient is dot products over its patches, its input gradient a
+    // product.
     assert!(text.starts_with("buffer b0 = input \"x\""), "{text}");
     assert!(text.contains("kernel k0_conv2d_direct"), "{text}");
     assert!(
-        text.contains("conv2d_im2col") && text.contains("gemm "),
+        text.contains("conv2d_grad_weight_im2col")
+            && text.contains("conv2d_grad_weight_dot")
+            && text.contains("gemm "),
         "{text}"
     );
 }

@@ -323,6 +323,8 @@ fn wide_convolutions_and_their_input_gradients_match_the_reference() {
 /// the vector loops: LeNet's 1 -> 6 5x5 layer, tiles that divide the
 /// channels of a group (8 of 16, 3 of 6 in two groups), a 7-wide row of
 /// taps (no tap tile), stride 2 (loads that step by two) and padding.
+/// Then convolutions with few output channels but many inputs per output
+/// (LeNet's 6 -> 16 layer among them).
 #[test]
 fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
     use nnc::ir::ops::{ConvGeom, Op as O};
@@ -354,6 +356,27 @@ fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
             [2, 2, 15, 23],
             [7, 2, 3, 3],
             geom([2, 2], [1, 1, 1, 1], [1, 1]),
+        ),
+        // Many inputs per output (54, 144, 150) but few output channels:
+        // the forward is direct, the weight gradient dot products over the
+        // patches, in groups and at batch 1 (one slice) too.
+        (
+            [2, 12, 9, 10],
+            [8, 6, 3, 3],
+            ConvGeom {
+                groups: 2,
+                ..geom([1, 1], [1, 1, 1, 1], [1, 1])
+            },
+        ),
+        (
+            [1, 16, 6, 11],
+            [16, 16, 3, 3],
+            geom([1, 1], [0, 0, 1, 1], [1, 1]),
+        ),
+        (
+            [3, 6, 12, 12],
+            [16, 6, 5, 5],
+            geom([1, 1], [0, 0, 0, 0], [1, 1]),
         ),
     ];
     for (x, w, geom) in cases {

@@ -499,7 +499,7 @@ pub fn schedule(
         }
         Op::Conv2d(geom) => {
             let c = Conv::new(g.shape(node.args[0]), g.shape(node.args[1]), &shape, geom);
-            if c.direct() {
+            if c.direct_forward_pays() {
                 let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), c.n * c.o * c.p));
                 c.direct_forward(&name, (args[0], args[1]), out, scratch_bufs, p);
                 return Product {
@@ -663,16 +663,24 @@ pub fn schedule(
                     },
                     accumulate: acc,
                 };
+                let into_weight = MatRef {
+                    buf: out,
+                    offset: IExpr::c(0),
+                    row: c.r as i64,
+                    col: 1,
+                    digits: Digits::default(),
+                };
                 match partial {
+                    None if c.og <= DOT_ROWS => {
+                        let mut k = Numbering::default();
+                        let gv = k.var();
+                        let product = product(v(gv), IExpr::c(0), &c, into_weight, q > 0);
+                        let body = for_(gv, c.groups, vec![dot_products(&product, &mut k)]);
+                        p.kernels
+                            .push(k.kernel(name("dot"), c.groups > 1, vec![body]));
+                    }
                     None => p.kernels.push(c.per_group(name("gemm"), |gv, c| {
-                        let into = MatRef {
-                            buf: out,
-                            offset: IExpr::c(0),
-                            row: c.r as i64,
-                            col: 1,
-                            digits: Digits::default(),
-                        };
-                        product(gv, IExpr::c(0), c, into, q > 0)
+                        product(gv, IExpr::c(0), c, into_weight.clone(), q > 0)
                     })),
                     Some(partial) => {
                         let mut k = Numbering::default();
@@ -685,13 +693,13 @@ pub fn schedule(
                             digits: Digits::default(),
                         };
                         let product = product(v(gv), v(sv), &c, into, false);
-                        let stmt = if c.og <= DOT_ROWS {
-                            dot_products(&product, &mut k)
+                        let (stmt, kind) = if c.og <= DOT_ROWS {
+                            (dot_products(&product, &mut k), "dot")
                         } else {
-                            Stmt::Gemm(Box::new(product))
+                            (Stmt::Gemm(Box::new(product)), "gemm")
                         };
                         let body = for_(sv, slices, vec![for_(gv, c.groups, vec![stmt])]);
-                        p.kernels.push(k.kernel(name("gemm"), true, vec![body]));
+                        p.kernels.push(k.kernel(name(kind), true, vec![body]));
                         p.kernels.push(sum_slices(
                             name("sum"),
                             partial,
@@ -852,6 +860,16 @@ impl Conv {
     /// patches cost more than the arithmetic.
     fn direct(&self) -> bool {
         self.r <= DIRECT_ROWS
+    }
+
+    /// Whether the forward convolution is done directly: as `direct`, and
+    /// also when the product would have few rows (at most `DOT_ROWS`
+    /// output channels per group, LeNet's second layer), which a GEMM
+    /// kernel's register tile covers poorly while a direct tile of 8
+    /// channels reads the input in place (even when the weight gradient
+    /// makes the patches anyway).
+    fn direct_forward_pays(&self) -> bool {
+        self.direct() || self.og <= DOT_ROWS
     }
 
     /// The input, padded when the convolution pads (a zeroed copy), as
