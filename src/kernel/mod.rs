@@ -334,6 +334,23 @@ pub fn step(e: &IExpr, var: Var) -> Option<i64> {
     }
 }
 
+/// `e` at `var + by` instead of `var`: lane `by`'s index in a loop that
+/// runs four values of `var` at once.
+pub fn shift_var(e: &IExpr, var: Var, by: i64) -> IExpr {
+    let s = |e: &IExpr| shift_var(e, var, by);
+    match e {
+        IExpr::Const(c) => IExpr::Const(*c),
+        IExpr::Var(v) if *v == var => IExpr::Var(*v).add_c(by),
+        IExpr::Var(v) => IExpr::Var(*v),
+        IExpr::Add(a, b) => s(a).plus(s(b)),
+        IExpr::Mul(a, b) => s(a).times(s(b)),
+        IExpr::Div(a, d) => s(a).div_c(*d),
+        IExpr::Rem(a, d) => s(a).rem_c(*d),
+        IExpr::Min(a, b) => s(a).min(s(b)),
+        IExpr::Max(a, b) => s(a).max(s(b)),
+    }
+}
+
 /// `a - b` when it is the same for every value of the variables: both
 /// are sums of the same terms (variables, or any other subexpression
 /// taken whole) times the same factors, plus constants. `None` otherwise.

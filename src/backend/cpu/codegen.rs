@@ -736,7 +736,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.b.ins().splat(F32X4, c)
             }
             SExpr::Load { buf, index } => {
-                let step = super::vectorize::step(index, var).expect("planned loads step");
+                let Some(step) = super::vectorize::step(index, var) else {
+                    // Each lane at its own index.
+                    let mut lanes = Vec::new();
+                    for k in 0..LANES {
+                        let at = crate::kernel::shift_var(index, var, k);
+                        let (addr, off) = self.place(*buf, &at);
+                        lanes.push(self.b.ins().load(types::F32, self.trusted, addr, off));
+                    }
+                    return self.gather(&lanes);
+                };
                 let (addr, at) = self.place(*buf, index);
                 match step {
                     1 => self.b.ins().load(F32X4, unaligned(), addr, at),

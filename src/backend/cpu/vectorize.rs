@@ -4,11 +4,11 @@
 //! A loop qualifies when its body is straight-line code (register
 //! temporaries and stores, no loops or guards), each store writes the
 //! element the loop variable indexes (step 1), each load steps by a
-//! constant (1: a vector load; 0: one value for all lanes; other: four
-//! loads), no register carries a value from one iteration to the next but
-//! by a sum, maximum or minimum (which keeps one partial result per lane),
-//! and
-//! a buffer that is both read and written is read only where it is
+//! constant (1: a vector load; 0: one value for all lanes) or is four
+//! loads (any other step, or an index that divides the variable), no
+//! register carries a value from one iteration to the next but by a sum,
+//! maximum or minimum (which keeps one partial result per lane), and a
+//! buffer that is both read and written is read only where it is
 //! written. Conditions may only compare values: guards on indices carry
 //! facts the verifier used, and dropout's hash is integer work per lane.
 
@@ -201,8 +201,10 @@ impl<'a> Walk<'a> {
         match e {
             SExpr::Const(_) => Some(()),
             SExpr::Load { buf, index } => {
-                let s = step(index, self.var)?;
-                self.odd_step |= s != 0 && s != 1;
+                // A load whose index does not step by a constant (`x / 2`,
+                // a tiling pool's gradient) is four loads, one per lane.
+                let s = step(index, self.var);
+                self.odd_step |= s != Some(0) && s != Some(1);
                 self.loaded.insert(*buf);
                 self.accesses.entry(*buf).or_default().push(index);
                 Some(())
