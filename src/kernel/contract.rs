@@ -138,7 +138,7 @@ fn dot_products(g: &Gemm, k: &mut Numbering) -> Stmt {
     let (m, n) = (g.m as usize, g.n as usize);
     let (tm, tn) = (1..=4)
         .flat_map(|tm| (1..=6).map(move |tn| (tm, tn)))
-        .filter(|&(tm, tn)| m.is_multiple_of(tm) && n.is_multiple_of(tn) && tm * tn + tm < 14)
+        .filter(|&(tm, tn)| m.is_multiple_of(tm) && n.is_multiple_of(tn) && tm * tn + tm <= 14)
         .max_by_key(|&(tm, tn)| (tm * tn, std::cmp::Reverse(tm + tn)))
         .expect("a tile of one");
     let (mb, nb, kk) = (k.var(), k.var(), k.var());
