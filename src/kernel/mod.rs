@@ -708,7 +708,7 @@ pub fn program_of(
     // neighbours (a reduction over a whole weight would become nine sums
     // per iteration of a stride-9 loop).
     collapse::collapse_loops(&mut lowered.program);
-    merge::merge_sibling_reductions(&mut lowered.program);
+    merge::merge_neighbours(&mut lowered.program);
     unroll::unroll_small_loops(&mut lowered.program);
     verify::verify(&lowered.program)?;
     Ok(lowered)
