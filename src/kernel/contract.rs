@@ -132,7 +132,7 @@ const DOT_ROWS: usize = 16;
 /// where a GEMM kernel packs `B` for only 16 rows of `A` to meet it, and
 /// the packing costs as much as the arithmetic.
 fn dot_products(g: &Gemm, k: &mut Numbering) -> Stmt {
-    debug_assert!(g.a.col == 1 && g.b.row == 1 && !g.a.is_strided() && !g.b.is_strided());
+    debug_assert!(g.a.col == 1 && g.b.row == 1 && g.a.is_strided() && g.b.is_strided());
     // The largest tile whose sums, one row of `A` per row and one column
     // of `B` at a time fit in 14 of the 16 vector registers.
     let (m, n) = (g.m as usize, g.n as usize);
