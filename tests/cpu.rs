@@ -262,7 +262,7 @@ fn random_shapes_of_every_kernel_kind_match_the_reference() {
 /// the copying schedules.
 #[test]
 fn wide_convolutions_and_their_input_gradients_match_the_reference() {
-    use nnc::ir::ops::{ConvGeom, Op as O};
+    use nnc::ir::ops::ConvGeom;
     let cases: &[([usize; 4], [usize; 4], ConvGeom)] = &[
         (
             [5, 16, 7, 9],
@@ -295,26 +295,7 @@ fn wide_convolutions_and_their_input_gradients_match_the_reference() {
             geom([1, 1], [2, 2, 2, 2], [1, 1]),
         ),
     ];
-    for (x, w, geom) in cases {
-        let y = O::Conv2d(*geom).infer(&[&tt(x), &tt(w)]).unwrap().shape;
-        let ops = [
-            (O::Conv2d(*geom), vec![x.to_vec(), w.to_vec()]),
-            (
-                O::Conv2dGradInput {
-                    geom: *geom,
-                    shape: x.to_vec(),
-                },
-                vec![y.clone(), w.to_vec()],
-            ),
-        ];
-        for (op, shapes) in ops {
-            compare(
-                &format!("{op:?} on {shapes:?}"),
-                &common::single_op(&op, &shapes),
-                6,
-            );
-        }
-    }
+    compare_convolutions(cases, Gradient::Input, 6);
 }
 
 /// Thin convolutions (few inputs per output: a first layer), done
@@ -327,7 +308,7 @@ fn wide_convolutions_and_their_input_gradients_match_the_reference() {
 /// (LeNet's 6 -> 16 layer among them).
 #[test]
 fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
-    use nnc::ir::ops::{ConvGeom, Op as O};
+    use nnc::ir::ops::ConvGeom;
     let cases: &[([usize; 4], [usize; 4], ConvGeom)] = &[
         (
             [3, 1, 28, 28],
@@ -379,23 +360,46 @@ fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
             geom([1, 1], [0, 0, 0, 0], [1, 1]),
         ),
     ];
+    compare_convolutions(cases, Gradient::Weight, 7);
+}
+
+enum Gradient {
+    Input,
+    Weight,
+}
+
+/// Each convolution `(x, w, geom)` forward and one of its gradients, on
+/// the cpu backend against the reference.
+fn compare_convolutions(
+    cases: &[([usize; 4], [usize; 4], nnc::ir::ops::ConvGeom)],
+    gradient: Gradient,
+    seed: u64,
+) {
+    use nnc::ir::ops::Op as O;
     for (x, w, geom) in cases {
         let y = O::Conv2d(*geom).infer(&[&tt(x), &tt(w)]).unwrap().shape;
-        let ops = [
-            (O::Conv2d(*geom), vec![x.to_vec(), w.to_vec()]),
-            (
-                O::Conv2dGradWeight {
-                    geom: *geom,
-                    shape: w.to_vec(),
+        let (x, w, geom) = (x.to_vec(), w.to_vec(), *geom);
+        let grad = match gradient {
+            Gradient::Input => (
+                O::Conv2dGradInput {
+                    geom,
+                    shape: x.clone(),
                 },
-                vec![x.to_vec(), y.clone()],
+                vec![y, w.clone()],
             ),
-        ];
-        for (op, shapes) in ops {
+            Gradient::Weight => (
+                O::Conv2dGradWeight {
+                    geom,
+                    shape: w.clone(),
+                },
+                vec![x.clone(), y],
+            ),
+        };
+        for (op, shapes) in [(O::Conv2d(geom), vec![x, w]), grad] {
             compare(
                 &format!("{op:?} on {shapes:?}"),
                 &common::single_op(&op, &shapes),
-                7,
+                seed,
             );
         }
     }

@@ -198,34 +198,7 @@ fn level_accesses(level: &[Stmt], out: &mut Vec<Access>) {
 }
 
 fn loads_of(e: &SExpr, out: &mut Vec<(BufId, IExpr)>) {
-    match e {
-        SExpr::Load { buf, index } => out.push((*buf, index.clone())),
-        SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
-        SExpr::Un(_, a) => loads_of(a, out),
-        SExpr::Bin(_, a, b) => {
-            loads_of(a, out);
-            loads_of(b, out);
-        }
-        SExpr::Select(c, a, b) => {
-            cond_loads(c, out);
-            loads_of(a, out);
-            loads_of(b, out);
-        }
-    }
-}
-
-fn cond_loads(c: &Cond, out: &mut Vec<(BufId, IExpr)>) {
-    match c {
-        Cond::FCmp { a, b, .. } => {
-            loads_of(a, out);
-            loads_of(b, out);
-        }
-        Cond::And(a, b) | Cond::Or(a, b) => {
-            cond_loads(a, out);
-            cond_loads(b, out);
-        }
-        Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => {}
-    }
+    e.for_each_load(&mut |b, index| out.push((b, index.clone())));
 }
 
 /// `b` with `a`'s loop variables at each depth, its registers after `a`'s.
@@ -299,47 +272,22 @@ fn loop_vars(body: &[Stmt], out: &mut Vec<Var>) {
 }
 
 fn accesses(body: &[Stmt], reads: &mut HashSet<BufId>, writes: &mut HashSet<BufId>) {
-    fn value(e: &SExpr, reads: &mut HashSet<BufId>) {
-        match e {
-            SExpr::Load { buf, .. } => {
-                reads.insert(*buf);
-            }
-            SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
-            SExpr::Un(_, a) => value(a, reads),
-            SExpr::Bin(_, a, b) => {
-                value(a, reads);
-                value(b, reads);
-            }
-            SExpr::Select(c, a, b) => {
-                cond(c, reads);
-                value(a, reads);
-                value(b, reads);
-            }
-        }
-    }
-    fn cond(c: &Cond, reads: &mut HashSet<BufId>) {
-        match c {
-            Cond::FCmp { a, b, .. } => {
-                value(a, reads);
-                value(b, reads);
-            }
-            Cond::And(a, b) | Cond::Or(a, b) => {
-                cond(a, reads);
-                cond(b, reads);
-            }
-            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => {}
-        }
-    }
     for s in body {
         match s {
-            Stmt::Set { value: v, .. } => value(v, reads),
+            Stmt::Set { value: v, .. } => v.for_each_load(&mut |b, _| {
+                reads.insert(b);
+            }),
             Stmt::Store { buf, value: v, .. } => {
                 writes.insert(*buf);
-                value(v, reads);
+                v.for_each_load(&mut |b, _| {
+                    reads.insert(b);
+                });
             }
             Stmt::For { body, .. } => accesses(body, reads, writes),
             Stmt::If { cond: c, then } => {
-                cond(c, reads);
+                c.for_each_load(&mut |b, _| {
+                    reads.insert(b);
+                });
                 accesses(then, reads, writes);
             }
             Stmt::Gemm(g) => {

@@ -334,6 +334,44 @@ pub fn step(e: &IExpr, var: Var) -> Option<i64> {
     }
 }
 
+impl SExpr {
+    /// Calls `f` on each load of the expression (conditions included),
+    /// with its buffer and index.
+    pub fn for_each_load<'a>(&'a self, f: &mut impl FnMut(BufId, &'a IExpr)) {
+        match self {
+            SExpr::Load { buf, index } => f(*buf, index),
+            SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
+            SExpr::Un(_, a) => a.for_each_load(f),
+            SExpr::Bin(_, a, b) => {
+                a.for_each_load(f);
+                b.for_each_load(f);
+            }
+            SExpr::Select(c, a, b) => {
+                c.for_each_load(f);
+                a.for_each_load(f);
+                b.for_each_load(f);
+            }
+        }
+    }
+}
+
+impl Cond {
+    /// Calls `f` on each load the condition's comparisons make.
+    pub fn for_each_load<'a>(&'a self, f: &mut impl FnMut(BufId, &'a IExpr)) {
+        match self {
+            Cond::FCmp { a, b, .. } => {
+                a.for_each_load(f);
+                b.for_each_load(f);
+            }
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                a.for_each_load(f);
+                b.for_each_load(f);
+            }
+            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => {}
+        }
+    }
+}
+
 /// `e` at `var + by` instead of `var`: lane `by`'s index in a loop that
 /// runs four values of `var` at once.
 pub fn shift_var(e: &IExpr, var: Var, by: i64) -> IExpr {

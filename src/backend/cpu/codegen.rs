@@ -883,25 +883,40 @@ impl<'a, 'b> Emitter<'a, 'b> {
             e.b.ins().splat(F32X4, s)
         };
         let z = self.b.ins().fneg(x);
-        let (hi, lo) = (c(self, 88.0), c(self, -87.336_55));
-        let above = self.b.ins().fcmp(FloatCC::GreaterThan, z, hi);
-        let above = self.b.ins().bitcast(F32X4, MemFlagsData::new(), above);
-        let z = self.b.ins().bitselect(above, hi, z);
-        let below = self.b.ins().fcmp(FloatCC::LessThan, z, lo);
-        let below = self.b.ins().bitcast(F32X4, MemFlagsData::new(), below);
-        let z = self.b.ins().bitselect(below, lo, z);
+        let z = self.clamp(z, -87.336_55, 88.0);
         let (y, n) = self.exp_parts(z);
         let ni = self.float_to_int(n);
-        let bias = self.b.ins().iconst(types::I32, 127);
-        let bias = self.b.ins().splat(types::I32X4, bias);
-        let biased = self.b.ins().iadd(ni, bias);
-        let shift = self.b.ins().iconst(types::I32, 23);
-        let bits = self.b.ins().ishl(biased, shift);
-        let scale = self.b.ins().bitcast(F32X4, MemFlagsData::new(), bits);
+        let scale = self.power_of_two(ni, 127);
         let e = self.b.ins().fmul(y, scale);
         let one = c(self, 1.0);
         let d = self.b.ins().fadd(one, e);
         self.b.ins().fdiv(one, d)
+    }
+
+    /// Four lanes clamped to `[lo, hi]` by comparison and select (two
+    /// instructions each, where fmin and fmax take eight): NaN fails both
+    /// comparisons and stays.
+    fn clamp(&mut self, x: Value, lo: f32, hi: f32) -> Value {
+        let mut x = x;
+        for (bound, cc) in [(hi, FloatCC::GreaterThan), (lo, FloatCC::LessThan)] {
+            let bound = self.b.ins().f32const(bound);
+            let bound = self.b.ins().splat(F32X4, bound);
+            let beyond = self.b.ins().fcmp(cc, x, bound);
+            let beyond = self.b.ins().bitcast(F32X4, MemFlagsData::new(), beyond);
+            x = self.b.ins().bitselect(beyond, bound, x);
+        }
+        x
+    }
+
+    /// `2^(n + bias - 127)` from whole numbers `n` (i32 lanes) put in the
+    /// exponent field: `bias` 127 for `2^n`.
+    fn power_of_two(&mut self, n: Value, bias: i64) -> Value {
+        let b = self.b.ins().iconst(types::I32, bias);
+        let b = self.b.ins().splat(types::I32X4, b);
+        let biased = self.b.ins().iadd(n, b);
+        let shift = self.b.ins().iconst(types::I32, 23);
+        let bits = self.b.ins().ishl(biased, shift);
+        self.b.ins().bitcast(F32X4, MemFlagsData::new(), bits)
     }
 
     /// A whole number (or NaN, whose result is NaN whatever this gives)
@@ -928,29 +943,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
             e.b.ins().splat(F32X4, s)
         };
         let (hi, lo) = (c(self, 88.722_84), c(self, -87.336_55));
-        // Clamped by comparison and select (two instructions where fmin
-        // and fmax take eight): NaN fails both comparisons and stays.
-        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
-        let above = self.b.ins().bitcast(F32X4, MemFlagsData::new(), above);
-        let clamped = self.b.ins().bitselect(above, hi, x);
-        let below = self.b.ins().fcmp(FloatCC::LessThan, clamped, lo);
-        let below = self.b.ins().bitcast(F32X4, MemFlagsData::new(), below);
-        let clamped = self.b.ins().bitselect(below, lo, clamped);
+        let clamped = self.clamp(x, -87.336_55, 88.722_84);
         let (y, n) = self.exp_parts(clamped);
         // 2^n from n's bits in the exponent field. n reaches 128 near the
         // top of the range, past the largest exponent: there the scale is
         // 2^(n-1), and y is doubled instead.
         // n is a whole number in [-127, 128] after the clamp, or NaN.
         let ni = self.float_to_int(n);
-        let power = |e: &mut Self, bias: i64| {
-            let b = e.b.ins().iconst(types::I32, bias);
-            let b = e.b.ins().splat(types::I32X4, b);
-            let biased = e.b.ins().iadd(ni, b);
-            let shift = e.b.ins().iconst(types::I32, 23);
-            let bits = e.b.ins().ishl(biased, shift);
-            e.b.ins().bitcast(F32X4, MemFlagsData::new(), bits)
-        };
-        let (low, high) = (power(self, 127), power(self, 126));
+        let (low, high) = (self.power_of_two(ni, 127), self.power_of_two(ni, 126));
         let two = c(self, 2.0);
         let zero_f = c(self, 0.0);
         let doubled = self.b.ins().fmul(y, two);
@@ -1324,39 +1324,7 @@ fn float_cc(op: CmpOp) -> FloatCC {
 
 /// Every buffer `s` reads or writes, with repeats.
 pub fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
-    fn int(_: &IExpr) {}
-    fn cond(c: &Cond, out: &mut Vec<BufId>) {
-        match c {
-            Cond::FCmp { a, b, .. } => {
-                value(a, out);
-                value(b, out);
-            }
-            Cond::And(a, b) | Cond::Or(a, b) => {
-                cond(a, out);
-                cond(b, out);
-            }
-            Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => {}
-        }
-    }
-    fn value(e: &SExpr, out: &mut Vec<BufId>) {
-        match e {
-            SExpr::Load { buf, index } => {
-                int(index);
-                out.push(*buf);
-            }
-            SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
-            SExpr::Un(_, a) => value(a, out),
-            SExpr::Bin(_, a, b) => {
-                value(a, out);
-                value(b, out);
-            }
-            SExpr::Select(c, a, b) => {
-                cond(c, out);
-                value(a, out);
-                value(b, out);
-            }
-        }
-    }
+    let value = |e: &SExpr, out: &mut Vec<BufId>| e.for_each_load(&mut |b, _| out.push(b));
     match s {
         Stmt::For { body, .. } => body.iter().for_each(|s| buffers_of(s, out)),
         Stmt::Set { value: v, .. } => value(v, out),
@@ -1365,7 +1333,7 @@ pub fn buffers_of(s: &Stmt, out: &mut Vec<BufId>) {
             value(v, out);
         }
         Stmt::If { cond: c, then } => {
-            cond(c, out);
+            c.for_each_load(&mut |b, _| out.push(b));
             then.iter().for_each(|s| buffers_of(s, out));
         }
         Stmt::Gemm(g) => out.extend([g.a.buf, g.b.buf, g.c.buf]),
