@@ -591,8 +591,19 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     let (_, op) = *plan.reductions.iter().find(|(r, _)| *r == reg.0).unwrap();
                     let into = second.map_or(self.vregs[reg.0 as usize], |m| m[&reg.0]);
                     let acc = self.b.use_var(into);
+                    // A register tile's sums (more than the paired few)
+                    // multiply and add in two instructions, not one FMA:
+                    // x86's FMA overwrites a multiplicand, and a tile's
+                    // multiplicands live on, so each FMA needed a copy and
+                    // the loop's end a shuffle of the sums back into place;
+                    // the add writes its sum in place. The FMA units take
+                    // the multiplies, the adders the adds.
                     let next = match reduced_operand(value, reg.0) {
-                        SExpr::Bin(BinOp::Mul, a, b) if self.fma && op == BinOp::Add => {
+                        SExpr::Bin(BinOp::Mul, a, b)
+                            if self.fma
+                                && op == BinOp::Add
+                                && plan.reductions.len() <= PAIRED_REDUCTIONS =>
+                        {
                             let (a, b) = (self.vfloat(a, var, vector), self.vfloat(b, var, vector));
                             self.b.ins().fma(a, b, acc)
                         }
