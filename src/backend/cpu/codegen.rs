@@ -390,6 +390,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 end,
                 body,
             } => {
+                // Whether the loop runs a whole number of vector steps,
+                // known here: then it has no scalar tail.
+                let whole = match (start, end, split) {
+                    (IExpr::Const(a), IExpr::Const(b), false) => (b - a) % LANES == 0,
+                    _ => false,
+                };
                 let (start, end) = if split {
                     (self.lo, self.hi)
                 } else {
@@ -397,7 +403,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 };
                 self.hoist(*var, body);
                 if let Some(plan) = loop_plan(s, split) {
-                    self.vector_loop(*var, start, end, body, &plan);
+                    self.vector_loop(*var, (start, end, whole), body, &plan);
                 } else {
                     // A scalar loop around the vector loop of a reduction
                     // (images around a row of positions): the partial
@@ -409,11 +415,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         .into_iter()
                         .filter(|(r, _)| !self.carried.contains_key(r))
                         .collect();
+                    // Without a scalar tail, the sums so far move into the
+                    // partial results for the loops (see `start_partials`).
+                    let moved = chain_whole(body);
                     for &(r, op) in &carried {
-                        self.start_partials(self.vregs[r as usize], op);
+                        self.start_partials(self.vregs[r as usize], op, moved.then_some(r));
                         let second = paired.then(|| self.b.declare_var(F32X4));
                         if let Some(second) = second {
-                            self.start_partials(second, op);
+                            self.start_partials(second, op, None);
                         }
                         self.carried.insert(r, second);
                     }
@@ -424,7 +433,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         if let Some(second) = self.carried.remove(&r).expect("inserted above") {
                             self.join_partials(r, op, second);
                         }
-                        self.combine_partials(r, op);
+                        self.combine_partials(r, op, moved);
                     }
                 }
                 self.hoisted.pop();
@@ -483,15 +492,21 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// `for var in start..end` four elements at a time, then the rest one
-    /// by one.
-    fn vector_loop(&mut self, var: Var, start: Value, end: Value, body: &[Stmt], plan: &Plan) {
+    /// by one (none when `whole` says the steps divide the range).
+    fn vector_loop(
+        &mut self,
+        var: Var,
+        (start, end, whole): (Value, Value, bool),
+        body: &[Stmt],
+        plan: &Plan,
+    ) {
         let v = self.vars[var.0 as usize];
         self.step_var(v, start);
         // Each reduction keeps four partial results, from its identity
         // (unless an enclosing loop carries them).
         for &(r, op) in &plan.reductions {
             if !self.carried.contains_key(&r) {
-                self.start_partials(self.vregs[r as usize], op);
+                self.start_partials(self.vregs[r as usize], op, None);
             }
         }
         // A reduction is a chain of dependent additions: two sets of
@@ -505,7 +520,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     Some(&Some(carried)) => carried,
                     _ => {
                         let other = self.b.declare_var(F32X4);
-                        self.start_partials(other, op);
+                        self.start_partials(other, op, None);
                         other
                     }
                 };
@@ -541,17 +556,28 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.seal_block(combine);
         for &(r, op) in &plan.reductions {
             if !self.carried.contains_key(&r) {
-                self.combine_partials(r, op);
+                self.combine_partials(r, op, false);
             }
         }
-        self.scalar_loop(v, end, body);
+        if !whole {
+            self.scalar_loop(v, end, body);
+        }
     }
 
-    /// Four lanes of `op`'s identity into `lanes`.
-    fn start_partials(&mut self, lanes: Variable, op: BinOp) {
+    /// Four lanes of `op`'s identity into `lanes`, the first lane taking
+    /// the scalar register `from`'s value instead when given (a loop
+    /// without a scalar tail): the sum so far moves into the partial
+    /// results, so that the scalar register does not hold a register
+    /// through the loop (a register tile's dozen sums spilled);
+    /// `combine_partials` moves it back.
+    fn start_partials(&mut self, lanes: Variable, op: BinOp, from: Option<u32>) {
         let c = self.b.ins().f32const(identity_of(op));
-        let splat = self.b.ins().splat(F32X4, c);
-        self.b.def_var(lanes, splat);
+        let mut start = self.b.ins().splat(F32X4, c);
+        if let Some(r) = from {
+            let so_far = self.b.use_var(self.regs[r as usize]);
+            start = self.b.ins().insertlane(start, so_far, 0);
+        }
+        self.b.def_var(lanes, start);
     }
 
     /// The second set of partial results of `r` joined into the first.
@@ -564,11 +590,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.def_var(self.vregs[r as usize], joined);
     }
 
-    /// The four partial results of `r` joined into its scalar register.
-    fn combine_partials(&mut self, r: u32, op: BinOp) {
+    /// The four partial results of `r` joined into its scalar register,
+    /// or, when they hold its value from before the loop (`moved`, see
+    /// `start_partials`), replacing it.
+    fn combine_partials(&mut self, r: u32, op: BinOp, moved: bool) {
         let lanes = self.b.use_var(self.vregs[r as usize]);
-        let mut acc = self.b.use_var(self.regs[r as usize]);
-        for k in 0..LANES as u8 {
+        let mut acc = self.b.ins().extractlane(lanes, 0);
+        if !moved {
+            let so_far = self.b.use_var(self.regs[r as usize]);
+            acc = self.bin_op(op, so_far, acc);
+        }
+        for k in 1..LANES as u8 {
             let x = self.b.ins().extractlane(lanes, k);
             acc = self.bin_op(op, acc, x);
         }
@@ -1489,14 +1521,31 @@ fn loop_plan(s: &Stmt, split: bool) -> Option<Plan> {
 /// that each hold only the next (`for n { for q { r = r + ... } }`), whose
 /// partial results the chain's outer loops can carry.
 fn chain_reductions(body: &[Stmt]) -> Vec<(u32, BinOp)> {
+    chain_vector_loop(body)
+        .and_then(|inner| loop_plan(inner, false))
+        .map_or_else(Vec::new, |plan| plan.reductions)
+}
+
+/// Whether the vector loop at the bottom of a chain runs whole vector
+/// steps (constant bounds, a multiple of four apart): no scalar tail.
+fn chain_whole(body: &[Stmt]) -> bool {
+    matches!(
+        chain_vector_loop(body),
+        Some(Stmt::For { start: IExpr::Const(a), end: IExpr::Const(b), .. }) if (b - a) % LANES == 0
+    )
+}
+
+/// The vector loop at the bottom of a chain of loops that each hold only
+/// the next.
+fn chain_vector_loop(body: &[Stmt]) -> Option<&Stmt> {
     let [inner @ Stmt::For {
         body: inner_body, ..
     }] = body
     else {
-        return Vec::new();
+        return None;
     };
     match loop_plan(inner, false) {
-        Some(plan) => plan.reductions,
-        None => chain_reductions(inner_body),
+        Some(_) => Some(inner),
+        None => chain_vector_loop(inner_body),
     }
 }
