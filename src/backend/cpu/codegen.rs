@@ -565,11 +565,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// Four lanes of `op`'s identity into `lanes`, the first lane taking
-    /// the scalar register `from`'s value instead when given (a loop
-    /// without a scalar tail): the sum so far moves into the partial
-    /// results, so that the scalar register does not hold a register
-    /// through the loop (a register tile's dozen sums spilled);
-    /// `combine_partials` moves it back.
+    /// the scalar register `from`'s value instead when given (loops around
+    /// a vector loop without a scalar tail): the sum so far moves into the
+    /// partial results, so that the scalar register does not hold a
+    /// machine register through the loops (with a register tile's ten
+    /// sums, both did not fit, and sums were spilled and reloaded at every
+    /// step); `combine_partials` moves it back.
     fn start_partials(&mut self, lanes: Variable, op: BinOp, from: Option<u32>) {
         let c = self.b.ins().f32const(identity_of(op));
         let mut start = self.b.ins().splat(F32X4, c);
