@@ -1147,11 +1147,7 @@ impl Conv {
             value: SExpr::load(xp, at),
         }];
         for (u, &sum) in sums.iter().enumerate() {
-            let weight = o(u)
-                .mul_c(self.r as i64)
-                .plus(v(c).mul_c((self.kh * self.kw) as i64))
-                .plus(v(i).mul_c(self.kw as i64))
-                .plus(v(j));
+            let weight = self.weight_at(o(u), v(c), v(i), v(j));
             taps.push(Stmt::Set {
                 reg: sum,
                 value: SExpr::Reg(sum).plus(SExpr::load(w, weight).times(SExpr::Reg(input))),
@@ -1293,11 +1289,7 @@ impl Conv {
         inner.push(nest(&[(t, per_slice), (oy, self.ho), (ox, self.wo)], step));
         for (u, row) in sums.iter().enumerate() {
             for (q, &sum) in row.iter().enumerate() {
-                let element = o(u)
-                    .mul_c(self.r as i64)
-                    .plus(v(c).mul_c((self.kh * self.kw) as i64))
-                    .plus(v(i).mul_c(self.kw as i64))
-                    .plus(j(q));
+                let element = self.weight_at(o(u), v(c), v(i), j(q));
                 inner.push(Stmt::Store {
                     buf: into,
                     index: v(s).mul_c(len as i64).plus(element),
@@ -1322,6 +1314,14 @@ impl Conv {
             p.kernels
                 .push(sum_slices(name("sum"), into, dw, slices, len, false));
         }
+    }
+
+    /// The index of `w[o, c, i, j]` (`c` within the group).
+    fn weight_at(&self, o: IExpr, c: IExpr, i: IExpr, j: IExpr) -> IExpr {
+        o.mul_c(self.r as i64)
+            .plus(c.mul_c((self.kh * self.kw) as i64))
+            .plus(i.mul_c(self.kw as i64))
+            .plus(j)
     }
 
     /// Whether the convolution pads its input.
