@@ -128,17 +128,7 @@ fn cond_ok(c: &Cond, a: Var, b: Var, eb: i64) -> bool {
 // the collapsed loop) now runs over `0..A*B`.
 
 fn rewrite(e: &IExpr, a: Var) -> IExpr {
-    let r = |e: &IExpr| rewrite(e, a);
-    match e {
-        IExpr::Var(v) if *v == a => IExpr::c(0),
-        IExpr::Const(_) | IExpr::Var(_) => e.clone(),
-        IExpr::Add(x, y) => r(x).plus(r(y)),
-        IExpr::Mul(x, y) => r(x).times(r(y)),
-        IExpr::Div(x, d) => r(x).div_c(*d),
-        IExpr::Rem(x, d) => r(x).rem_c(*d),
-        IExpr::Min(x, y) => r(x).min(r(y)),
-        IExpr::Max(x, y) => r(x).max(r(y)),
-    }
+    e.substitute(&|v| (v == a).then(|| IExpr::c(0)))
 }
 
 fn rewrite_stmt(s: &Stmt, a: Var) -> Stmt {

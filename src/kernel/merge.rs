@@ -212,8 +212,11 @@ fn renamed(a: &Kernel, b: &Kernel) -> Kernel {
         regs: a.regs,
     };
     Kernel {
+        name: b.name.clone(),
+        parallel: b.parallel,
         body: rename.block(&b.body),
-        ..b.clone()
+        vars: b.vars,
+        regs: b.regs,
     }
 }
 
@@ -348,29 +351,7 @@ impl Rename {
     }
 
     fn index(&self, e: &IExpr) -> IExpr {
-        let pair = |a: &IExpr, b: &IExpr| (Box::new(self.index(a)), Box::new(self.index(b)));
-        match e {
-            IExpr::Const(c) => IExpr::Const(*c),
-            IExpr::Var(v) => IExpr::Var(self.var(*v)),
-            IExpr::Add(a, b) => {
-                let (a, b) = pair(a, b);
-                IExpr::Add(a, b)
-            }
-            IExpr::Mul(a, b) => {
-                let (a, b) = pair(a, b);
-                IExpr::Mul(a, b)
-            }
-            IExpr::Min(a, b) => {
-                let (a, b) = pair(a, b);
-                IExpr::Min(a, b)
-            }
-            IExpr::Max(a, b) => {
-                let (a, b) = pair(a, b);
-                IExpr::Max(a, b)
-            }
-            IExpr::Div(a, d) => IExpr::Div(Box::new(self.index(a)), *d),
-            IExpr::Rem(a, d) => IExpr::Rem(Box::new(self.index(a)), *d),
-        }
+        e.substitute(&|v| Some(IExpr::Var(self.var(v))))
     }
 
     fn value(&self, e: &SExpr) -> SExpr {

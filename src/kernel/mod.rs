@@ -375,17 +375,33 @@ impl Cond {
 /// `e` at `var + by` instead of `var`: lane `by`'s index in a loop that
 /// runs four values of `var` at once.
 pub fn shift_var(e: &IExpr, var: Var, by: i64) -> IExpr {
-    let s = |e: &IExpr| shift_var(e, var, by);
-    match e {
-        IExpr::Const(c) => IExpr::Const(*c),
-        IExpr::Var(v) if *v == var => IExpr::Var(*v).add_c(by),
-        IExpr::Var(v) => IExpr::Var(*v),
-        IExpr::Add(a, b) => s(a).plus(s(b)),
-        IExpr::Mul(a, b) => s(a).times(s(b)),
-        IExpr::Div(a, d) => s(a).div_c(*d),
-        IExpr::Rem(a, d) => s(a).rem_c(*d),
-        IExpr::Min(a, b) => s(a).min(s(b)),
-        IExpr::Max(a, b) => s(a).max(s(b)),
+    e.substitute(&|v| (v == var).then(|| IExpr::var(v).add_c(by)))
+}
+
+impl IExpr {
+    /// The expression with each variable `v` for which `f(v)` is `Some`
+    /// replaced by that, constants folded (minimum and maximum included):
+    /// the one rewrite under unrolling (a variable becomes a constant),
+    /// collapsing (a variable becomes 0), lanes (`v + k`) and merging
+    /// (another kernel's variable).
+    pub fn substitute(&self, f: &impl Fn(Var) -> Option<IExpr>) -> IExpr {
+        let s = |e: &IExpr| e.substitute(f);
+        match self {
+            IExpr::Const(c) => IExpr::Const(*c),
+            IExpr::Var(v) => f(*v).unwrap_or(IExpr::Var(*v)),
+            IExpr::Add(a, b) => s(a).plus(s(b)),
+            IExpr::Mul(a, b) => s(a).times(s(b)),
+            IExpr::Div(a, d) => s(a).div_c(*d),
+            IExpr::Rem(a, d) => s(a).rem_c(*d),
+            IExpr::Min(a, b) => match (s(a), s(b)) {
+                (IExpr::Const(x), IExpr::Const(y)) => IExpr::Const(x.min(y)),
+                (a, b) => a.min(b),
+            },
+            IExpr::Max(a, b) => match (s(a), s(b)) {
+                (IExpr::Const(x), IExpr::Const(y)) => IExpr::Const(x.max(y)),
+                (a, b) => a.max(b),
+            },
+        }
     }
 }
 

@@ -160,24 +160,7 @@ fn subst_stmt(s: &Stmt, var: Var, value: i64) -> Stmt {
 
 /// `e` with `var` replaced by `value`, constants folded.
 fn subst(e: &IExpr, var: Var, value: i64) -> IExpr {
-    let s = |e: &IExpr| subst(e, var, value);
-    match e {
-        IExpr::Const(c) => IExpr::Const(*c),
-        IExpr::Var(v) if *v == var => IExpr::Const(value),
-        IExpr::Var(v) => IExpr::Var(*v),
-        IExpr::Add(a, b) => s(a).plus(s(b)),
-        IExpr::Mul(a, b) => s(a).times(s(b)),
-        IExpr::Div(a, d) => s(a).div_c(*d),
-        IExpr::Rem(a, d) => s(a).rem_c(*d),
-        IExpr::Min(a, b) => match (s(a), s(b)) {
-            (IExpr::Const(x), IExpr::Const(y)) => IExpr::Const(x.min(y)),
-            (a, b) => a.min(b),
-        },
-        IExpr::Max(a, b) => match (s(a), s(b)) {
-            (IExpr::Const(x), IExpr::Const(y)) => IExpr::Const(x.max(y)),
-            (a, b) => a.max(b),
-        },
-    }
+    e.substitute(&|v| (v == var).then_some(IExpr::Const(value)))
 }
 
 fn subst_value(e: &SExpr, var: Var, value: i64) -> SExpr {
