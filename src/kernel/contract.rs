@@ -583,6 +583,13 @@ pub fn schedule(
         Op::Conv2dGradWeight { geom, .. } => {
             let c = Conv::new(g.shape(node.args[0]), &shape, g.shape(node.args[1]), geom);
             let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), shape.iter().product()));
+            if scratch_bufs.target.patches_in_place && c.grad_weight_as_dots() {
+                c.grad_weight_in_place(&name, (args[0], args[1]), out, scratch_bufs, p);
+                return Product {
+                    buf: out,
+                    layout: Layout::Natural,
+                };
+            }
             if c.direct() {
                 c.direct_grad_weight(&name, (args[0], args[1]), out, scratch_bufs, p);
                 return Product {
@@ -1310,6 +1317,109 @@ impl Conv {
         let parallel = slices > 1 || self.o / tile > 1;
         p.kernels
             .push(k.kernel(name("direct"), parallel, vec![body]));
+        if slices > 1 {
+            p.kernels
+                .push(sum_slices(name("sum"), into, dw, slices, len, false));
+        }
+    }
+
+    /// Whether the weight gradient is dot products over the patches read
+    /// in place (`grad_weight_in_place`): a thin gradient (at most
+    /// `DOT_ROWS` output channels per group) whose output rows are runs
+    /// of at least four consecutive input elements (stride 1), with at
+    /// most 1,024 patch rows. These are the shapes for which the cpu
+    /// backend's products over views take their dot-product form
+    /// (`gemm::dot_products_pay`), which packs a block of both operands
+    /// along the output positions in cache instead of an im2col pass
+    /// through memory.
+    fn grad_weight_as_dots(&self) -> bool {
+        self.og <= DOT_ROWS && self.geom.stride[1] == 1 && self.wo >= 4 && self.r <= 1024
+    }
+
+    /// `dw_g[o, (c, i, j)] = sum over (image, oy, ox) of dy[o, (image, oy,
+    /// ox)] * x[image, c, oy * sh + i * dh, ox * sw + j * dw]`: per slice
+    /// of images and group, one product of `dy` and the (padded) input,
+    /// both read in place (rows the output positions, columns
+    /// the taps), into partial sums per slice that a last kernel adds.
+    fn grad_weight_in_place(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        (x, dy): (BufId, BufId),
+        dw: BufId,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
+        let (src, hp, wp) = self.padded_input(name, x, scratch, p);
+        let g = &self.geom;
+        let plane = (hp * wp) as i64;
+        let cg = self.c / self.groups;
+        let slices = (1..=self.n.min(DIRECT_SLICES))
+            .rev()
+            .find(|s| self.n.is_multiple_of(*s))
+            .unwrap_or(1);
+        let per_slice = self.n / slices;
+        let len = self.o * self.r;
+        let into = if slices > 1 {
+            Scratch::get(&mut scratch.partial, "partial sums", slices * len, p)
+        } else {
+            dw
+        };
+        let mut k = Numbering::default();
+        let (sv, gv) = (k.var(), k.var());
+        let positions = (per_slice * self.p) as i64;
+        let product = Gemm {
+            m: self.og as i64,
+            n: self.r as i64,
+            k: positions,
+            // `dy` in its natural layout: rows the channels, columns
+            // `(image, position)`.
+            a: MatRef {
+                buf: dy,
+                offset: v(gv)
+                    .mul_c((self.og * self.p) as i64)
+                    .plus(v(sv).mul_c((per_slice * self.o * self.p) as i64)),
+                row: self.p as i64,
+                col: (self.o * self.p) as i64,
+                digits: Digits {
+                    rows: vec![],
+                    cols: vec![(self.p as i64, 1)],
+                },
+            },
+            b: MatRef {
+                buf: src,
+                offset: v(gv)
+                    .mul_c(cg as i64 * plane)
+                    .plus(v(sv).mul_c(per_slice as i64 * self.c as i64 * plane)),
+                row: self.c as i64 * plane,
+                col: plane,
+                digits: Digits {
+                    rows: vec![
+                        (self.ho as i64, (g.stride[0] * wp) as i64),
+                        (self.wo as i64, g.stride[1] as i64),
+                    ],
+                    cols: vec![
+                        (self.kh as i64, (g.dilation[0] * wp) as i64),
+                        (self.kw as i64, g.dilation[1] as i64),
+                    ],
+                },
+            },
+            c: MatRef::strided(
+                into,
+                v(sv)
+                    .mul_c(if slices > 1 { len as i64 } else { 0 })
+                    .plus(v(gv).mul_c((self.og * self.r) as i64)),
+                self.r as i64,
+                1,
+            ),
+            accumulate: false,
+        };
+        let body = for_(
+            sv,
+            slices,
+            vec![for_(gv, self.groups, vec![Stmt::Gemm(Box::new(product))])],
+        );
+        let parallel = slices > 1 || self.groups > 1;
+        p.kernels.push(k.kernel(name("dots"), parallel, vec![body]));
         if slices > 1 {
             p.kernels
                 .push(sum_slices(name("sum"), into, dw, slices, len, false));

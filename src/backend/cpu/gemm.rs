@@ -46,6 +46,8 @@ pub struct ViewGemm {
     /// consecutive, so that a tile's rows are stored a vector at a time.
     c_panels_contiguous: Vec<bool>,
     accumulate: bool,
+    /// Computed as dot products along the inner size (`dot_products_pay`).
+    dots: bool,
 }
 
 /// Columns of a micro-tile (the AVX-512 kernel's `NR`).
@@ -72,8 +74,37 @@ impl ViewGemm {
             c,
             c_panels_contiguous,
             accumulate: g.accumulate,
+            dots: false,
         }
+        .with_dots()
     }
+
+    /// Chooses the dot-product form where it pays (`dot_products_pay`).
+    fn with_dots(mut self) -> ViewGemm {
+        self.dots = dot_products_pay(self.m, self.n, self.k, &self.a.1, &self.b.0);
+        self
+    }
+}
+
+/// Whether `C = A B` is better done as dot products along the inner size
+/// than as the packed panels: when `A` has few rows (a thin weight
+/// gradient: at most `DOT_ROWS` output channels, which the 12-row panels
+/// cover poorly, their packed `B` serving only those rows), the inner size
+/// is long, and both operands run along it in runs of consecutive
+/// elements (`A`'s columns and `B`'s rows: rows of output positions), so
+/// that packing them is copying runs.
+fn dot_products_pay(m: usize, n: usize, k: usize, a_cols: &[isize], b_rows: &[isize]) -> bool {
+    m <= DOT_ROWS && n <= 1024 && k >= 256 && mean_run(a_cols) >= 4.0 && mean_run(b_rows) >= 4.0
+}
+
+/// The most rows of `A` that the dot-product form takes (LeNet's 16
+/// output channels).
+const DOT_ROWS: usize = 16;
+
+/// The mean length of the runs of consecutive offsets.
+fn mean_run(offsets: &[isize]) -> f64 {
+    let breaks = offsets.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    offsets.len() as f64 / (breaks + 1) as f64
 }
 
 /// `C (+)= A B` over the views `desc` describes.
@@ -93,7 +124,11 @@ pub unsafe extern "C" fn nnc_sgemm_view(
         let d = &*desc;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return avx512::product(d, a, b, c);
+            return if d.dots {
+                dots::dots(d, a, b, c)
+            } else {
+                avx512::product(d, a, b, c)
+            };
         }
         portable(d, a, b, c)
     }
@@ -147,6 +182,9 @@ pub unsafe fn portable(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) 
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod dots;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
@@ -281,7 +319,7 @@ mod avx512 {
         }
     }
 
-    fn mask(len: usize) -> __mmask16 {
+    pub(super) fn mask(len: usize) -> __mmask16 {
         if len >= 16 {
             0xffff
         } else {
@@ -471,6 +509,89 @@ mod tests {
             let mut got = vec![0.5f32; o * cols];
             // SAFETY: the tables stay inside the three vectors.
             unsafe { f(&d, wt.as_ptr(), x.as_ptr(), got.as_mut_ptr()) };
+            for (e, g) in expected.iter().zip(&got) {
+                assert!(
+                    (e - g).abs() <= 1e-4 * e.abs().max(1.0),
+                    "{name}: {g} against {e}"
+                );
+            }
+        }
+    }
+
+    /// A thin weight gradient's product, both operands read in place: `dy`
+    /// (5 channels of 7 images of 11 x 11) times the 3x3 patches of a 7 x
+    /// 3 x 13 x 13 input, an inner size of 847 (two blocks, the second
+    /// ragged), added to `C`: the dot-product form against a plain sum.
+    #[test]
+    fn dot_products_over_views_match_a_plain_sum() {
+        let (n, c, h, w, o) = (7usize, 3usize, 13usize, 13usize, 5usize);
+        let (ho, wo) = (h - 2, w - 2);
+        let p = ho * wo;
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1)
+            .collect();
+        let dy: Vec<f32> = (0..n * o * p)
+            .map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.1)
+            .collect();
+        let plane = (h * w) as i64;
+        let g = Gemm {
+            m: o as i64,
+            n: (c * 9) as i64,
+            k: (n * p) as i64,
+            a: MatRef {
+                buf: BufId(0),
+                offset: IExpr::c(0),
+                row: p as i64,
+                col: (o * p) as i64,
+                digits: Digits {
+                    rows: vec![],
+                    cols: vec![(p as i64, 1)],
+                },
+            },
+            b: MatRef {
+                buf: BufId(1),
+                offset: IExpr::c(0),
+                row: c as i64 * plane,
+                col: plane,
+                digits: Digits {
+                    rows: vec![(ho as i64, w as i64), (wo as i64, 1)],
+                    cols: vec![(3, w as i64), (3, 1)],
+                },
+            },
+            c: MatRef::strided(BufId(2), IExpr::c(0), (c * 9) as i64, 1),
+            accumulate: true,
+        };
+        let d = ViewGemm::new(&g);
+        assert!(d.dots, "a thin product with a long inner size");
+        let mut expected = vec![0.5f32; o * c * 9];
+        for oc in 0..o {
+            for ch in 0..c {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let mut s = 0.0;
+                        for img in 0..n {
+                            for y in 0..ho {
+                                for xx in 0..wo {
+                                    s += dy[(img * o + oc) * p + y * wo + xx]
+                                        * x[((img * c + ch) * h + y + ky) * w + xx + kx];
+                                }
+                            }
+                        }
+                        expected[oc * c * 9 + ch * 9 + ky * 3 + kx] += s;
+                    }
+                }
+            }
+        }
+        type Path = unsafe fn(&ViewGemm, *const f32, *const f32, *mut f32);
+        let mut paths: Vec<(&str, Path)> = vec![("portable", portable)];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            paths.push(("dots", dots::dots));
+        }
+        for (name, f) in paths {
+            let mut got = vec![0.5f32; o * c * 9];
+            // SAFETY: the tables stay inside the three vectors.
+            unsafe { f(&d, dy.as_ptr(), x.as_ptr(), got.as_mut_ptr()) };
             for (e, g) in expected.iter().zip(&got) {
                 assert!(
                     (e - g).abs() <= 1e-4 * e.abs().max(1.0),

@@ -1,0 +1,221 @@
+//! The dot-product form of a product over views (`ViewGemm::dots`), for
+//! AVX-512: `C[i, j] = sum over p of A[i, p] B[p, j]` where `A` has few
+//! rows and the inner size `p` is long, as a thin convolution's weight
+//! gradient is (LeNet's second layer: 16 x 150 over 1,024 output
+//! positions a slice of images).
+//!
+//! Per block of `KB` inner positions, both operands are packed as rows
+//! along `p` (`A`'s rows, `B`'s columns: for the weight gradient, `dy`'s
+//! channels and the input's taps, which is im2col for one block, in L2,
+//! copying runs of consecutive positions); then a register tile of `TM`
+//! rows by `TN` columns keeps `TM * TN` vectors of sixteen partial sums,
+//! each step loading `TM + TN` vectors for `TM * TN` FMAs. The partial
+//! sums live in a per-thread array between blocks and are added
+//! horizontally once at the end.
+
+use super::ViewGemm;
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// Floats in a vector register.
+const LANES: usize = 16;
+/// Inner positions per packed block: `B`'s 150 taps of LeNet's second
+/// layer take 300 KiB, which stays in L2 with the partial sums.
+const KB: usize = 512;
+/// The register tile: 24 sums, 4 vectors of `A` and one of `B` in the 32
+/// vector registers.
+const TM: usize = 4;
+const TN: usize = 6;
+
+/// Packed rows of `A` and `B` and the partial sums, per thread.
+#[derive(Default)]
+struct Buffers {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    sums: Vec<f32>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// # Safety
+/// As `nnc_sgemm_view`, and the CPU has AVX-512F.
+pub unsafe fn dots(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) {
+    BUFFERS.with(|buffers| {
+        let mut buffers = buffers.borrow_mut();
+        let Buffers { a: pa, b: pb, sums } = &mut *buffers;
+        let kb = d.k.clamp(1, KB).next_multiple_of(LANES);
+        pa.resize(d.m * (kb + LANES), 0.0);
+        pb.resize(d.n * (kb + LANES), 0.0);
+        sums.clear();
+        sums.resize(d.m * d.n * LANES, 0.0);
+        // SAFETY: the caller's contract; the buffers hold a block.
+        unsafe {
+            blocks(
+                d,
+                (a, b, c),
+                (pa.as_mut_ptr(), pb.as_mut_ptr(), sums.as_mut_ptr()),
+                kb,
+            )
+        }
+    })
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn blocks(
+    d: &ViewGemm,
+    (a, b, c): (*const f32, *const f32, *mut f32),
+    (pa, pb, sums): (*mut f32, *mut f32, *mut f32),
+    kb: usize,
+) {
+    let (m, n, k) = (d.m, d.n, d.k);
+    // Rows of a tile: as even a split of `m` as tiles of at most `TM`
+    // allow (6 rows as 3 + 3, not 4 + 2).
+    let tm = m.div_ceil(m.div_ceil(TM)).max(1);
+    for pc in (0..k).step_by(kb) {
+        let kc = (k - pc).min(kb);
+        let steps = kc.div_ceil(LANES);
+        // One vector more than the row needs: rows 2 KiB apart alias in
+        // the 4 KiB the CPU compares a load's address with earlier
+        // stores', which stalled packing (docs/perf.md).
+        let stride = (steps + 1) * LANES;
+        // SAFETY (all calls below): the caller's contract; the tables'
+        // ranges are inside the product, the packed rows hold `stride`
+        // floats each.
+        unsafe {
+            pack(a, &d.a.0, &d.a.1[pc..pc + kc], pa, stride);
+            pack(b, &d.b.1, &d.b.0[pc..pc + kc], pb, stride);
+            for i in (0..m).step_by(tm) {
+                let rows = (m - i).min(tm);
+                for j in (0..n).step_by(TN) {
+                    let cols = (n - j).min(TN);
+                    KERNELS[rows - 1][cols - 1](
+                        steps,
+                        stride,
+                        pa.add(i * stride),
+                        pb.add(j * stride),
+                        sums.add((i * n + j) * LANES),
+                        n * LANES,
+                    );
+                }
+            }
+        }
+    }
+    for (i, &row) in d.c.0.iter().enumerate() {
+        for (j, &col) in d.c.1.iter().enumerate() {
+            // SAFETY: the sums hold `m * n` vectors; `C` by the caller's
+            // contract.
+            unsafe {
+                let s = _mm512_reduce_add_ps(_mm512_loadu_ps(sums.add((i * n + j) * LANES)));
+                let at = c.offset(row + col);
+                *at = if d.accumulate { *at + s } else { s };
+            }
+        }
+    }
+}
+
+/// `out[l * stride + p] = src[lines[l] + along[p]]`, zeros from
+/// `along.len()` to `stride`: each line's elements along the inner size,
+/// copied a run of consecutive offsets at a time.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack(src: *const f32, lines: &[isize], along: &[isize], out: *mut f32, stride: usize) {
+    // Runs of consecutive offsets: (first position, length, offset).
+    let mut runs = Vec::new();
+    let mut p = 0;
+    while p < along.len() {
+        let s = p;
+        while p + 1 < along.len() && along[p + 1] == along[p] + 1 {
+            p += 1;
+        }
+        p += 1;
+        runs.push((s, p - s, along[s]));
+    }
+    for (l, &line) in lines.iter().enumerate() {
+        // SAFETY: the caller's contract; a packed row holds `stride`
+        // floats.
+        unsafe {
+            let from = src.offset(line);
+            let to = out.add(l * stride);
+            for &(s, len, off) in &runs {
+                let (from, to) = (from.offset(off), to.add(s));
+                // Whole vectors of 16 and 8 where they fit: Zen 4's
+                // masked stores took 40 % of packing's time.
+                let mut done = 0;
+                while done + LANES <= len {
+                    _mm512_storeu_ps(to.add(done), _mm512_loadu_ps(from.add(done)));
+                    done += LANES;
+                }
+                if done + 8 <= len {
+                    _mm256_storeu_ps(to.add(done), _mm256_loadu_ps(from.add(done)));
+                    done += 8;
+                }
+                if done < len {
+                    let mask = super::avx512::mask(len - done);
+                    let v = _mm512_maskz_loadu_ps(mask, from.add(done));
+                    _mm512_mask_storeu_ps(to.add(done), mask, v);
+                }
+            }
+            for q in along.len()..stride {
+                *to.add(q) = 0.0;
+            }
+        }
+    }
+}
+
+type Kernel = unsafe fn(usize, usize, *const f32, *const f32, *mut f32, usize);
+
+macro_rules! tile_row {
+    ($r:literal) => {
+        [
+            kernel::<$r, 1>,
+            kernel::<$r, 2>,
+            kernel::<$r, 3>,
+            kernel::<$r, 4>,
+            kernel::<$r, 5>,
+            kernel::<$r, 6>,
+        ]
+    };
+}
+
+const KERNELS: [[Kernel; TN]; TM] = [tile_row!(1), tile_row!(2), tile_row!(3), tile_row!(4)];
+
+/// `R` rows of `A` by `C` columns of `B` over `steps` vectors of the
+/// block: `R x C` vectors of partial sums, loaded from and stored back to
+/// `sums` (a row of the tile every `sums_row` floats).
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const R: usize, const C: usize>(
+    steps: usize,
+    stride: usize,
+    pa: *const f32,
+    pb: *const f32,
+    sums: *mut f32,
+    sums_row: usize,
+) {
+    // SAFETY: the packed rows hold `steps` vectors; the sums a tile.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (j, sum) in row.iter_mut().enumerate() {
+                *sum = _mm512_loadu_ps(sums.add(i * sums_row + j * LANES));
+            }
+        }
+        for s in 0..steps {
+            let mut av = [_mm512_setzero_ps(); R];
+            for (i, v) in av.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(pa.add(i * stride + s * LANES));
+            }
+            for j in 0..C {
+                let bv = _mm512_loadu_ps(pb.add(j * stride + s * LANES));
+                for (row, a) in acc.iter_mut().zip(&av) {
+                    row[j] = _mm512_fmadd_ps(*a, bv, row[j]);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, sum) in row.iter().enumerate() {
+                _mm512_storeu_ps(sums.add(i * sums_row + j * LANES), *sum);
+            }
+        }
+    }
+}
