@@ -939,7 +939,6 @@ impl Conv {
         p: &mut Program,
     ) {
         let (src, hp, wp) = self.padded_input(name, x, scratch, p);
-        let g = &self.geom;
         let plane = (hp * wp) as i64;
         p.kernels.push(self.per_group(name("gemm"), |gv, c| Gemm {
             m: c.og as i64,
@@ -952,14 +951,8 @@ impl Conv {
                 row: plane,
                 col: c.c as i64 * plane,
                 digits: Digits {
-                    rows: vec![
-                        (c.kh as i64, (g.dilation[0] * wp) as i64),
-                        (c.kw as i64, g.dilation[1] as i64),
-                    ],
-                    cols: vec![
-                        (c.ho as i64, (g.stride[0] * wp) as i64),
-                        (c.wo as i64, g.stride[1] as i64),
-                    ],
+                    rows: c.tap_digits(wp),
+                    cols: c.position_digits(wp),
                 },
             },
             c: MatRef::strided(
@@ -1323,6 +1316,26 @@ impl Conv {
         }
     }
 
+    /// The digits of a tap `(i, j)` in an input plane `wp` wide (a view
+    /// of the patches in place; the channel is the outer index).
+    fn tap_digits(&self, wp: usize) -> Vec<(i64, i64)> {
+        let g = &self.geom;
+        vec![
+            (self.kh as i64, (g.dilation[0] * wp) as i64),
+            (self.kw as i64, g.dilation[1] as i64),
+        ]
+    }
+
+    /// The digits of an output position `(oy, ox)` in an input plane `wp`
+    /// wide (the image is the outer index).
+    fn position_digits(&self, wp: usize) -> Vec<(i64, i64)> {
+        let g = &self.geom;
+        vec![
+            (self.ho as i64, (g.stride[0] * wp) as i64),
+            (self.wo as i64, g.stride[1] as i64),
+        ]
+    }
+
     /// Whether the weight gradient is dot products over the patches read
     /// in place (`grad_weight_in_place`): a thin gradient (at most
     /// `DOT_ROWS` output channels per group) whose output rows are runs
@@ -1350,7 +1363,6 @@ impl Conv {
         p: &mut Program,
     ) {
         let (src, hp, wp) = self.padded_input(name, x, scratch, p);
-        let g = &self.geom;
         let plane = (hp * wp) as i64;
         let cg = self.c / self.groups;
         let slices = (1..=self.n.min(DIRECT_SLICES))
@@ -1393,14 +1405,8 @@ impl Conv {
                 row: self.c as i64 * plane,
                 col: plane,
                 digits: Digits {
-                    rows: vec![
-                        (self.ho as i64, (g.stride[0] * wp) as i64),
-                        (self.wo as i64, g.stride[1] as i64),
-                    ],
-                    cols: vec![
-                        (self.kh as i64, (g.dilation[0] * wp) as i64),
-                        (self.kw as i64, g.dilation[1] as i64),
-                    ],
+                    rows: self.position_digits(wp),
+                    cols: self.tap_digits(wp),
                 },
             },
             c: MatRef::strided(

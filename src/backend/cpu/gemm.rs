@@ -103,8 +103,23 @@ const DOT_ROWS: usize = 16;
 
 /// The mean length of the runs of consecutive offsets.
 fn mean_run(offsets: &[isize]) -> f64 {
-    let breaks = offsets.windows(2).filter(|w| w[1] != w[0] + 1).count();
-    offsets.len() as f64 / (breaks + 1) as f64
+    offsets.len() as f64 / runs(offsets).len().max(1) as f64
+}
+
+/// The runs of consecutive offsets in `offsets`, as `(first index,
+/// length, offset)`: what the packing routines copy a vector at a time.
+fn runs(offsets: &[isize]) -> Vec<(usize, usize, isize)> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    while j < offsets.len() {
+        let first = j;
+        while j + 1 < offsets.len() && offsets[j + 1] == offsets[j] + 1 {
+            j += 1;
+        }
+        j += 1;
+        out.push((first, j - first, offsets[first]));
+    }
+    out
 }
 
 /// `C (+)= A B` over the views `desc` describes.
@@ -297,22 +312,10 @@ mod avx512 {
         for (panel, start) in (0..cols.len()).step_by(NR).enumerate() {
             let co = &cols[start..(start + NR).min(cols.len())];
             let o = unsafe { out.add(panel * kc * NR) };
-            // Runs of consecutive offsets: (first column, length, offset).
-            let mut runs = [(0usize, 0usize, 0isize); NR];
-            let mut count = 0;
-            let mut j = 0;
-            while j < co.len() {
-                let s = j;
-                while j + 1 < co.len() && co[j + 1] == co[j] + 1 {
-                    j += 1;
-                }
-                j += 1;
-                runs[count] = (s, j - s, co[s]);
-                count += 1;
-            }
+            let runs = super::runs(co);
             // SAFETY (both): the caller's contract.
-            if count <= 8 {
-                unsafe { copy_runs(b, rows, &runs[..count], o) };
+            if runs.len() <= 8 {
+                unsafe { copy_runs(b, rows, &runs, o) };
             } else {
                 unsafe { gather(b, rows, co, o) };
             }

@@ -120,17 +120,7 @@ unsafe fn blocks(
 /// copied a run of consecutive offsets at a time.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack(src: *const f32, lines: &[isize], along: &[isize], out: *mut f32, stride: usize) {
-    // Runs of consecutive offsets: (first position, length, offset).
-    let mut runs = Vec::new();
-    let mut p = 0;
-    while p < along.len() {
-        let s = p;
-        while p + 1 < along.len() && along[p + 1] == along[p] + 1 {
-            p += 1;
-        }
-        p += 1;
-        runs.push((s, p - s, along[s]));
-    }
+    let runs = super::runs(along);
     for (l, &line) in lines.iter().enumerate() {
         // SAFETY: the caller's contract; a packed row holds `stride`
         // floats.
