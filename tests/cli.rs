@@ -230,11 +230,11 @@ fn compile_writes_the_kernels_of_a_training_step() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    // Buffers first, then kernels: both convolutions (one input channel;
-    // 16 output channels) are direct forward; the second's weight
-    // gradient is dot products, over its patches read in place where the
-    // CPU has AVX-512 (products over views, `dots`) and over an im2col
-    // copy elsewhere; its input gradient is a product.
+    // Buffers first, then kernels: the first convolution (one input
+    // channel) is direct forward; the second's weight gradient is dot
+    // products, over its patches read in place where the CPU has AVX-512
+    // (products over views, `dots`) and over an im2col copy elsewhere;
+    // its input gradient is a product.
     assert!(text.starts_with("buffer b0 = input \"x\""), "{text}");
     assert!(text.contains("kernel k0_conv2d_direct"), "{text}");
     let dots_in_place = text.contains("conv2d_grad_weight_dots");

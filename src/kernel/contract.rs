@@ -499,7 +499,7 @@ pub fn schedule(
         }
         Op::Conv2d(geom) => {
             let c = Conv::new(g.shape(node.args[0]), g.shape(node.args[1]), &shape, geom);
-            if c.direct_forward_pays() {
+            if c.direct_forward_pays(scratch_bufs.target) {
                 let out = own.unwrap_or_else(|| scratch(p, format!("{id}"), c.n * c.o * c.p));
                 c.direct_forward(&name, (args[0], args[1]), out, scratch_bufs, p);
                 return Product {
@@ -517,6 +517,7 @@ pub fn schedule(
             // Patches of the whole batch that the weight gradient will
             // need again are written where they stay, when they fit.
             let keep = chunk == c.n
+                && c.weight_gradient_reads_patches(scratch_bufs.target)
                 && has_weight_gradient(g, node.args[0], geom, g.shape(node.args[1]))
                 && scratch_bufs.kept_floats + len <= KEPT_PATCH_LIMIT;
             let product = Product {
@@ -871,12 +872,18 @@ impl Conv {
 
     /// Whether the forward convolution is done directly: as `direct`, and
     /// also when the product would have few rows (at most `DOT_ROWS`
-    /// output channels per group, LeNet's second layer), which a GEMM
-    /// kernel's register tile covers poorly while a direct tile of 8
-    /// channels reads the input in place (even when the weight gradient
-    /// makes the patches anyway).
-    fn direct_forward_pays(&self) -> bool {
-        self.direct() || self.og <= DOT_ROWS
+    /// output channels per group, LeNet's second layer) and would need an
+    /// im2col copy: a direct tile of 8 channels reads the input in place.
+    /// Where products read the patches in place (AVX-512), the product
+    /// still wins (LeNet's second layer 1.03 -> 0.86 ms, docs/perf.md).
+    fn direct_forward_pays(&self, target: Target) -> bool {
+        self.direct() || (self.og <= DOT_ROWS && !target.patches_in_place)
+    }
+
+    /// Whether the forward's patches are worth keeping for the weight
+    /// gradient: not when it reads them in place as dot products.
+    fn weight_gradient_reads_patches(&self, target: Target) -> bool {
+        !(target.patches_in_place && self.grad_weight_as_dots())
     }
 
     /// The input, padded when the convolution pads (a zeroed copy), as
