@@ -339,8 +339,9 @@ fn thin_convolutions_and_their_weight_gradients_match_the_reference() {
             geom([2, 2], [1, 1, 1, 1], [1, 1]),
         ),
         // Many inputs per output (54, 144, 150) but few output channels:
-        // the forward is direct, the weight gradient dot products over the
-        // patches, in groups and at batch 1 (one slice) too.
+        // the forward is direct (a product over the patches in place on
+        // AVX-512), the weight gradient dot products over the patches, in
+        // groups and at batch 1 (one slice) too.
         (
             [2, 12, 9, 10],
             [8, 6, 3, 3],
