@@ -45,10 +45,19 @@ pub struct ViewGemm {
     /// Per panel of `PANEL` columns of `C`: whether their offsets are
     /// consecutive, so that a tile's rows are stored a vector at a time.
     c_panels_contiguous: Vec<bool>,
+    /// Per panel of `PANEL` columns of `B`: their runs of consecutive
+    /// offsets (`runs`), which its packing copies.
+    b_panel_runs: Vec<Vec<Run>>,
     accumulate: bool,
     /// Computed as dot products along the inner size (`dot_products_pay`).
     dots: bool,
+    /// For the dot-product form, per block of the inner size
+    /// (`dots::block_size`): the runs of `A`'s columns and `B`'s rows.
+    dot_runs: Vec<[Vec<Run>; 2]>,
 }
+
+/// A run of consecutive offsets: `(first index, length, offset)`.
+type Run = (usize, usize, isize);
 
 /// Columns of a micro-tile (the AVX-512 kernel's `NR`).
 const PANEL: usize = 32;
@@ -65,23 +74,38 @@ impl ViewGemm {
             c.1.chunks(PANEL)
                 .map(|p| p.windows(2).all(|w| w[1] == w[0] + 1))
                 .collect();
+        let b = tables(&g.b, g.k, g.n);
+        let b_panel_runs = b.1.chunks(PANEL).map(runs).collect();
         ViewGemm {
             m: g.m as usize,
             n: g.n as usize,
             k: g.k as usize,
             a: tables(&g.a, g.m, g.k),
-            b: tables(&g.b, g.k, g.n),
+            b,
             c,
             c_panels_contiguous,
+            b_panel_runs,
             accumulate: g.accumulate,
             dots: false,
+            dot_runs: Vec::new(),
         }
         .with_dots()
     }
 
-    /// Chooses the dot-product form where it pays (`dot_products_pay`).
+    /// Chooses the dot-product form where it pays (`dot_products_pay`),
+    /// and finds its blocks' runs.
     fn with_dots(mut self) -> ViewGemm {
         self.dots = dot_products_pay(self.m, self.n, self.k, &self.a.1, &self.b.0);
+        if self.dots {
+            let kb = dots::block_size(self.k);
+            self.dot_runs = (0..self.k)
+                .step_by(kb)
+                .map(|pc| {
+                    let end = (pc + kb).min(self.k);
+                    [runs(&self.a.1[pc..end]), runs(&self.b.0[pc..end])]
+                })
+                .collect();
+        }
         self
     }
 }
@@ -106,9 +130,9 @@ fn mean_run(offsets: &[isize]) -> f64 {
     offsets.len() as f64 / runs(offsets).len().max(1) as f64
 }
 
-/// The runs of consecutive offsets in `offsets`, as `(first index,
-/// length, offset)`: what the packing routines copy a vector at a time.
-fn runs(offsets: &[isize]) -> Vec<(usize, usize, isize)> {
+/// The runs of consecutive offsets in `offsets`: what the packing
+/// routines copy a vector at a time.
+fn runs(offsets: &[isize]) -> Vec<Run> {
     let mut out = Vec::new();
     let mut j = 0;
     while j < offsets.len() {
@@ -261,7 +285,13 @@ mod avx512 {
                 // SAFETY (all calls below): the caller's contract; the
                 // tables' ranges are inside the product.
                 unsafe {
-                    pack_b(b, &d.b.0[pc..pc + kc], &d.b.1[jc..jc + nc], pb);
+                    pack_b(
+                        b,
+                        &d.b.0[pc..pc + kc],
+                        &d.b.1[jc..jc + nc],
+                        &d.b_panel_runs[jc / NR..],
+                        pb,
+                    );
                     let add = pc > 0 || d.accumulate;
                     for ir in (0..m).step_by(MR) {
                         let rows = (m - ir).min(MR);
@@ -305,17 +335,23 @@ mod avx512 {
 
     /// `B`'s `rows` over `cols`, as panels of `[k][NR]` (the last padded
     /// with zeros). A panel whose columns fall in few runs of consecutive
-    /// offsets copies the runs; otherwise it gathers.
+    /// offsets (`runs`, per panel) copies the runs; otherwise it gathers.
     #[target_feature(enable = "avx512f")]
-    unsafe fn pack_b(b: *const f32, rows: &[isize], cols: &[isize], out: *mut f32) {
+    unsafe fn pack_b(
+        b: *const f32,
+        rows: &[isize],
+        cols: &[isize],
+        runs: &[Vec<super::Run>],
+        out: *mut f32,
+    ) {
         let kc = rows.len();
         for (panel, start) in (0..cols.len()).step_by(NR).enumerate() {
             let co = &cols[start..(start + NR).min(cols.len())];
             let o = unsafe { out.add(panel * kc * NR) };
-            let runs = super::runs(co);
+            let runs = &runs[panel];
             // SAFETY (both): the caller's contract.
             if runs.len() <= 8 {
-                unsafe { copy_runs(b, rows, &runs, o) };
+                unsafe { copy_runs(b, rows, runs, o) };
             } else {
                 unsafe { gather(b, rows, co, o) };
             }

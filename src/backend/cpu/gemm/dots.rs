@@ -39,13 +39,19 @@ thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
+/// Inner positions per block for an inner size of `k`: `KB`, or all of
+/// a shorter one rounded up to whole vectors.
+pub fn block_size(k: usize) -> usize {
+    k.clamp(1, KB).next_multiple_of(LANES)
+}
+
 /// # Safety
 /// As `nnc_sgemm_view`, and the CPU has AVX-512F.
 pub unsafe fn dots(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) {
     BUFFERS.with(|buffers| {
         let mut buffers = buffers.borrow_mut();
         let Buffers { a: pa, b: pb, sums } = &mut *buffers;
-        let kb = d.k.clamp(1, KB).next_multiple_of(LANES);
+        let kb = block_size(d.k);
         pa.resize(d.m * (kb + LANES), 0.0);
         pb.resize(d.n * (kb + LANES), 0.0);
         sums.clear();
@@ -73,7 +79,7 @@ unsafe fn blocks(
     // Rows of a tile: as even a split of `m` as tiles of at most `TM`
     // allow (6 rows as 3 + 3, not 4 + 2).
     let tm = m.div_ceil(m.div_ceil(TM)).max(1);
-    for pc in (0..k).step_by(kb) {
+    for (pc, [a_runs, b_runs]) in (0..k).step_by(kb).zip(&d.dot_runs) {
         let kc = (k - pc).min(kb);
         let steps = kc.div_ceil(LANES);
         // One vector more than the row needs: rows 2 KiB apart alias in
@@ -84,8 +90,8 @@ unsafe fn blocks(
         // ranges are inside the product, the packed rows hold `stride`
         // floats each.
         unsafe {
-            pack(a, &d.a.0, &d.a.1[pc..pc + kc], pa, stride);
-            pack(b, &d.b.1, &d.b.0[pc..pc + kc], pb, stride);
+            pack(a, &d.a.0, a_runs, kc, pa, stride);
+            pack(b, &d.b.1, b_runs, kc, pb, stride);
             for i in (0..m).step_by(tm) {
                 let rows = (m - i).min(tm);
                 for j in (0..n).step_by(TN) {
@@ -115,38 +121,44 @@ unsafe fn blocks(
     }
 }
 
-/// `out[l * stride + p] = src[lines[l] + along[p]]`, zeros from
-/// `along.len()` to `stride`: each line's elements along the inner size,
-/// copied a run of consecutive offsets at a time.
+/// `out[l * stride + p] = src[lines[l] + along[p]]` for `p < len`, zeros
+/// from `len` to `stride`: each line's elements along the inner size,
+/// copied a run of consecutive offsets of `along` (`runs`) at a time.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack(src: *const f32, lines: &[isize], along: &[isize], out: *mut f32, stride: usize) {
-    let runs = super::runs(along);
+unsafe fn pack(
+    src: *const f32,
+    lines: &[isize],
+    runs: &[super::Run],
+    len: usize,
+    out: *mut f32,
+    stride: usize,
+) {
     for (l, &line) in lines.iter().enumerate() {
         // SAFETY: the caller's contract; a packed row holds `stride`
         // floats.
         unsafe {
             let from = src.offset(line);
             let to = out.add(l * stride);
-            for &(s, len, off) in &runs {
+            for &(s, run, off) in runs {
                 let (from, to) = (from.offset(off), to.add(s));
                 // Whole vectors of 16 and 8 where they fit: Zen 4's
                 // masked stores took 40 % of packing's time.
                 let mut done = 0;
-                while done + LANES <= len {
+                while done + LANES <= run {
                     _mm512_storeu_ps(to.add(done), _mm512_loadu_ps(from.add(done)));
                     done += LANES;
                 }
-                if done + 8 <= len {
+                if done + 8 <= run {
                     _mm256_storeu_ps(to.add(done), _mm256_loadu_ps(from.add(done)));
                     done += 8;
                 }
-                if done < len {
-                    let mask = super::avx512::mask(len - done);
+                if done < run {
+                    let mask = super::avx512::mask(run - done);
                     let v = _mm512_maskz_loadu_ps(mask, from.add(done));
                     _mm512_mask_storeu_ps(to.add(done), mask, v);
                 }
             }
-            for q in along.len()..stride {
+            for q in len..stride {
                 *to.add(q) = 0.0;
             }
         }
