@@ -367,12 +367,7 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn copy_runs(
-        b: *const f32,
-        rows: &[isize],
-        runs: &[(usize, usize, isize)],
-        o: *mut f32,
-    ) {
+    unsafe fn copy_runs(b: *const f32, rows: &[isize], runs: &[super::Run], o: *mut f32) {
         let zero = _mm512_setzero_ps();
         for (p, &r) in rows.iter().enumerate() {
             // SAFETY: the caller's contract; a panel row holds NR floats.
@@ -382,14 +377,35 @@ mod avx512 {
                 _mm512_storeu_ps(dst, zero);
                 _mm512_storeu_ps(dst.add(16), zero);
                 for &(s, len, off) in runs {
-                    let mut done = 0;
-                    while done < len {
-                        let m = mask(len - done);
-                        let v = _mm512_maskz_loadu_ps(m, src.offset(off + done as isize));
-                        _mm512_mask_storeu_ps(dst.add(s + done), m, v);
-                        done += 16;
-                    }
+                    copy_run(src.offset(off), dst.add(s), len);
                 }
+            }
+        }
+    }
+
+    /// `len` floats from `from` to `to`: whole vectors of 16 and 8 where
+    /// they fit, masked ones for the rest (Zen 4's masked stores took 40 %
+    /// of packing's time when every run went through them).
+    ///
+    /// # Safety
+    /// Both ranges are valid.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_run(from: *const f32, to: *mut f32, len: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let mut done = 0;
+            while done + 16 <= len {
+                _mm512_storeu_ps(to.add(done), _mm512_loadu_ps(from.add(done)));
+                done += 16;
+            }
+            if done + 8 <= len {
+                _mm256_storeu_ps(to.add(done), _mm256_loadu_ps(from.add(done)));
+                done += 8;
+            }
+            if done < len {
+                let m = mask(len - done);
+                let v = _mm512_maskz_loadu_ps(m, from.add(done));
+                _mm512_mask_storeu_ps(to.add(done), m, v);
             }
         }
     }

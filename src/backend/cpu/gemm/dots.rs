@@ -140,23 +140,7 @@ unsafe fn pack(
             let from = src.offset(line);
             let to = out.add(l * stride);
             for &(s, run, off) in runs {
-                let (from, to) = (from.offset(off), to.add(s));
-                // Whole vectors of 16 and 8 where they fit: Zen 4's
-                // masked stores took 40 % of packing's time.
-                let mut done = 0;
-                while done + LANES <= run {
-                    _mm512_storeu_ps(to.add(done), _mm512_loadu_ps(from.add(done)));
-                    done += LANES;
-                }
-                if done + 8 <= run {
-                    _mm256_storeu_ps(to.add(done), _mm256_loadu_ps(from.add(done)));
-                    done += 8;
-                }
-                if done < run {
-                    let mask = super::avx512::mask(run - done);
-                    let v = _mm512_maskz_loadu_ps(mask, from.add(done));
-                    _mm512_mask_storeu_ps(to.add(done), mask, v);
-                }
+                super::avx512::copy_run(from.offset(off), to.add(s), run);
             }
             for q in len..stride {
                 *to.add(q) = 0.0;
