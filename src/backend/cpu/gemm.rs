@@ -54,6 +54,11 @@ pub struct ViewGemm {
     /// For the dot-product form, per block of the inner size
     /// (`dots::block_size`): the runs of `A`'s columns and `B`'s rows.
     dot_runs: Vec<[Vec<Run>; 2]>,
+    /// For the dot-product form, when the inner size falls into chunks of
+    /// eight consecutive elements in both operands: each chunk's offsets
+    /// in `A`'s columns and `B`'s rows, which the kernel reads in place
+    /// without packing (`dots::in_place`).
+    dot_chunks: Option<Vec<(isize, isize)>>,
 }
 
 /// A run of consecutive offsets: `(first index, length, offset)`.
@@ -88,6 +93,7 @@ impl ViewGemm {
             accumulate: g.accumulate,
             dots: false,
             dot_runs: Vec::new(),
+            dot_chunks: None,
         }
         .with_dots()
     }
@@ -105,6 +111,18 @@ impl ViewGemm {
                     [runs(&self.a.1[pc..end]), runs(&self.b.0[pc..end])]
                 })
                 .collect();
+            let (a, b) = (&self.a.1, &self.b.0);
+            let consecutive = |o: &[isize]| o.windows(2).all(|w| w[1] == w[0] + 1);
+            let chunked = self.k.is_multiple_of(dots::CHUNK)
+                && (0..self.k).step_by(dots::CHUNK).all(|q| {
+                    consecutive(&a[q..q + dots::CHUNK]) && consecutive(&b[q..q + dots::CHUNK])
+                });
+            self.dot_chunks = chunked.then(|| {
+                (0..self.k)
+                    .step_by(dots::CHUNK)
+                    .map(|q| (a[q], b[q]))
+                    .collect()
+            });
         }
         self
     }
@@ -574,12 +592,19 @@ mod tests {
     }
 
     /// A thin weight gradient's product, both operands read in place: `dy`
-    /// (5 channels of 7 images of 11 x 11) times the 3x3 patches of a 7 x
-    /// 3 x 13 x 13 input, an inner size of 847 (two blocks, the second
-    /// ragged), added to `C`: the dot-product form against a plain sum.
+    /// (5 channels of 7 images) times the 3x3 patches of a 7 x 3 x h x w
+    /// input, added to `C`: the dot-product form against a plain sum.
+    /// Rows of 11 output positions (an inner size of 847: two packed
+    /// blocks, the second ragged) and of 16 (chunks of eight read in
+    /// place, 896 positions: two blocks).
     #[test]
     fn dot_products_over_views_match_a_plain_sum() {
-        let (n, c, h, w, o) = (7usize, 3usize, 13usize, 13usize, 5usize);
+        dot_products_match_a_plain_sum(13, 13, false);
+        dot_products_match_a_plain_sum(10, 18, true);
+    }
+
+    fn dot_products_match_a_plain_sum(h: usize, w: usize, chunked: bool) {
+        let (n, c, o) = (7usize, 3usize, 5usize);
         let (ho, wo) = (h - 2, w - 2);
         let p = ho * wo;
         let x: Vec<f32> = (0..n * c * h * w)
@@ -618,6 +643,7 @@ mod tests {
         };
         let d = ViewGemm::new(&g);
         assert!(d.dots, "a thin product with a long inner size");
+        assert_eq!(d.dot_chunks.is_some(), chunked);
         let mut expected = vec![0.5f32; o * c * 9];
         for oc in 0..o {
             for ch in 0..c {

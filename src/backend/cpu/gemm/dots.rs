@@ -45,9 +45,23 @@ pub fn block_size(k: usize) -> usize {
     k.clamp(1, KB).next_multiple_of(LANES)
 }
 
+/// Inner positions in a chunk of the in-place form: one 256-bit vector.
+pub const CHUNK: usize = 8;
+
+/// Chunks per block of the in-place form (512 positions, as `KB`).
+const CHUNKS_PER_BLOCK: usize = KB / CHUNK;
+
 /// # Safety
 /// As `nnc_sgemm_view`, and the CPU has AVX-512F.
 pub unsafe fn dots(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) {
+    if let Some(chunks) = d
+        .dot_chunks
+        .as_ref()
+        .filter(|_| is_x86_feature_detected!("avx512vl"))
+    {
+        // SAFETY: the caller's contract.
+        return unsafe { in_place(d, (a, b, c), chunks) };
+    }
     BUFFERS.with(|buffers| {
         let mut buffers = buffers.borrow_mut();
         let Buffers { a: pa, b: pb, sums } = &mut *buffers;
@@ -116,6 +130,136 @@ unsafe fn blocks(
                 let s = _mm512_reduce_add_ps(_mm512_loadu_ps(sums.add((i * n + j) * LANES)));
                 let at = c.offset(row + col);
                 *at = if d.accumulate { *at + s } else { s };
+            }
+        }
+    }
+}
+
+/// The dot-product form without packing, where the inner size falls into
+/// chunks of eight positions consecutive in both operands (an output row
+/// of 8 or 24 positions, in LeNet): the kernel reads each chunk of `A`'s
+/// rows and `B`'s columns where it is, as a 256-bit vector (Zen 4's FMA
+/// units take two of those a cycle, as many lanes as one 512-bit FMA).
+/// Packing had stored every tap's copy of the input (LeNet's first layer:
+/// 25 copies, 20 MB a step) for a few multiply-adds each.
+///
+/// # Safety
+/// As `nnc_sgemm_view`, and the CPU has AVX-512F and AVX-512VL.
+unsafe fn in_place(
+    d: &ViewGemm,
+    (a, b, c): (*const f32, *const f32, *mut f32),
+    chunks: &[(isize, isize)],
+) {
+    BUFFERS.with(|buffers| {
+        let sums = &mut buffers.borrow_mut().sums;
+        sums.clear();
+        sums.resize(d.m * d.n * CHUNK, 0.0);
+        // SAFETY: the caller's contract; `sums` holds a vector per sum.
+        unsafe { chunk_blocks(d, (a, b, c), chunks, sums.as_mut_ptr()) }
+    })
+}
+
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn chunk_blocks(
+    d: &ViewGemm,
+    (a, b, c): (*const f32, *const f32, *mut f32),
+    chunks: &[(isize, isize)],
+    sums: *mut f32,
+) {
+    let (m, n) = (d.m, d.n);
+    let tm = m.div_ceil(m.div_ceil(TM)).max(1);
+    for block in chunks.chunks(CHUNKS_PER_BLOCK) {
+        for i in (0..m).step_by(tm) {
+            let rows = &d.a.0[i..(i + tm).min(m)];
+            for j in (0..n).step_by(TN) {
+                let cols = &d.b.1[j..(j + TN).min(n)];
+                // SAFETY: the caller's contract; the sums hold a tile.
+                unsafe {
+                    CHUNK_KERNELS[rows.len() - 1][cols.len() - 1](
+                        block,
+                        (a, rows),
+                        (b, cols),
+                        sums.add((i * n + j) * CHUNK),
+                        n * CHUNK,
+                    )
+                };
+            }
+        }
+    }
+    for (i, &row) in d.c.0.iter().enumerate() {
+        for (j, &col) in d.c.1.iter().enumerate() {
+            // SAFETY: the sums hold `m * n` vectors; `C` by the caller's
+            // contract.
+            unsafe {
+                let v = _mm256_loadu_ps(sums.add((i * n + j) * CHUNK));
+                let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+                let s = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+                let at = c.offset(row + col);
+                *at = if d.accumulate { *at + s } else { s };
+            }
+        }
+    }
+}
+
+type ChunkKernel =
+    unsafe fn(&[(isize, isize)], (*const f32, &[isize]), (*const f32, &[isize]), *mut f32, usize);
+
+macro_rules! chunk_tile_row {
+    ($r:literal) => {
+        [
+            chunk_kernel::<$r, 1>,
+            chunk_kernel::<$r, 2>,
+            chunk_kernel::<$r, 3>,
+            chunk_kernel::<$r, 4>,
+            chunk_kernel::<$r, 5>,
+            chunk_kernel::<$r, 6>,
+        ]
+    };
+}
+
+const CHUNK_KERNELS: [[ChunkKernel; TN]; TM] = [
+    chunk_tile_row!(1),
+    chunk_tile_row!(2),
+    chunk_tile_row!(3),
+    chunk_tile_row!(4),
+];
+
+/// `R` rows of `A` (offsets `rows`) by `C` columns of `B` (offsets
+/// `cols`) over `chunks`: `R x C` vectors of eight partial sums, loaded
+/// from and stored back to `sums` (a row of the tile every `sums_row`
+/// floats).
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn chunk_kernel<const R: usize, const C: usize>(
+    chunks: &[(isize, isize)],
+    (a, rows): (*const f32, &[isize]),
+    (b, cols): (*const f32, &[isize]),
+    sums: *mut f32,
+    sums_row: usize,
+) {
+    // SAFETY: the caller's contract: every chunk of every row and column
+    // is inside its buffer; the sums hold a tile.
+    unsafe {
+        let ap: [*const f32; R] = std::array::from_fn(|i| a.offset(rows[i]));
+        let bp: [*const f32; C] = std::array::from_fn(|j| b.offset(cols[j]));
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (j, sum) in row.iter_mut().enumerate() {
+                *sum = _mm256_loadu_ps(sums.add(i * sums_row + j * CHUNK));
+            }
+        }
+        for &(ao, bo) in chunks {
+            let av: [__m256; R] = std::array::from_fn(|i| _mm256_loadu_ps(ap[i].offset(ao)));
+            for j in 0..C {
+                let bv = _mm256_loadu_ps(bp[j].offset(bo));
+                for (row, x) in acc.iter_mut().zip(&av) {
+                    row[j] = _mm256_fmadd_ps(*x, bv, row[j]);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, sum) in row.iter().enumerate() {
+                _mm256_storeu_ps(sums.add(i * sums_row + j * CHUNK), *sum);
             }
         }
     }
