@@ -230,17 +230,19 @@ fn compile_writes_the_kernels_of_a_training_step() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    // Buffers first, then kernels: the first convolution (one input
-    // channel) is direct forward; the second's weight gradient is dot
-    // products, over its patches read in place where the CPU has AVX-512
-    // (products over views, `dots`) and over an im2col copy elsewhere;
-    // its input gradient is a product.
+    // Buffers first, then kernels. Where the CPU has AVX-512, products
+    // read the patches in place: the first convolution (one input
+    // channel) is such a product, and the second's weight gradient dot
+    // products over its patches in place (`dots`). Elsewhere the first
+    // is direct, and the dot products read an im2col copy. The input
+    // gradient is a product either way.
     assert!(text.starts_with("buffer b0 = input \"x\""), "{text}");
-    assert!(text.contains("kernel k0_conv2d_direct"), "{text}");
-    let dots_in_place = text.contains("conv2d_grad_weight_dots");
-    let dots_over_copy =
-        text.contains("conv2d_grad_weight_im2col") && text.contains("conv2d_grad_weight_dot ");
-    assert!(dots_in_place || dots_over_copy, "{text}");
+    let in_place =
+        text.contains("kernel k0_conv2d_gemm") && text.contains("conv2d_grad_weight_dots");
+    let over_copies = text.contains("kernel k0_conv2d_direct")
+        && text.contains("conv2d_grad_weight_im2col")
+        && text.contains("conv2d_grad_weight_dot ");
+    assert!(in_place || over_copies, "{text}");
     assert!(text.contains("gemm "), "{text}");
 }
 

@@ -886,9 +886,24 @@ impl Conv {
     /// output channels per group, LeNet's second layer) and would need an
     /// im2col copy: a direct tile of 8 channels reads the input in place.
     /// Where products read the patches in place (AVX-512), the product
-    /// still wins (LeNet's second layer 1.03 -> 0.86 ms, docs/perf.md).
+    /// wins (LeNet's second layer 1.03 -> 0.86 ms), and with output rows
+    /// of whole chunks of eight the cpu backend's row-chunk form (256-bit
+    /// vectors, all rows in registers) beats the direct tile for a thin
+    /// first layer too (docs/perf.md).
     fn direct_forward_pays(&self, target: Target) -> bool {
-        self.direct() || (self.og <= DOT_ROWS && !target.patches_in_place)
+        if target.patches_in_place {
+            self.direct() && !self.forward_in_row_chunks()
+        } else {
+            self.direct() || self.og <= DOT_ROWS
+        }
+    }
+
+    /// Whether the forward product's output rows fall into chunks of
+    /// eight consecutive input and output positions (stride 1, a
+    /// multiple of eight wide) with few enough output channels for the
+    /// row-chunk form (`gemm::rows`).
+    fn forward_in_row_chunks(&self) -> bool {
+        self.og <= DOT_ROWS && self.geom.stride[1] == 1 && self.wo.is_multiple_of(8)
     }
 
     /// Whether the forward's patches are worth keeping for the weight

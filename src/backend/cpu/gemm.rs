@@ -59,6 +59,11 @@ pub struct ViewGemm {
     /// in `A`'s columns and `B`'s rows, which the kernel reads in place
     /// without packing (`dots::in_place`).
     dot_chunks: Option<Vec<(isize, isize)>>,
+    /// For a product with at most `rows::MOST_ROWS` rows whose columns
+    /// fall into chunks of eight consecutive elements in both `B` and `C`
+    /// (and not the dot-product form): each chunk's offsets in `B`'s and
+    /// `C`'s columns (`rows::rows`).
+    row_chunks: Option<Vec<(isize, isize)>>,
 }
 
 /// A run of consecutive offsets: `(first index, length, offset)`.
@@ -94,8 +99,18 @@ impl ViewGemm {
             dots: false,
             dot_runs: Vec::new(),
             dot_chunks: None,
+            row_chunks: None,
         }
         .with_dots()
+        .with_row_chunks()
+    }
+
+    /// Finds the chunks of the row-chunk form where it applies.
+    fn with_row_chunks(mut self) -> ViewGemm {
+        if !self.dots && self.m <= rows::MOST_ROWS {
+            self.row_chunks = chunks_of(&self.b.1, &self.c.1, rows::CHUNK);
+        }
+        self
     }
 
     /// Chooses the dot-product form where it pays (`dot_products_pay`),
@@ -111,18 +126,7 @@ impl ViewGemm {
                     [runs(&self.a.1[pc..end]), runs(&self.b.0[pc..end])]
                 })
                 .collect();
-            let (a, b) = (&self.a.1, &self.b.0);
-            let consecutive = |o: &[isize]| o.windows(2).all(|w| w[1] == w[0] + 1);
-            let chunked = self.k.is_multiple_of(dots::CHUNK)
-                && (0..self.k).step_by(dots::CHUNK).all(|q| {
-                    consecutive(&a[q..q + dots::CHUNK]) && consecutive(&b[q..q + dots::CHUNK])
-                });
-            self.dot_chunks = chunked.then(|| {
-                (0..self.k)
-                    .step_by(dots::CHUNK)
-                    .map(|q| (a[q], b[q]))
-                    .collect()
-            });
+            self.dot_chunks = chunks_of(&self.a.1, &self.b.0, dots::CHUNK);
         }
         self
     }
@@ -146,6 +150,20 @@ const DOT_ROWS: usize = 16;
 /// The mean length of the runs of consecutive offsets.
 fn mean_run(offsets: &[isize]) -> f64 {
     offsets.len() as f64 / runs(offsets).len().max(1) as f64
+}
+
+/// When two tables of offsets both fall into chunks of `chunk`
+/// consecutive offsets (index `q * chunk` to `q * chunk + chunk`), each
+/// chunk's first offsets.
+fn chunks_of(x: &[isize], y: &[isize], chunk: usize) -> Option<Vec<(isize, isize)>> {
+    let consecutive = |o: &[isize]| o.windows(2).all(|w| w[1] == w[0] + 1);
+    let chunked = x.len() == y.len()
+        && !x.is_empty()
+        && x.len().is_multiple_of(chunk)
+        && (0..x.len())
+            .step_by(chunk)
+            .all(|q| consecutive(&x[q..q + chunk]) && consecutive(&y[q..q + chunk]));
+    chunked.then(|| (0..x.len()).step_by(chunk).map(|q| (x[q], y[q])).collect())
 }
 
 /// The runs of consecutive offsets in `offsets`: what the packing
@@ -181,10 +199,11 @@ pub unsafe extern "C" fn nnc_sgemm_view(
         let d = &*desc;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return if d.dots {
-                dots::dots(d, a, b, c)
-            } else {
-                avx512::product(d, a, b, c)
+            let vl = std::arch::is_x86_feature_detected!("avx512vl");
+            return match &d.row_chunks {
+                _ if d.dots => dots::dots(d, a, b, c),
+                Some(chunks) if vl => rows::rows(d, (a, b, c), chunks),
+                _ => avx512::product(d, a, b, c),
             };
         }
         portable(d, a, b, c)
@@ -242,6 +261,9 @@ pub unsafe fn portable(d: &ViewGemm, a: *const f32, b: *const f32, c: *mut f32) 
 
 #[cfg(target_arch = "x86_64")]
 mod dots;
+
+#[cfg(target_arch = "x86_64")]
+mod rows;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
@@ -523,11 +545,21 @@ mod tests {
     use super::*;
     use crate::kernel::{BufId, Digits, IExpr};
 
-    /// A 3x3 convolution's patches of a padded 2 x 5 x 7 x 9 input, read
-    /// in place, times a 13-row weight: both paths against a plain sum.
+    /// A 3x3 convolution's patches of a 2 x 5 x h x w input, read in
+    /// place, times an `o`-row weight: every path against a plain sum.
+    /// Rows of 7 outputs take the panels; rows of 16 and 24 the row-chunk
+    /// form, with 13 weight rows (a chunk a step), 6 (two chunks a step)
+    /// and 4 (three a step: 28 chunks, one left for a last step).
     #[test]
     fn products_over_views_match_a_plain_sum() {
-        let (n, c, h, w, o) = (2usize, 5usize, 7usize, 9usize, 13usize);
+        product_over_view_matches_a_plain_sum(7, 9, 13, false);
+        product_over_view_matches_a_plain_sum(6, 18, 13, true);
+        product_over_view_matches_a_plain_sum(9, 26, 6, true);
+        product_over_view_matches_a_plain_sum(9, 18, 4, true);
+    }
+
+    fn product_over_view_matches_a_plain_sum(h: usize, w: usize, o: usize, chunked: bool) {
+        let (n, c) = (2usize, 5usize);
         let (ho, wo) = (h - 2, w - 2);
         let x: Vec<f32> = (0..n * c * h * w)
             .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1)
@@ -577,7 +609,9 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             paths.push(("avx512", avx512::product));
+            paths.push(("chosen", |d, a, b, c| unsafe { nnc_sgemm_view(d, a, b, c) }));
         }
+        assert_eq!(d.row_chunks.is_some(), chunked);
         for (name, f) in paths {
             let mut got = vec![0.5f32; o * cols];
             // SAFETY: the tables stay inside the three vectors.
