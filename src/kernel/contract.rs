@@ -114,9 +114,15 @@ const DIRECT_GRAD_TILE: usize = 12;
 /// divides the output channels of a group, so that every tile lies in one
 /// group and none is ragged.
 fn register_tile(channels: usize, most: usize) -> usize {
+    largest_divisor(channels, most)
+}
+
+/// The largest divisor of `n` up to `most` (at least 1): equal parts of a
+/// batch for threads or slices.
+fn largest_divisor(n: usize, most: usize) -> usize {
     (1..=most.max(1))
         .rev()
-        .find(|t| channels.is_multiple_of(*t))
+        .find(|d| n.is_multiple_of(*d))
         .unwrap_or(1)
 }
 
@@ -628,10 +634,7 @@ pub fn schedule(
             // inner size and nothing to split over threads: split the
             // inner size over the images instead, into partial sums.
             let slices = if c.o * c.r <= SPLIT_K_OUTPUT {
-                (1..=chunk.min(16))
-                    .rev()
-                    .find(|s| chunk.is_multiple_of(*s))
-                    .unwrap_or(1)
+                largest_divisor(chunk, 16)
             } else {
                 1
             };
@@ -1178,10 +1181,7 @@ impl Conv {
         } else {
             dx
         };
-        let parts = (1..=product_parts().min(self.n))
-            .rev()
-            .find(|d| self.n.is_multiple_of(*d))
-            .unwrap_or(1);
+        let parts = largest_divisor(self.n, product_parts());
         let per_part = self.n / parts;
         let per_image = self.rows() * self.p;
         let block = (1..=per_part)
@@ -1382,17 +1382,9 @@ impl Conv {
     ) {
         let (xp, hp, wp) = self.padded_input(name, x, scratch, p);
         let cg = self.c / self.groups;
-        let slices = (1..=self.n.min(DIRECT_SLICES))
-            .rev()
-            .find(|s| self.n.is_multiple_of(*s))
-            .unwrap_or(1);
+        let (slices, into) = self.weight_slices(dw, scratch, p);
         let per_slice = self.n / slices;
         let len = self.o * self.r;
-        let into = if slices > 1 {
-            Scratch::get(&mut scratch.partial, "partial sums", slices * len, p)
-        } else {
-            dw
-        };
         // The tile: a whole row of taps when it is short, and as many
         // output channels as fit beside it.
         let taps = if self.kw <= DIRECT_GRAD_TILE / 2 {
@@ -1543,17 +1535,9 @@ impl Conv {
         let (src, hp, wp) = self.padded_input(name, x, scratch, p);
         let plane = (hp * wp) as i64;
         let cg = self.c / self.groups;
-        let slices = (1..=self.n.min(DIRECT_SLICES))
-            .rev()
-            .find(|s| self.n.is_multiple_of(*s))
-            .unwrap_or(1);
+        let (slices, into) = self.weight_slices(dw, scratch, p);
         let per_slice = self.n / slices;
         let len = self.o * self.r;
-        let into = if slices > 1 {
-            Scratch::get(&mut scratch.partial, "partial sums", slices * len, p)
-        } else {
-            dw
-        };
         let mut k = Numbering::default();
         let (sv, gv) = (k.var(), k.var());
         let positions = (per_slice * self.p) as i64;
@@ -1608,6 +1592,20 @@ impl Conv {
             p.kernels
                 .push(sum_slices(name("sum"), into, dw, slices, len, false));
         }
+    }
+
+    /// The slices of images whose weight gradients a direct or in-place
+    /// weight gradient sums separately (for threads to share the work),
+    /// and where their partial sums go: `dw` itself for one slice.
+    fn weight_slices(&self, dw: BufId, scratch: &mut Scratch, p: &mut Program) -> (usize, BufId) {
+        let slices = largest_divisor(self.n, DIRECT_SLICES);
+        let len = self.o * self.r;
+        let into = if slices > 1 {
+            Scratch::get(&mut scratch.partial, "partial sums", slices * len, p)
+        } else {
+            dw
+        };
+        (slices, into)
     }
 
     /// The index of `w[o, c, i, j]` (`c` within the group).

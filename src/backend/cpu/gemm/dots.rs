@@ -39,6 +39,21 @@ thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
+/// A row of a table of tiles: `$kernel` for `$r` rows and 1 to `TN`
+/// columns.
+macro_rules! tile_row {
+    ($kernel:ident, $r:literal) => {
+        [
+            $kernel::<$r, 1>,
+            $kernel::<$r, 2>,
+            $kernel::<$r, 3>,
+            $kernel::<$r, 4>,
+            $kernel::<$r, 5>,
+            $kernel::<$r, 6>,
+        ]
+    };
+}
+
 /// Inner positions per block for an inner size of `k`: `KB`, or all of
 /// a shorter one rounded up to whole vectors.
 pub fn block_size(k: usize) -> usize {
@@ -205,24 +220,11 @@ unsafe fn chunk_blocks(
 type ChunkKernel =
     unsafe fn(&[(isize, isize)], (*const f32, &[isize]), (*const f32, &[isize]), *mut f32, usize);
 
-macro_rules! chunk_tile_row {
-    ($r:literal) => {
-        [
-            chunk_kernel::<$r, 1>,
-            chunk_kernel::<$r, 2>,
-            chunk_kernel::<$r, 3>,
-            chunk_kernel::<$r, 4>,
-            chunk_kernel::<$r, 5>,
-            chunk_kernel::<$r, 6>,
-        ]
-    };
-}
-
 const CHUNK_KERNELS: [[ChunkKernel; TN]; TM] = [
-    chunk_tile_row!(1),
-    chunk_tile_row!(2),
-    chunk_tile_row!(3),
-    chunk_tile_row!(4),
+    tile_row!(chunk_kernel, 1),
+    tile_row!(chunk_kernel, 2),
+    tile_row!(chunk_kernel, 3),
+    tile_row!(chunk_kernel, 4),
 ];
 
 /// `R` rows of `A` (offsets `rows`) by `C` columns of `B` (offsets
@@ -295,20 +297,12 @@ unsafe fn pack(
 
 type Kernel = unsafe fn(usize, usize, *const f32, *const f32, *mut f32, usize);
 
-macro_rules! tile_row {
-    ($r:literal) => {
-        [
-            kernel::<$r, 1>,
-            kernel::<$r, 2>,
-            kernel::<$r, 3>,
-            kernel::<$r, 4>,
-            kernel::<$r, 5>,
-            kernel::<$r, 6>,
-        ]
-    };
-}
-
-const KERNELS: [[Kernel; TN]; TM] = [tile_row!(1), tile_row!(2), tile_row!(3), tile_row!(4)];
+const KERNELS: [[Kernel; TN]; TM] = [
+    tile_row!(kernel, 1),
+    tile_row!(kernel, 2),
+    tile_row!(kernel, 3),
+    tile_row!(kernel, 4),
+];
 
 /// `R` rows of `A` by `C` columns of `B` over `steps` vectors of the
 /// block: `R x C` vectors of partial sums, loaded from and stored back to
