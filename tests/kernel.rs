@@ -15,7 +15,10 @@ fn compare(what: &str, g: &Graph, seed: u64) {
     let inputs = common::inputs_for(g, seed);
     let expected = reference::run::<f32>(g, &inputs, seed).unwrap();
     for patches_in_place in [false, true] {
-        let target = nnc::kernel::Target { patches_in_place };
+        let target = nnc::kernel::Target {
+            patches_in_place,
+            panel_columns: if patches_in_place { 32 } else { 0 },
+        };
         let got = nnc::kernel::interp::evaluate(g, target, &inputs, seed)
             .unwrap_or_else(|e| panic!("{what} ({target:?}): {e}"));
         common::assert_outputs_close(what, g, &got, &expected);
@@ -88,7 +91,10 @@ fn kernel_programs_as_text() {
         let g = nnc::ir::text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
         // Both schedules, whichever this machine uses.
         let text = |patches_in_place| {
-            let target = nnc::kernel::Target { patches_in_place };
+            let target = nnc::kernel::Target {
+                patches_in_place,
+                panel_columns: if patches_in_place { 32 } else { 0 },
+            };
             nnc::kernel::program_of(&g, target)
                 .unwrap()
                 .program

@@ -207,6 +207,11 @@ pub struct Target {
     /// with digits) as fast as a packed matrix, so no im2col copy is made
     /// for a forward convolution whose patches are not kept.
     pub patches_in_place: bool,
+    /// Its products over views store a result whose columns come in
+    /// consecutive runs of this many (a multiple of it per image) as fast
+    /// in the natural layout as channel-major (the width of the cpu
+    /// backend's panels; 0 for none).
+    pub panel_columns: usize,
 }
 
 /// Integer (index) arithmetic.

@@ -70,7 +70,7 @@ pub struct ViewGemm {
 type Run = (usize, usize, isize);
 
 /// Columns of a micro-tile (the AVX-512 kernel's `NR`).
-const PANEL: usize = 32;
+pub const PANEL: usize = 32;
 
 fn tables(r: &MatRef, rows: i64, cols: i64) -> (Vec<isize>, Vec<isize>) {
     let t = |v: Vec<i64>| v.into_iter().map(|x| x as isize).collect();

@@ -23,6 +23,7 @@ pub struct Cpu;
 pub fn host_target() -> crate::kernel::Target {
     crate::kernel::Target {
         patches_in_place: gemm::patches_in_place(),
+        panel_columns: gemm::PANEL,
     }
 }
 
