@@ -614,3 +614,68 @@ fn padded_max_pooling_keeps_the_reference_conventions() {
         }
     }
 }
+
+/// Kernels whose results depend on the state alone (a dead tap's weight
+/// slice at ResNet-18's 1x1 last stage, batch norm's parameters) run once
+/// and are skipped while the state is unchanged: runs on unchanged state
+/// give the first run's outputs, and after the state is written (or an
+/// update committed) the outputs follow the new state, as the reference
+/// executor computes them.
+#[test]
+fn results_of_the_state_alone_follow_the_state() {
+    let loaded = common::load("std::resnet18", None, &[1, 3, 32, 32]);
+    let g = loaded.lower(nnc::ir::Mode::Infer).unwrap();
+    let mut inputs = common::inputs_for(&g, 5);
+    let state: Vec<String> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Input { name, role, .. } if role.is_state() => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut weights = WeightSet::new();
+    for name in &state {
+        weights.insert(name.clone(), inputs[name].clone());
+    }
+    let mut exe = Cpu.instantiate(weights);
+    let e = exe.compile(&g).unwrap();
+    let logits = Output::Logits;
+    let run = |exe: &mut Box<dyn nnc::backend::Executable>,
+               inputs: &std::collections::HashMap<String, ndarray::ArrayD<f32>>| {
+        let feeds = exe
+            .fed_inputs(e)
+            .iter()
+            .map(|f| (f.handle, inputs[&f.name].clone()))
+            .collect();
+        exe.run(e, feeds, 0).unwrap();
+        exe.read(e, &logits).unwrap()
+    };
+    let first = run(&mut exe, &inputs);
+    assert_eq!(
+        run(&mut exe, &inputs),
+        first,
+        "a second run on the same state"
+    );
+    // The last stage's weights (read through their live tap only) and a
+    // batch norm's running variance, changed.
+    for name in [
+        "layer4.1.conv2.weight",
+        "layer4.0.conv1.weight",
+        "bn1.running_var",
+    ] {
+        let changed = inputs[name].mapv(|x| x * 1.5 + 0.25);
+        exe.write_state(name, changed.clone()).unwrap();
+        inputs.insert(name.to_string(), changed);
+    }
+    let second = run(&mut exe, &inputs);
+    assert_ne!(second, first, "the outputs follow the written state");
+    let expected = reference::run::<f32>(&g, &inputs, 0).unwrap();
+    let want = &expected[&logits.name()];
+    let err = common::relative_error(&second, want);
+    assert!(
+        err <= 1e-4,
+        "after writing the state: {err:e} from the reference"
+    );
+    assert_eq!(run(&mut exe, &inputs), second, "again on the written state");
+}

@@ -4,6 +4,7 @@
 //! time. Parallel kernels split their outermost loop over the machine's
 //! cores.
 
+mod cache;
 mod codegen;
 mod gemm;
 mod threads;
@@ -44,6 +45,7 @@ impl Backend for Cpu {
         Box::new(CpuExecutable {
             state,
             entries: Vec::new(),
+            state_version: 0,
             pool: threads::Pool::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
         })
     }
@@ -77,6 +79,13 @@ struct Compiled {
     ran: bool,
     /// Whether the last run's updates are in the state (see `commit`).
     committed: bool,
+    /// Per kernel: whether its results depend on the state alone
+    /// (`cache::state_only`), so that a run on the state the last run saw
+    /// skips it.
+    state_only: Vec<bool>,
+    /// The state's version (`CpuExecutable::state_version`) at the last
+    /// run, whose state-only results are in place.
+    state_seen: Option<u64>,
 }
 
 pub struct CpuExecutable {
@@ -84,6 +93,8 @@ pub struct CpuExecutable {
     state: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     entries: Vec<Compiled>,
     pool: threads::Pool,
+    /// Counts the changes of the state (commits and writes).
+    state_version: u64,
 }
 
 /// Below this many innermost iterations a kernel runs on one thread: the
@@ -147,7 +158,12 @@ impl Executable for CpuExecutable {
             }
         }
         let code = codegen::compile(&lowered.program).map_err(BackendError::Unsupported)?;
-        let (pool_of, pools) = share_buffers(&lowered);
+        let is_state = |b: crate::kernel::BufId| match &lowered.program.buffers[b.0 as usize].kind {
+            BufferKind::Input(name) => !fed_index.contains_key(name),
+            _ => false,
+        };
+        let state_only = cache::state_only(&lowered.program, &is_state);
+        let (pool_of, pools) = share_buffers(&lowered, &state_only);
         let slots = lowered
             .program
             .buffers
@@ -196,6 +212,8 @@ impl Executable for CpuExecutable {
             pools,
             ran: false,
             committed: false,
+            state_only,
+            state_seen: None,
         });
         Ok(entry)
     }
@@ -244,7 +262,11 @@ impl Executable for CpuExecutable {
             });
         }
         let profile = profiling();
+        let unchanged = c.state_seen == Some(self.state_version);
         for (k, f) in c.code.functions.iter().enumerate() {
+            if unchanged && c.state_only[k] {
+                continue;
+            }
             let start = profile.then(std::time::Instant::now);
             run_kernel(*f, &table, c.splits[k], &self.pool, seed);
             if let Some(start) = start {
@@ -257,6 +279,7 @@ impl Executable for CpuExecutable {
         }
         c.ran = true;
         c.committed = false;
+        c.state_seen = Some(self.state_version);
         Ok(())
     }
 
@@ -287,6 +310,7 @@ impl Executable for CpuExecutable {
         if c.committed {
             return Ok(());
         }
+        self.state_version += 1;
         for (o, &b) in &c.outputs {
             let Output::Update(name) = o else { continue };
             let Some((shape, dst)) = self.state.get_mut(name) else {
@@ -349,6 +373,7 @@ impl Executable for CpuExecutable {
     fn write_state(&mut self, name: &str, value: ArrayD<f32>) -> Result<(), BackendError> {
         match self.state.get_mut(name) {
             Some((shape, data)) if shape.as_slice() == value.shape() => {
+                self.state_version += 1;
                 for (d, s) in data.iter_mut().zip(value.iter()) {
                     *d = *s;
                 }
@@ -369,11 +394,26 @@ impl Executable for CpuExecutable {
 /// use, each into the free allocation closest to its size, grown when
 /// none is large enough). Outputs keep buffers of their own (they are read
 /// after the run, and a commit exchanges updates with the state), and so
-/// does scratch, which several contractions share by design. Returns each
+/// do state-only results (kept from run to run, `cache`) and scratch,
+/// which several contractions share by design. Returns each
 /// buffer's allocation and the allocations.
-fn share_buffers(lowered: &crate::kernel::lower::Lowered) -> (Vec<Option<usize>>, Vec<Vec<f32>>) {
+fn share_buffers(
+    lowered: &crate::kernel::lower::Lowered,
+    state_only: &[bool],
+) -> (Vec<Option<usize>>, Vec<Vec<f32>>) {
     let p = &lowered.program;
     let n = p.buffers.len();
+    // State-only results stay from run to run.
+    let mut kept = vec![false; n];
+    for (kernel, _) in p.kernels.iter().zip(state_only).filter(|(_, &only)| only) {
+        let mut touched = Vec::new();
+        for s in &kernel.body {
+            codegen::buffers_of(s, &mut touched);
+        }
+        for b in touched {
+            kept[b.0 as usize] = true;
+        }
+    }
     let (mut first, mut last) = (vec![usize::MAX; n], vec![0usize; n]);
     for (k, kernel) in p.kernels.iter().enumerate() {
         let mut touched = Vec::new();
@@ -394,6 +434,7 @@ fn share_buffers(lowered: &crate::kernel::lower::Lowered) -> (Vec<Option<usize>>
         .filter(|&i| {
             matches!(p.buffers[i].kind, BufferKind::Value(_))
                 && !output[i]
+                && !kept[i]
                 && first[i] != usize::MAX
         })
         .collect();
