@@ -1168,23 +1168,7 @@ impl Conv {
         scratch: &mut Scratch,
         p: &mut Program,
     ) {
-        let g = &self.geom;
-        let padded = self.padded();
-        let (rows, cols) = if padded {
-            self.padded_size()
-        } else {
-            (self.h, self.w)
-        };
-        let target = if padded {
-            Scratch::get(
-                &mut scratch.padded,
-                "padded",
-                self.n * self.c * rows * cols,
-                p,
-            )
-        } else {
-            dx
-        };
+        let (target, (rows, cols)) = self.scatter_target(dx, self.n, scratch, p);
         let parts = largest_divisor(self.n, product_parts());
         let per_part = self.n / parts;
         let per_image = self.rows() * self.p;
@@ -1264,13 +1248,9 @@ impl Conv {
         );
         p.kernels
             .push(k.kernel(name("blocks"), parts > 1, vec![body]));
-        if padded {
-            p.kernels.push(self.copy_plane(
-                name("crop"),
-                (target, 0, rows, cols, g.padding[0], g.padding[2]),
-                (dx, 0, self.h, self.w, 0, 0),
-                self.n,
-            ));
+        if self.padded() {
+            p.kernels
+                .push(self.crop_scattered(name, target, dx, (0, self.n)));
         }
     }
 
@@ -1795,18 +1775,12 @@ impl Conv {
         scratch: &mut Scratch,
         p: &mut Program,
     ) {
-        let g = &self.geom;
-        let (hp, wp) = self.padded_size();
         let image = (self.c * self.h * self.w) as i64;
-        let (target, base, row) = if self.padded() {
-            let len = chunk * self.c * hp * wp;
-            (
-                Scratch::get(&mut scratch.padded, "padded", len, p),
-                0,
-                (hp, wp),
-            )
+        let (target, row) = self.scatter_target(dx, chunk, scratch, p);
+        let base = if self.padded() {
+            0
         } else {
-            (dx, q as i64 * chunk as i64 * image, (self.h, self.w))
+            q as i64 * chunk as i64 * image
         };
         let plane = chunk * self.c * row.0 * row.1;
         p.kernels
@@ -1825,12 +1799,49 @@ impl Conv {
         p.kernels
             .push(k.kernel(name("col2im"), chunk > 1, vec![body]));
         if self.padded() {
-            p.kernels.push(self.copy_plane(
-                name("crop"),
-                (target, 0, hp, wp, g.padding[0], g.padding[2]),
-                (dx, q as i64 * chunk as i64 * image, self.h, self.w, 0, 0),
-                chunk,
-            ));
+            p.kernels
+                .push(self.crop_scattered(name, target, dx, (q * chunk, chunk)));
         }
+    }
+
+    /// Where the patch gradients of `images` images are scattered: a
+    /// padded copy when the convolution pads (zeroed by the caller,
+    /// cropped into `dx` after by `crop_scattered`), else `dx` itself;
+    /// with its planes' height and width.
+    fn scatter_target(
+        &self,
+        dx: BufId,
+        images: usize,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) -> (BufId, (usize, usize)) {
+        if self.padded() {
+            let (hp, wp) = self.padded_size();
+            let len = images * self.c * hp * wp;
+            let target = Scratch::get(&mut scratch.padded, "padded", len, p);
+            (target, (hp, wp))
+        } else {
+            (dx, (self.h, self.w))
+        }
+    }
+
+    /// The padded scatter target's `images` images, cropped into `dx`'s
+    /// from image `first` on.
+    fn crop_scattered(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        target: BufId,
+        dx: BufId,
+        (first, images): (usize, usize),
+    ) -> Kernel {
+        let g = &self.geom;
+        let (hp, wp) = self.padded_size();
+        let image = (self.c * self.h * self.w) as i64;
+        self.copy_plane(
+            name("crop"),
+            (target, 0, hp, wp, g.padding[0], g.padding[2]),
+            (dx, first as i64 * image, self.h, self.w, 0, 0),
+            images,
+        )
     }
 }
