@@ -13,6 +13,7 @@
 //! `0..A*B`. Guards, inner loop bounds and dropout indices count as index
 //! expressions too.
 
+use super::rewrite::Rewrite;
 use super::step;
 use super::{Cond, IExpr, Program, SExpr, Stmt, Var};
 
@@ -70,7 +71,7 @@ fn try_merge(s: &mut Stmt) -> bool {
     if !inner.iter().all(|s| stmt_ok(s, a, b, eb)) {
         return false;
     }
-    let inner: Vec<Stmt> = inner.iter().map(|s| rewrite_stmt(s, a)).collect();
+    let inner: Vec<Stmt> = Rewrite::of_indices(&|e| rewrite(e, a)).stmts(inner);
     *s = Stmt::For {
         var: b,
         start: IExpr::c(0),
@@ -129,79 +130,4 @@ fn cond_ok(c: &Cond, a: Var, b: Var, eb: i64) -> bool {
 
 fn rewrite(e: &IExpr, a: Var) -> IExpr {
     e.substitute(&|v| (v == a).then(|| IExpr::c(0)))
-}
-
-fn rewrite_stmt(s: &Stmt, a: Var) -> Stmt {
-    let i = |e: &IExpr| rewrite(e, a);
-    match s {
-        Stmt::For {
-            var,
-            start,
-            end,
-            body,
-        } => Stmt::For {
-            var: *var,
-            start: i(start),
-            end: i(end),
-            body: body.iter().map(|s| rewrite_stmt(s, a)).collect(),
-        },
-        Stmt::Set { reg, value } => Stmt::Set {
-            reg: *reg,
-            value: rewrite_value(value, a),
-        },
-        Stmt::Store { buf, index, value } => Stmt::Store {
-            buf: *buf,
-            index: i(index),
-            value: rewrite_value(value, a),
-        },
-        Stmt::If { cond, then } => Stmt::If {
-            cond: rewrite_cond(cond, a),
-            then: then.iter().map(|s| rewrite_stmt(s, a)).collect(),
-        },
-        Stmt::Gemm(g) => {
-            let mut g = g.clone();
-            for m in [&mut g.a, &mut g.b, &mut g.c] {
-                m.offset = i(&m.offset);
-            }
-            Stmt::Gemm(g)
-        }
-    }
-}
-
-fn rewrite_value(e: &SExpr, a: Var) -> SExpr {
-    let r = |e: &SExpr| rewrite_value(e, a);
-    match e {
-        SExpr::Const(_) | SExpr::Reg(_) => e.clone(),
-        SExpr::Load { buf, index } => SExpr::load(*buf, rewrite(index, a)),
-        SExpr::Index(i) => SExpr::Index(rewrite(i, a)),
-        SExpr::Un(op, x) => SExpr::un(*op, r(x)),
-        SExpr::Bin(op, x, y) => SExpr::bin(*op, r(x), r(y)),
-        SExpr::Select(c, x, y) => SExpr::select(rewrite_cond(c, a), r(x), r(y)),
-    }
-}
-
-fn rewrite_cond(c: &Cond, a: Var) -> Cond {
-    match c {
-        Cond::InRange { value, lo, hi } => Cond::InRange {
-            value: rewrite(value, a),
-            lo: *lo,
-            hi: *hi,
-        },
-        Cond::Divides { value, by } => Cond::Divides {
-            value: rewrite(value, a),
-            by: *by,
-        },
-        Cond::Keep { p, salt, index } => Cond::Keep {
-            p: *p,
-            salt: *salt,
-            index: rewrite(index, a),
-        },
-        Cond::FCmp { op, a: x, b: y } => Cond::FCmp {
-            op: *op,
-            a: rewrite_value(x, a),
-            b: rewrite_value(y, a),
-        },
-        Cond::And(x, y) => rewrite_cond(x, a).and(rewrite_cond(y, a)),
-        Cond::Or(x, y) => Cond::Or(Box::new(rewrite_cond(x, a)), Box::new(rewrite_cond(y, a))),
-    }
 }

@@ -32,7 +32,8 @@
 //! `b`'s loop variables become `a`'s at the same depth; its registers are
 //! renumbered after `a`'s.
 
-use super::{BufId, Cond, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var};
+use super::rewrite::Rewrite;
+use super::{BufId, IExpr, Kernel, Program, Reg, SExpr, Stmt, Var};
 use std::collections::HashSet;
 
 /// Sums in one merged innermost body: four, so that the vector loop still
@@ -214,7 +215,12 @@ fn renamed(a: &Kernel, b: &Kernel) -> Kernel {
     Kernel {
         name: b.name.clone(),
         parallel: b.parallel,
-        body: rename.block(&b.body),
+        body: Rewrite {
+            index: &|e| e.substitute(&|v| Some(IExpr::Var(rename.var(v)))),
+            var: &|v| rename.var(v),
+            reg: &|r| rename.reg(r),
+        }
+        .stmts(&b.body),
         vars: b.vars,
         regs: b.regs,
     }
@@ -318,94 +324,6 @@ impl Rename {
 
     fn reg(&self, r: Reg) -> Reg {
         Reg(r.0 + self.regs)
-    }
-
-    fn block(&self, body: &[Stmt]) -> Vec<Stmt> {
-        body.iter().map(|s| self.stmt(s)).collect()
-    }
-
-    fn stmt(&self, s: &Stmt) -> Stmt {
-        match s {
-            Stmt::For {
-                var,
-                start,
-                end,
-                body,
-            } => Stmt::For {
-                var: self.var(*var),
-                start: self.index(start),
-                end: self.index(end),
-                body: self.block(body),
-            },
-            Stmt::Set { reg, value } => Stmt::Set {
-                reg: self.reg(*reg),
-                value: self.value(value),
-            },
-            Stmt::Store { buf, index, value } => Stmt::Store {
-                buf: *buf,
-                index: self.index(index),
-                value: self.value(value),
-            },
-            Stmt::If { .. } | Stmt::Gemm(_) => unreachable!("spines hold no guards or products"),
-        }
-    }
-
-    fn index(&self, e: &IExpr) -> IExpr {
-        e.substitute(&|v| Some(IExpr::Var(self.var(v))))
-    }
-
-    fn value(&self, e: &SExpr) -> SExpr {
-        match e {
-            SExpr::Const(c) => SExpr::Const(*c),
-            SExpr::Load { buf, index } => SExpr::Load {
-                buf: *buf,
-                index: self.index(index),
-            },
-            SExpr::Reg(r) => SExpr::Reg(self.reg(*r)),
-            SExpr::Index(i) => SExpr::Index(self.index(i)),
-            SExpr::Un(op, a) => SExpr::Un(*op, Box::new(self.value(a))),
-            SExpr::Bin(op, a, b) => {
-                SExpr::Bin(*op, Box::new(self.value(a)), Box::new(self.value(b)))
-            }
-            SExpr::Select(..) => self.select(e),
-        }
-    }
-
-    fn select(&self, e: &SExpr) -> SExpr {
-        let SExpr::Select(c, a, b) = e else {
-            unreachable!("a select")
-        };
-        SExpr::Select(
-            Box::new(self.cond(c)),
-            Box::new(self.value(a)),
-            Box::new(self.value(b)),
-        )
-    }
-
-    fn cond(&self, c: &Cond) -> Cond {
-        match c {
-            Cond::FCmp { op, a, b } => Cond::FCmp {
-                op: *op,
-                a: self.value(a),
-                b: self.value(b),
-            },
-            Cond::And(a, b) => Cond::And(Box::new(self.cond(a)), Box::new(self.cond(b))),
-            Cond::Or(a, b) => Cond::Or(Box::new(self.cond(a)), Box::new(self.cond(b))),
-            Cond::InRange { value, lo, hi } => Cond::InRange {
-                value: self.index(value),
-                lo: *lo,
-                hi: *hi,
-            },
-            Cond::Divides { value, by } => Cond::Divides {
-                value: self.index(value),
-                by: *by,
-            },
-            Cond::Keep { p, salt, index } => Cond::Keep {
-                p: *p,
-                salt: *salt,
-                index: self.index(index),
-            },
-        }
     }
 }
 

@@ -28,6 +28,7 @@ pub mod contract;
 pub mod interp;
 pub mod lower;
 pub mod merge;
+pub mod rewrite;
 pub mod text;
 pub mod unroll;
 pub mod verify;

@@ -12,7 +12,8 @@
 //! left as they are: a sum over a row of eight positions (a weight
 //! gradient's innermost loop) is two vector steps, not eight scalar ones.
 
-use super::{Cond, IExpr, Program, SExpr, Stmt, Var};
+use super::rewrite::Rewrite;
+use super::{Cond, IExpr, Program, Stmt, Var};
 
 const MAX_TRIPS: i64 = 7;
 /// A register tile of eight output channels over a 5 x 5 window, with the
@@ -46,7 +47,10 @@ fn block(body: Vec<Stmt>) -> Vec<Stmt> {
                     {
                         for i in *a..*b {
                             for s in &body {
-                                settle(subst_stmt(s, var, i), &mut out);
+                                settle(
+                                    Rewrite::of_indices(&|e| subst(e, var, i)).stmt(s),
+                                    &mut out,
+                                );
                             }
                         }
                     }
@@ -123,85 +127,7 @@ fn size(body: &[Stmt]) -> usize {
         .sum()
 }
 
-fn subst_stmt(s: &Stmt, var: Var, value: i64) -> Stmt {
-    let i = |e: &IExpr| subst(e, var, value);
-    match s {
-        Stmt::For {
-            var: v,
-            start,
-            end,
-            body,
-        } => Stmt::For {
-            var: *v,
-            start: i(start),
-            end: i(end),
-            body: body.iter().map(|s| subst_stmt(s, var, value)).collect(),
-        },
-        Stmt::Set { reg, value: e } => Stmt::Set {
-            reg: *reg,
-            value: subst_value(e, var, value),
-        },
-        Stmt::Store {
-            buf,
-            index,
-            value: e,
-        } => Stmt::Store {
-            buf: *buf,
-            index: i(index),
-            value: subst_value(e, var, value),
-        },
-        Stmt::If { cond, then } => Stmt::If {
-            cond: subst_cond(cond, var, value),
-            then: then.iter().map(|s| subst_stmt(s, var, value)).collect(),
-        },
-        Stmt::Gemm(g) => Stmt::Gemm(g.clone()),
-    }
-}
-
 /// `e` with `var` replaced by `value`, constants folded.
 fn subst(e: &IExpr, var: Var, value: i64) -> IExpr {
     e.substitute(&|v| (v == var).then_some(IExpr::Const(value)))
-}
-
-fn subst_value(e: &SExpr, var: Var, value: i64) -> SExpr {
-    let s = |e: &SExpr| subst_value(e, var, value);
-    match e {
-        SExpr::Const(c) => SExpr::Const(*c),
-        SExpr::Load { buf, index } => SExpr::load(*buf, subst(index, var, value)),
-        SExpr::Reg(r) => SExpr::Reg(*r),
-        SExpr::Index(i) => SExpr::Index(subst(i, var, value)),
-        SExpr::Un(op, a) => SExpr::un(*op, s(a)),
-        SExpr::Bin(op, a, b) => SExpr::bin(*op, s(a), s(b)),
-        SExpr::Select(c, a, b) => SExpr::select(subst_cond(c, var, value), s(a), s(b)),
-    }
-}
-
-fn subst_cond(c: &Cond, var: Var, value: i64) -> Cond {
-    let i = |e: &IExpr| subst(e, var, value);
-    match c {
-        Cond::InRange { value: e, lo, hi } => Cond::InRange {
-            value: i(e),
-            lo: *lo,
-            hi: *hi,
-        },
-        Cond::Divides { value: e, by } => Cond::Divides {
-            value: i(e),
-            by: *by,
-        },
-        Cond::FCmp { op, a, b } => Cond::FCmp {
-            op: *op,
-            a: subst_value(a, var, value),
-            b: subst_value(b, var, value),
-        },
-        Cond::And(a, b) => subst_cond(a, var, value).and(subst_cond(b, var, value)),
-        Cond::Or(a, b) => Cond::Or(
-            Box::new(subst_cond(a, var, value)),
-            Box::new(subst_cond(b, var, value)),
-        ),
-        Cond::Keep { p, salt, index } => Cond::Keep {
-            p: *p,
-            salt: *salt,
-            index: i(index),
-        },
-    }
 }
