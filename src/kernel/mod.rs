@@ -596,6 +596,17 @@ impl SExpr {
             SExpr::Select(c, a, b) => c.has_load() || a.has_load() || b.has_load(),
         }
     }
+
+    /// Whether the expression draws a dropout mask (so that its value
+    /// depends on the run's seed).
+    pub fn draws_mask(&self) -> bool {
+        match self {
+            SExpr::Load { .. } | SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => false,
+            SExpr::Un(_, a) => a.draws_mask(),
+            SExpr::Bin(_, a, b) => a.draws_mask() || b.draws_mask(),
+            SExpr::Select(c, a, b) => c.draws_mask() || a.draws_mask() || b.draws_mask(),
+        }
+    }
 }
 
 impl Cond {
@@ -616,6 +627,16 @@ impl Cond {
             Cond::InRange { .. } | Cond::Divides { .. } | Cond::Keep { .. } => false,
             Cond::FCmp { a, b, .. } => a.has_load() || b.has_load(),
             Cond::And(a, b) | Cond::Or(a, b) => a.has_load() || b.has_load(),
+        }
+    }
+
+    /// Whether the condition draws a dropout mask (`Keep`).
+    pub fn draws_mask(&self) -> bool {
+        match self {
+            Cond::Keep { .. } => true,
+            Cond::InRange { .. } | Cond::Divides { .. } => false,
+            Cond::FCmp { a, b, .. } => a.draws_mask() || b.draws_mask(),
+            Cond::And(a, b) | Cond::Or(a, b) => a.draws_mask() || b.draws_mask(),
         }
     }
 }

@@ -100,35 +100,15 @@ fn stmt(s: &Stmt, a: &mut Accesses) {
 }
 
 fn value_of(e: &SExpr, a: &mut Accesses) {
-    match e {
-        SExpr::Load { buf, .. } => {
-            a.reads.insert(*buf);
-        }
-        SExpr::Const(_) | SExpr::Reg(_) | SExpr::Index(_) => {}
-        SExpr::Un(_, x) => value_of(x, a),
-        SExpr::Bin(_, x, y) => {
-            value_of(x, a);
-            value_of(y, a);
-        }
-        SExpr::Select(c, x, y) => {
-            cond_of(c, a);
-            value_of(x, a);
-            value_of(y, a);
-        }
-    }
+    e.for_each_load(&mut |buf, _| {
+        a.reads.insert(buf);
+    });
+    a.seeded |= e.draws_mask();
 }
 
 fn cond_of(c: &Cond, a: &mut Accesses) {
-    match c {
-        Cond::Keep { .. } => a.seeded = true,
-        Cond::InRange { .. } | Cond::Divides { .. } => {}
-        Cond::FCmp { a: x, b: y, .. } => {
-            value_of(x, a);
-            value_of(y, a);
-        }
-        Cond::And(x, y) | Cond::Or(x, y) => {
-            cond_of(x, a);
-            cond_of(y, a);
-        }
-    }
+    c.for_each_load(&mut |buf, _| {
+        a.reads.insert(buf);
+    });
+    a.seeded |= c.draws_mask();
 }
