@@ -109,11 +109,14 @@ enum Command {
         network: Option<String>,
         /// Graph passes to run before writing, in order: `simplify`
         /// (identities, reshape and broadcast chains, constant folding),
-        /// `dead-taps` (convolution kernel taps that read only padding, as
-        /// a 3x3 kernel on a 1x1 input, are dropped), `cse`
-        /// (common-subexpression elimination), `dce` (dead-code
-        /// elimination), `default` (simplify, dead-taps, cse, dce: what the
-        /// cpu backend runs), or `none` (the graph as lowered).
+        /// `fold-batch-norm` (an inference batch norm, or any per-channel
+        /// scale and shift of the state, folded into the convolution before
+        /// it: a scaled weight and one bias), `dead-taps` (convolution
+        /// kernel taps that read only padding, as a 3x3 kernel on a 1x1
+        /// input, are dropped), `cse` (common-subexpression elimination),
+        /// `dce` (dead-code elimination), `default` (simplify,
+        /// fold-batch-norm, dead-taps, cse, dce: what the cpu backend
+        /// runs), or `none` (the graph as lowered).
         #[arg(long, value_delimiter = ',', default_value = "none", value_name = "PASSES", value_parser = parse_pass)]
         passes: Vec<PassArg>,
         /// Print to stderr how many nodes each pass removed and the fusion

@@ -3,14 +3,16 @@
 //! signature (every input stays, every output stays, in order); the
 //! verifier runs after each pass in debug builds.
 //!
-//! Today: algebraic simplification and constant folding, dead
-//! convolution taps (`taps.rs`), common-subexpression elimination,
+//! Today: algebraic simplification and constant folding, batch-norm
+//! folding into convolutions (`fold_bn.rs`), dead convolution taps
+//! (`taps.rs`), common-subexpression elimination,
 //! dead-code elimination; then, on the result,
 //! fusion planning (`fusion::plan`) and memory planning (`memory::plan`,
 //! buffer reuse by liveness).
 
 mod cse;
 mod dce;
+mod fold_bn;
 pub mod fusion;
 pub mod memory;
 mod simplify;
@@ -18,6 +20,7 @@ mod taps;
 
 pub use cse::cse;
 pub use dce::dce;
+pub use fold_bn::fold_batch_norm;
 pub use simplify::simplify;
 pub use taps::dead_taps;
 
@@ -27,17 +30,25 @@ use crate::ir::{Graph, NodeId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
     Simplify,
+    FoldBatchNorm,
     DeadTaps,
     Cse,
     Dce,
 }
 
 impl Pass {
-    pub const ALL: [Pass; 4] = [Pass::Simplify, Pass::DeadTaps, Pass::Cse, Pass::Dce];
+    pub const ALL: [Pass; 5] = [
+        Pass::Simplify,
+        Pass::FoldBatchNorm,
+        Pass::DeadTaps,
+        Pass::Cse,
+        Pass::Dce,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Pass::Simplify => "simplify",
+            Pass::FoldBatchNorm => "fold-batch-norm",
             Pass::DeadTaps => "dead-taps",
             Pass::Cse => "cse",
             Pass::Dce => "dce",
@@ -54,6 +65,9 @@ impl Pass {
             Pass::Simplify => {
                 format!("simplify: {count} nodes folded to constants or skipped as identities")
             }
+            Pass::FoldBatchNorm => format!(
+                "fold-batch-norm: {count} convolutions took the per-channel scale and shift after them (batch norm, bias) into their weight and one bias"
+            ),
             Pass::DeadTaps => {
                 format!("dead-taps: {count} convolutions lost kernel taps that read only padding")
             }
@@ -67,6 +81,7 @@ impl Pass {
     pub fn run(self, g: &mut Graph) -> usize {
         let removed = match self {
             Pass::Simplify => simplify(g),
+            Pass::FoldBatchNorm => fold_batch_norm(g),
             Pass::DeadTaps => dead_taps(g),
             Pass::Cse => cse(g),
             Pass::Dce => dce(g),
@@ -76,10 +91,11 @@ impl Pass {
     }
 }
 
-/// The default pipeline: simplify, drop dead convolution taps, merge
+/// The default pipeline: simplify, fold per-channel scales and shifts
+/// (inference batch norms) into convolutions, drop dead convolution taps, merge
 /// duplicates (the weight slices of a convolution and its input
 /// gradient), then drop what nothing uses.
-pub const DEFAULT: [Pass; 4] = [Pass::Simplify, Pass::DeadTaps, Pass::Cse, Pass::Dce];
+pub const DEFAULT: [Pass; 5] = Pass::ALL;
 
 /// For each node, the nodes that use it as an argument (in order, with
 /// repeats when a node uses a value twice).
