@@ -456,7 +456,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let (addr, off) = self.place(*buf, index);
                 self.b.ins().store(self.trusted, v, addr, off);
             }
-            Stmt::Gemm(g) if !(g.a.is_strided() && g.b.is_strided() && g.c.is_strided()) => {
+            Stmt::Gemm(g)
+                if !(g.a.is_strided() && g.b.is_strided() && g.c.is_strided())
+                    || super::gemm::ours_pays(g) =>
+            {
                 let desc = Box::new(super::gemm::ViewGemm::new(g));
                 let mut args = vec![self.b.ins().iconst(types::I64, &*desc as *const _ as i64)];
                 self.views.push(desc);

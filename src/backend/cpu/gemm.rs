@@ -29,6 +29,17 @@ pub fn patches_in_place() -> bool {
     }
 }
 
+/// Whether a product of plain matrices runs faster through `ViewGemm`
+/// than through matrixmultiply: on AVX-512, when `B` is stored by columns
+/// (a weight gradient's `patches^T`), which our packing transposes 16 x 16
+/// in registers and matrixmultiply's copies element by element. ResNet-18's
+/// weight-gradient products went from 29.1–29.5 to 25.7–27.0 ms a step
+/// (docs/perf.md). Products of other layouts measured no faster through
+/// ours in the network and stay with matrixmultiply.
+pub fn ours_pays(g: &Gemm) -> bool {
+    patches_in_place() && g.b.row == 1 && g.b.col != 1 && g.n > 1
+}
+
 /// A product's shape and its operands' offset tables, made once when the
 /// kernel is compiled; the generated code passes its address with the
 /// operands' base pointers.
@@ -266,8 +277,11 @@ mod dots;
 mod rows;
 
 #[cfg(target_arch = "x86_64")]
+mod transpose;
+
+#[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::ViewGemm;
+    use super::{transpose, ViewGemm};
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -286,7 +300,7 @@ mod avx512 {
     thread_local! {
         /// Packed `A` panel and `B` block, per thread.
         static PACKED: RefCell<(Vec<f32>, Vec<f32>)> =
-            RefCell::new((vec![0.0; KC * MR], vec![0.0; KC * NC]));
+            RefCell::new((vec![0.0; KC * MR + PACK_PAD], vec![0.0; KC * NC]));
     }
 
     /// # Safety
@@ -363,15 +377,36 @@ mod avx512 {
         }
     }
 
-    /// `A`'s rows (up to `MR`) over `cols`, as `[k][MR]`.
+    /// `A`'s rows (up to `MR`) over `cols`, as `[k][MR]`: a vector per
+    /// step of the inner size where the rows are consecutive (`A` stored
+    /// by columns), 16 x 16 transposes where the columns are (by rows),
+    /// element by element otherwise. `out` holds `PACK_PAD` floats more
+    /// than the panel: each step writes a whole vector.
+    #[target_feature(enable = "avx512f")]
     unsafe fn pack_a(a: *const f32, rows: &[isize], cols: &[isize], out: *mut f32) {
-        for (p, &col) in cols.iter().enumerate() {
-            for (i, &r) in rows.iter().enumerate() {
-                // SAFETY: the caller's contract.
-                unsafe { *out.add(p * MR + i) = *a.offset(r + col) };
+        let head = |o: &[isize]| transpose::consecutive(&o[..o.len().min(16)]);
+        // SAFETY (all): the caller's contract.
+        if transpose::consecutive(rows) {
+            let m = mask(rows.len());
+            for (p, &col) in cols.iter().enumerate() {
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(m, a.offset(rows[0] + col));
+                    _mm512_storeu_ps(out.add(p * MR), v);
+                }
+            }
+        } else if head(cols) {
+            unsafe { transpose::pack_a_cols_consecutive(a, rows, cols, MR, out) };
+        } else {
+            for (p, &col) in cols.iter().enumerate() {
+                for (i, &r) in rows.iter().enumerate() {
+                    unsafe { *out.add(p * MR + i) = *a.offset(r + col) };
+                }
             }
         }
     }
+
+    /// Floats past a packed `A` panel that `pack_a` may write.
+    const PACK_PAD: usize = 16;
 
     /// `B`'s `rows` over `cols`, as panels of `[k][NR]` (the last padded
     /// with zeros). A panel whose columns fall in few runs of consecutive
@@ -392,6 +427,8 @@ mod avx512 {
             // SAFETY (both): the caller's contract.
             if runs.len() <= 8 {
                 unsafe { copy_runs(b, rows, runs, o) };
+            } else if transpose::consecutive(&rows[..rows.len().min(16)]) {
+                unsafe { transpose::pack_b_rows_consecutive(b, rows, co, NR, o) };
             } else {
                 unsafe { gather(b, rows, co, o) };
             }
@@ -621,6 +658,66 @@ mod tests {
                     (e - g).abs() <= 1e-4 * e.abs().max(1.0),
                     "{name}: {g} against {e}"
                 );
+            }
+        }
+    }
+
+    /// Plain matrices stored by rows or by columns, in sizes that leave
+    /// ragged blocks everywhere (inner sizes past one packed block and not
+    /// a multiple of 16, columns not a multiple of 32, 12-row panels with
+    /// a remainder): the panels with every packing path (runs, the 16 x 16
+    /// transposes of `transpose.rs`, column copies of `A`) against a plain
+    /// sum.
+    #[test]
+    fn plain_products_in_every_layout_match_a_plain_sum() {
+        for (m, n, k) in [(13, 45, 37), (29, 70, 300), (5, 17, 16), (1, 3, 5)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.1)
+                .collect();
+            for (a_by_columns, b_by_columns) in
+                [(false, false), (false, true), (true, false), (true, true)]
+            {
+                let (rsa, csa) = if a_by_columns { (1, m) } else { (k, 1) };
+                let (rsb, csb) = if b_by_columns { (1, k) } else { (n, 1) };
+                let mut expected = vec![0.5f32; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        let s: f32 = (0..k)
+                            .map(|p| a[i * rsa + p * csa] * b[p * rsb + j * csb])
+                            .sum();
+                        expected[i * n + j] += s;
+                    }
+                }
+                let g = Gemm {
+                    m: m as i64,
+                    n: n as i64,
+                    k: k as i64,
+                    a: MatRef::strided(BufId(0), IExpr::c(0), rsa as i64, csa as i64),
+                    b: MatRef::strided(BufId(1), IExpr::c(0), rsb as i64, csb as i64),
+                    c: MatRef::strided(BufId(2), IExpr::c(0), n as i64, 1),
+                    accumulate: true,
+                };
+                let d = ViewGemm::new(&g);
+                type Path = unsafe fn(&ViewGemm, *const f32, *const f32, *mut f32);
+                let mut paths: Vec<(&str, Path)> = vec![("portable", portable)];
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    paths.push(("avx512", avx512::product));
+                }
+                for (name, f) in paths {
+                    let mut got = vec![0.5f32; m * n];
+                    // SAFETY: the tables stay inside the three vectors.
+                    unsafe { f(&d, a.as_ptr(), b.as_ptr(), got.as_mut_ptr()) };
+                    for (e, g) in expected.iter().zip(&got) {
+                        assert!(
+                            (e - g).abs() <= 1e-4 * e.abs().max(1.0),
+                            "{name} {m}x{n}x{k} by columns {a_by_columns} {b_by_columns}: {g} against {e}"
+                        );
+                    }
+                }
             }
         }
     }
