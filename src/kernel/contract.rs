@@ -610,6 +610,22 @@ pub fn schedule(
                     layout: Layout::Natural,
                 };
             }
+            let kept = scratch_bufs
+                .kept
+                .iter()
+                .any(|(x, kept_geom, w, _)| *x == node.args[0] && kept_geom == geom && *w == shape);
+            if scratch_bufs.target.patches_in_place
+                && !kept
+                && !c.direct()
+                && c.grad_weight_over_view()
+            {
+                let shared = both_gradients_read(g, node.args[1]);
+                c.grad_weight_from_view(&name, (args[0], args[1]), out, shared, scratch_bufs, p);
+                return Product {
+                    buf: out,
+                    layout: Layout::Natural,
+                };
+            }
             if c.direct() {
                 c.direct_grad_weight(&name, (args[0], args[1]), out, scratch_bufs, p);
                 return Product {
@@ -919,9 +935,19 @@ impl Conv {
     }
 
     /// Whether the forward's patches are worth keeping for the weight
-    /// gradient: not when it reads them in place as dot products.
+    /// gradient: not when it reads the input in place (as dot products,
+    /// or as panels over the input's view).
     fn weight_gradient_reads_patches(&self, target: Target) -> bool {
-        !(target.patches_in_place && self.grad_weight_as_dots())
+        !(target.patches_in_place && (self.grad_weight_as_dots() || self.grad_weight_over_view()))
+    }
+
+    /// Whether the weight gradient reads the input in place as the `B` of
+    /// a panels product (`grad_weight_from_view`): where the output
+    /// positions run along input rows (stride 1) at least four wide, so
+    /// that packing `B` transposes runs of them; the forward then reads
+    /// its patches in place too, and no im2col is written.
+    fn grad_weight_over_view(&self) -> bool {
+        self.geom.stride[1] == 1 && self.wo >= 4
     }
 
     /// The input, padded when the convolution pads (a zeroed copy), as
@@ -1576,6 +1602,49 @@ impl Conv {
             p.kernels
                 .push(sum_slices(name("sum"), into, dw, slices, len, false));
         }
+    }
+
+    /// `dw_g = dy_g * patches^T` as one product (split over the weight's
+    /// columns), `dy` channel-major and the patches read in place from
+    /// the (padded) input: rows the output positions, columns the taps.
+    /// The panels' packing transposes `B` run by run
+    /// (`gemm::transpose::pack_b_transposed`), so no im2col is written.
+    fn grad_weight_from_view(
+        &self,
+        name: &dyn Fn(&str) -> String,
+        (x, dy): (BufId, BufId),
+        dw: BufId,
+        shared: bool,
+        scratch: &mut Scratch,
+        p: &mut Program,
+    ) {
+        let dy = self.channel_major(name("transpose"), dy, shared, scratch, p);
+        let (src, hp, wp) = self.padded_input(name, x, scratch, p);
+        let plane = (hp * wp) as i64;
+        let cg = self.c / self.groups;
+        p.kernels.push(self.per_group(name("gemm"), |gv, c| Gemm {
+            m: c.og as i64,
+            n: c.r as i64,
+            k: (c.n * c.p) as i64,
+            a: MatRef::strided(
+                dy,
+                gv.clone().mul_c((c.og * c.n * c.p) as i64),
+                (c.n * c.p) as i64,
+                1,
+            ),
+            b: MatRef {
+                buf: src,
+                offset: gv.clone().mul_c(cg as i64 * plane),
+                row: c.c as i64 * plane,
+                col: plane,
+                digits: Digits {
+                    rows: c.position_digits(wp),
+                    cols: c.tap_digits(wp),
+                },
+            },
+            c: MatRef::strided(dw, gv.mul_c((c.og * c.r) as i64), c.r as i64, 1),
+            accumulate: false,
+        }));
     }
 
     /// The slices of images whose weight gradients a direct or in-place

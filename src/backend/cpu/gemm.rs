@@ -59,6 +59,9 @@ pub struct ViewGemm {
     /// Per panel of `PANEL` columns of `B`: their runs of consecutive
     /// offsets (`runs`), which its packing copies.
     b_panel_runs: Vec<Vec<Run>>,
+    /// `B`'s rows come in runs of consecutive offsets (four or more on
+    /// average): a panel whose columns do not is packed by transposing.
+    b_rows_in_runs: bool,
     accumulate: bool,
     /// Computed as dot products along the inner size (`dot_products_pay`).
     dots: bool,
@@ -97,6 +100,7 @@ impl ViewGemm {
                 .collect();
         let b = tables(&g.b, g.k, g.n);
         let b_panel_runs = b.1.chunks(PANEL).map(runs).collect();
+        let b_rows_in_runs = mean_run(&b.0) >= 4.0;
         ViewGemm {
             m: g.m as usize,
             n: g.n as usize,
@@ -106,6 +110,7 @@ impl ViewGemm {
             c,
             c_panels_contiguous,
             b_panel_runs,
+            b_rows_in_runs,
             accumulate: g.accumulate,
             dots: false,
             dot_runs: Vec::new(),
@@ -341,9 +346,9 @@ mod avx512 {
                 unsafe {
                     pack_b(
                         b,
-                        &d.b.0[pc..pc + kc],
-                        &d.b.1[jc..jc + nc],
+                        (&d.b.0[pc..pc + kc], &d.b.1[jc..jc + nc]),
                         &d.b_panel_runs[jc / NR..],
+                        d.b_rows_in_runs,
                         pb,
                     );
                     let add = pc > 0 || d.accumulate;
@@ -410,13 +415,15 @@ mod avx512 {
 
     /// `B`'s `rows` over `cols`, as panels of `[k][NR]` (the last padded
     /// with zeros). A panel whose columns fall in few runs of consecutive
-    /// offsets (`runs`, per panel) copies the runs; otherwise it gathers.
+    /// offsets (`runs`, per panel) copies the runs; otherwise, where the
+    /// rows come in runs (`rows_in_runs`: `B` stored by columns), it
+    /// transposes blocks of 16 x 16; otherwise it gathers.
     #[target_feature(enable = "avx512f")]
     unsafe fn pack_b(
         b: *const f32,
-        rows: &[isize],
-        cols: &[isize],
+        (rows, cols): (&[isize], &[isize]),
         runs: &[Vec<super::Run>],
+        rows_in_runs: bool,
         out: *mut f32,
     ) {
         let kc = rows.len();
@@ -427,8 +434,8 @@ mod avx512 {
             // SAFETY (both): the caller's contract.
             if runs.len() <= 8 {
                 unsafe { copy_runs(b, rows, runs, o) };
-            } else if transpose::consecutive(&rows[..rows.len().min(16)]) {
-                unsafe { transpose::pack_b_rows_consecutive(b, rows, co, NR, o) };
+            } else if rows_in_runs {
+                unsafe { transpose::pack_b_transposed(b, rows, co, NR, o) };
             } else {
                 unsafe { gather(b, rows, co, o) };
             }
@@ -735,7 +742,27 @@ mod tests {
     }
 
     fn dot_products_match_a_plain_sum(h: usize, w: usize, chunked: bool) {
-        let (n, c, o) = (7usize, 3usize, 5usize);
+        weight_gradient_matches_a_plain_sum(5, h, w, Some(chunked));
+    }
+
+    /// A weight gradient's product with more rows than the dot-product
+    /// form takes (20 output channels): the panels, whose packing of the
+    /// input's view transposes runs of output positions. Rows of 8 (two
+    /// runs per block of 16), of 5 (runs across blocks) and of 3 (too
+    /// short: gathered).
+    #[test]
+    fn weight_gradients_over_views_match_a_plain_sum() {
+        weight_gradient_matches_a_plain_sum(20, 10, 10, None);
+        weight_gradient_matches_a_plain_sum(20, 13, 7, None);
+        weight_gradient_matches_a_plain_sum(20, 9, 5, None);
+    }
+
+    /// `dy` (`o` channels of 7 images) times the 3x3 patches of a 7 x 3 x
+    /// h x w input read in place, added to `C`, against a plain sum: the
+    /// dot-product form where `chunked` says whether it reads chunks in
+    /// place, the panels where it is `None`.
+    fn weight_gradient_matches_a_plain_sum(o: usize, h: usize, w: usize, chunked: Option<bool>) {
+        let (n, c) = (7usize, 3usize);
         let (ho, wo) = (h - 2, w - 2);
         let p = ho * wo;
         let x: Vec<f32> = (0..n * c * h * w)
@@ -773,8 +800,16 @@ mod tests {
             accumulate: true,
         };
         let d = ViewGemm::new(&g);
-        assert!(d.dots, "a thin product with a long inner size");
-        assert_eq!(d.dot_chunks.is_some(), chunked);
+        assert_eq!(
+            d.dots,
+            chunked.is_some(),
+            "dots for a thin product with a long inner size"
+        );
+        if let Some(chunked) = chunked {
+            assert_eq!(d.dot_chunks.is_some(), chunked);
+        } else {
+            assert_eq!(d.b_rows_in_runs, wo >= 4);
+        }
         let mut expected = vec![0.5f32; o * c * 9];
         for oc in 0..o {
             for ch in 0..c {
@@ -798,7 +833,10 @@ mod tests {
         let mut paths: Vec<(&str, Path)> = vec![("portable", portable)];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
-            paths.push(("dots", dots::dots));
+            paths.push(match chunked {
+                Some(_) => ("dots", dots::dots),
+                None => ("panels", avx512::product),
+            });
         }
         for (name, f) in paths {
             let mut got = vec![0.5f32; o * c * 9];

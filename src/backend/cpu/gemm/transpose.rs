@@ -55,15 +55,19 @@ pub(super) fn consecutive(offsets: &[isize]) -> bool {
 }
 
 /// Packs the panel of `B` at `rows` x `cols` (at most `width` columns)
-/// as `[k][width]` rows at `out`, zero past the last column, for rows
-/// that come in blocks of 16 consecutive offsets (`consecutive` on each
-/// block; a block that is not is gathered). `width` is a multiple of 16.
+/// as `[k][width]` rows at `out`, zero past the last column, for rows that
+/// come in runs of consecutive offsets: each block of 16 rows is loaded
+/// per column as one masked load per run (a weight gradient over a
+/// convolution's input read in place has runs of one output row, 8 wide
+/// in ResNet-18's first stage at 32x32), then transposed. A block of more
+/// than `MOST_RUNS` runs is gathered element by element. `width` is a
+/// multiple of 16.
 ///
 /// # Safety
 /// Every element the tables reach from `b` is readable; `out` holds
 /// `rows.len() * width` floats.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn pack_b_rows_consecutive(
+pub(super) unsafe fn pack_b_transposed(
     b: *const f32,
     rows: &[isize],
     cols: &[isize],
@@ -73,7 +77,8 @@ pub(super) unsafe fn pack_b_rows_consecutive(
     for p0 in (0..rows.len()).step_by(L) {
         let len = (rows.len() - p0).min(L);
         let block = &rows[p0..p0 + len];
-        if !consecutive(block) {
+        let runs = super::runs(block);
+        if runs.len() > MOST_RUNS {
             for (p, &r) in block.iter().enumerate() {
                 for j in 0..width {
                     // SAFETY: the caller's contract.
@@ -87,14 +92,22 @@ pub(super) unsafe fn pack_b_rows_consecutive(
             }
             continue;
         }
-        let m = super::avx512::mask(len);
+        // Per run: the lanes it fills, and where lane 0 would be read
+        // from (masked-off lanes are not read).
+        let loads: Vec<(__mmask16, isize)> = runs
+            .iter()
+            .map(|&(s, n, off)| (lanes(s, n), off - s as isize))
+            .collect();
         for j0 in (0..width).step_by(L) {
             let mut v = [_mm512_setzero_ps(); L];
             for (i, v) in v.iter_mut().enumerate() {
                 if let Some(&col) = cols.get(j0 + i) {
-                    // SAFETY: the caller's contract: the block's `len`
-                    // consecutive rows of this column.
-                    *v = unsafe { _mm512_maskz_loadu_ps(m, b.offset(block[0] + col)) };
+                    for &(m, off) in &loads {
+                        // SAFETY: the caller's contract: the run's
+                        // elements of this column; the other lanes are
+                        // masked off, so the pointer is never read there.
+                        *v = unsafe { _mm512_mask_loadu_ps(*v, m, b.wrapping_offset(off + col)) };
+                    }
                 }
             }
             transpose(&mut v);
@@ -104,6 +117,15 @@ pub(super) unsafe fn pack_b_rows_consecutive(
             }
         }
     }
+}
+
+/// The most runs of consecutive rows in a block of 16 that
+/// `pack_b_transposed` loads run by run (runs of four or more).
+const MOST_RUNS: usize = 4;
+
+/// Lanes `start..start + len` of a 16-lane mask.
+fn lanes(start: usize, len: usize) -> __mmask16 {
+    (((1u32 << len) - 1) << start) as __mmask16
 }
 
 /// Packs `A`'s `rows` (at most 16) over `cols` as `[k][stride]` at `out`,
