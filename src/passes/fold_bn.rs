@@ -48,24 +48,10 @@ pub fn fold_batch_norm(g: &mut Graph) -> usize {
     if chains.is_empty() {
         return 0;
     }
-    let fresh = Graph::new(&g.name, g.mode);
-    let old = std::mem::replace(g, fresh);
-    g.eval_layers = old.eval_layers.clone();
-    let mut map: Vec<NodeId> = Vec::with_capacity(old.nodes.len());
-    for (i, node) in old.nodes.iter().enumerate() {
-        let args: Vec<NodeId> = node.args.iter().map(|a| map[a.0 as usize]).collect();
-        let id = match chains.iter().find(|(end, _)| end.0 as usize == i) {
-            Some((_, chain)) => fold(g, &old, chain, &map),
-            None => g.add(node.op.clone(), &args, &node.scope),
-        };
-        map.push(id);
-    }
-    g.outputs = old
-        .outputs
-        .iter()
-        .map(|(o, id)| (o.clone(), map[id.0 as usize]))
-        .collect();
-    chains.len()
+    super::rebuild(g, |g, old, i, _, map| {
+        let (_, chain) = chains.iter().find(|(end, _)| end.0 as usize == i)?;
+        Some(fold(g, old, chain, map))
+    })
 }
 
 /// The chains of `g`, each with its last value.

@@ -97,6 +97,39 @@ impl Pass {
 /// gradient), then drop what nothing uses.
 pub const DEFAULT: [Pass; 5] = Pass::ALL;
 
+/// Rebuilds `g` node by node: `replace(new, old, i, args, map)` may emit
+/// nodes into the new graph standing for old node `i` (whose arguments,
+/// already mapped, are `args`; `map` takes every earlier old node to the
+/// new graph) and return the one that replaces it; otherwise the node is
+/// copied. Outputs follow the map. Returns how many nodes were replaced.
+pub fn rebuild(
+    g: &mut Graph,
+    mut replace: impl FnMut(&mut Graph, &Graph, usize, &[NodeId], &[NodeId]) -> Option<NodeId>,
+) -> usize {
+    let fresh = Graph::new(&g.name, g.mode);
+    let old = std::mem::replace(g, fresh);
+    g.eval_layers = old.eval_layers.clone();
+    let mut map: Vec<NodeId> = Vec::with_capacity(old.nodes.len());
+    let mut replaced = 0;
+    for (i, node) in old.nodes.iter().enumerate() {
+        let args: Vec<NodeId> = node.args.iter().map(|a| map[a.0 as usize]).collect();
+        let id = match replace(g, &old, i, &args, &map) {
+            Some(id) => {
+                replaced += 1;
+                id
+            }
+            None => g.add(node.op.clone(), &args, &node.scope),
+        };
+        map.push(id);
+    }
+    g.outputs = old
+        .outputs
+        .iter()
+        .map(|(o, id)| (o.clone(), map[id.0 as usize]))
+        .collect();
+    replaced
+}
+
 /// For each node, the nodes that use it as an argument (in order, with
 /// repeats when a node uses a value twice).
 pub fn users(g: &Graph) -> Vec<Vec<NodeId>> {

@@ -113,16 +113,11 @@ fn slice_weight(g: &mut Graph, w: NodeId, t: &Trim, scope: &str) -> NodeId {
 
 /// Rewrites every convolution with dead taps; returns how many.
 pub fn dead_taps(g: &mut Graph) -> usize {
-    let fresh = Graph::new(&g.name, g.mode);
-    let old = std::mem::replace(g, fresh);
-    g.eval_layers = old.eval_layers.clone();
-    let mut map: Vec<NodeId> = Vec::with_capacity(old.nodes.len());
-    let mut changed = 0;
-    for node in &old.nodes {
-        let args: Vec<NodeId> = node.args.iter().map(|a| map[a.0 as usize]).collect();
+    super::rebuild(g, |g, old, i, args, _| {
+        let node = &old.nodes[i];
         let shape = |i: usize| old.shape(node.args[i]);
         let scope = node.scope.as_str();
-        let trimmed = match &node.op {
+        match &node.op {
             Op::Conv2d(geom) => trim(shape(0), shape(1), &node.ty.shape, geom).map(|t| {
                 let w = slice_weight(g, args[1], &t, scope);
                 g.add(Op::Conv2d(t.geom), &[args[0], w], scope)
@@ -147,7 +142,7 @@ pub fn dead_taps(g: &mut Graph) -> usize {
                         geom: t.geom,
                         shape: live,
                     };
-                    let mut dw = g.add(op, &args, scope);
+                    let mut dw = g.add(op, args, scope);
                     let [(s0, e0), (s1, e1)] = t.ranges;
                     if e0 - s0 == 1 {
                         // One row of live taps: contiguous in the flattened
@@ -181,22 +176,8 @@ pub fn dead_taps(g: &mut Graph) -> usize {
                 })
             }
             _ => None,
-        };
-        let id = match trimmed {
-            Some(id) => {
-                changed += 1;
-                id
-            }
-            None => g.add(node.op.clone(), &args, scope),
-        };
-        map.push(id);
-    }
-    g.outputs = old
-        .outputs
-        .iter()
-        .map(|(o, id)| (o.clone(), map[id.0 as usize]))
-        .collect();
-    changed
+        }
+    })
 }
 
 #[cfg(test)]
