@@ -610,15 +610,8 @@ pub fn schedule(
                     layout: Layout::Natural,
                 };
             }
-            let kept = scratch_bufs
-                .kept
-                .iter()
-                .any(|(x, kept_geom, w, _)| *x == node.args[0] && kept_geom == geom && *w == shape);
-            if scratch_bufs.target.patches_in_place
-                && !kept
-                && !c.direct()
-                && c.grad_weight_over_view()
-            {
+            // (Its forward kept no patches: `weight_gradient_reads_patches`.)
+            if scratch_bufs.target.patches_in_place && !c.direct() && c.grad_weight_over_view() {
                 let shared = both_gradients_read(g, node.args[1]);
                 c.grad_weight_from_view(&name, (args[0], args[1]), out, shared, scratch_bufs, p);
                 return Product {

@@ -35,8 +35,8 @@ enum Step {
     Div(NodeId),
 }
 
-/// A foldable chain: the convolution, its steps, and the chain's last
-/// value (whose users will read the folded result).
+/// A foldable chain: the convolution and its steps (`find_chains` pairs
+/// it with its last value, whose readers will read the folded result).
 struct Chain {
     conv: NodeId,
     steps: Vec<Step>,
@@ -142,9 +142,10 @@ fn state_only(g: &Graph) -> Vec<bool> {
     for node in &g.nodes {
         let own = match &node.op {
             Op::Input { role, .. } => matches!(role, Role::Parameter | Role::Buffer),
-            Op::Const { .. } => true,
-            // Anything random (dropout masks) is not the state's.
-            op => !op.name().contains("dropout"),
+            // A dropout mask changes from run to run.
+            Op::Dropout { .. } => false,
+            // Constants, and ops on the state.
+            _ => true,
         };
         state.push(own && node.args.iter().all(|a| state[a.0 as usize]));
     }
