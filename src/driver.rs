@@ -35,11 +35,13 @@ pub fn check_bytes(name: &str, bytes: Vec<u8>) -> (Program, Checked) {
 
 /// Loads and checks files. Parse errors are in `Checked::diags` too.
 pub fn check_paths(paths: &[&Path]) -> (Program, Checked) {
-    crate::with_big_stack(|| check_paths_here(paths))
+    crate::with_big_stack(|| check_paths_in(Program::new(), paths))
 }
 
-fn check_paths_here(paths: &[&Path]) -> (Program, Checked) {
-    let mut prog = Program::new();
+/// As `check_paths`, loading into `prog` (one with an editor's unsaved
+/// buffers, `Program::with_overlay`), on the calling thread: call it on a
+/// thread with a big stack (`crate::with_big_stack`), as `nnc lsp` runs.
+pub fn check_paths_in(mut prog: Program, paths: &[&Path]) -> (Program, Checked) {
     let mut diags = Vec::new();
     let mut files = Vec::new();
     let mut std_networks = Vec::new();

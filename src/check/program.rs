@@ -60,11 +60,23 @@ pub struct Program {
     used_imports: RefCell<HashSet<Span>>,
     /// Files being loaded, for import cycles.
     loading: Vec<PathBuf>,
+    /// Text to use instead of the disk's for these (canonical) paths: an
+    /// editor's unsaved buffers (`nnc lsp`).
+    overlay: HashMap<PathBuf, String>,
 }
 
 impl Program {
     pub fn new() -> Program {
         Program::default()
+    }
+
+    /// A program that reads these files' text from `overlay` (keyed by
+    /// canonical path) rather than from the disk.
+    pub fn with_overlay(overlay: HashMap<PathBuf, String>) -> Program {
+        Program {
+            overlay,
+            ..Program::default()
+        }
     }
 
     pub fn def(&self, id: DefId) -> &Def {
@@ -92,7 +104,11 @@ impl Program {
         if let Some(id) = self.sources.find_path(&canonical) {
             return Some(id);
         }
-        let bytes = match std::fs::read(path) {
+        let read = match self.overlay.get(&canonical) {
+            Some(text) => Ok(text.clone().into_bytes()),
+            None => std::fs::read(path),
+        };
+        let bytes = match read {
             Ok(b) => b,
             Err(e) => {
                 diags.push(
