@@ -64,6 +64,8 @@ fn main() {
         measure(50, || check("examples/resnet.nn")),
     );
 
+    lsp_recheck();
+
     // The whole command, as a user runs it, when the release binary exists.
     let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/nnc");
     if exe.exists() {
@@ -78,4 +80,68 @@ fn main() {
     } else {
         println!("(build with `cargo build --release` to time the nnc process too)");
     }
+}
+
+/// A 1,000-line file: 160 blocks of five lines and a network that chains
+/// them, one call a line.
+fn thousand_lines(k: usize) -> String {
+    let mut text = String::new();
+    for i in 0..160 {
+        text.push_str(&format!(
+            "block b{i}(c: int) {{\n    input x: [N, C, H, W]\n    return x -> conv2d(c, 3, padding=1) -> batch_norm -> relu\n}}\n\n"
+        ));
+    }
+    text.push_str("network net {\n    input x: [N, 3, 32, 32]\n    y = x\n");
+    for i in 0..(1000 - 160 * 5 - 5) {
+        text.push_str(&format!("    y = y -> b{}({})\n", i % 160, 8 + (i + k) % 8));
+    }
+    text.push_str("    return y -> flatten -> linear(10)\n}\n");
+    text
+}
+
+/// `nnc lsp`'s re-check after an edit: a session of `didChange`s of a
+/// 1,000-line file, each answered by its diagnostics (the message read,
+/// the text replaced, the file and what it imports checked, the
+/// diagnostics converted and written), timed per change.
+fn lsp_recheck() {
+    use serde_json::json;
+    let frame = |m: serde_json::Value| {
+        let body = m.to_string();
+        format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    };
+    let uri = format!("file://{}/bench.nn", std::env::temp_dir().display());
+    assert_eq!(thousand_lines(0).lines().count(), 1000);
+    let session = |changes: usize| {
+        let mut input = frame(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}));
+        input.extend(frame(json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": uri, "languageId": "nn", "version": 0, "text": thousand_lines(0)}}})));
+        for k in 1..=changes {
+            input.extend(frame(json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": k}, "contentChanges": [{"text": thousand_lines(k)}]}})));
+        }
+        input
+    };
+    let run = |input: &[u8]| {
+        nnc::with_big_stack(|| {
+            let (mut out, mut log) = (Vec::new(), Vec::new());
+            nnc::lsp::serve(&mut &input[..], &mut out, &mut log).unwrap();
+            assert!(log.is_empty(), "{}", String::from_utf8_lossy(&log));
+            out
+        })
+    };
+    let (one, many) = (session(0), session(20));
+    // The session with 20 changes less the one with none, per change.
+    let per_change = measure(10, || {
+        run(&many);
+    });
+    let open_only = measure(10, || {
+        run(&one);
+    });
+    let per = |a: Duration, b: Duration| a.saturating_sub(b) / 20;
+    report(
+        "nnc lsp: re-check after an edit, 1,000 lines",
+        (
+            per(per_change.0, open_only.0),
+            per(per_change.1, open_only.1),
+            per(per_change.2, open_only.2),
+        ),
+    );
 }

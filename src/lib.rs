@@ -26,6 +26,7 @@ pub mod driver;
 pub mod glob;
 pub mod ir;
 pub mod kernel;
+pub mod lsp;
 pub mod passes;
 pub mod pipeline;
 pub mod rng;

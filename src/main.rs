@@ -170,6 +170,13 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         network: Option<String>,
     },
+    /// Run the language server on stdin and stdout, for editors.
+    ///
+    /// Speaks the Language Server Protocol: an editor starts `nnc lsp` and
+    /// gets the diagnostics of `nnc check` for every open .nn file as you
+    /// type (imports read from the editor's unsaved buffers), cleared when
+    /// fixed. Logs go to stderr. See editors/ for Neovim and VS Code.
+    Lsp,
 }
 
 #[derive(clap::Args)]
@@ -384,6 +391,27 @@ fn run(cli: Cli) -> ExitCode {
             classes,
             network.as_deref(),
         ),
+        Command::Lsp => lsp(),
+    }
+}
+
+fn lsp() -> ExitCode {
+    let served = nnc::with_big_stack(|| {
+        let stdin = std::io::stdin();
+        nnc::lsp::serve(
+            &mut stdin.lock(),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr(),
+        )
+    });
+    match served {
+        Ok(nnc::lsp::Ended::Clean) => ExitCode::SUCCESS,
+        // LSP: `exit` without `shutdown` ends with status 1.
+        Ok(nnc::lsp::Ended::Abrupt) => ExitCode::from(USER_ERROR),
+        Err(e) => {
+            eprintln!("nnc lsp: cannot write to the editor: {e}");
+            ExitCode::from(USER_ERROR)
+        }
     }
 }
 

@@ -1,0 +1,331 @@
+//! `nnc lsp`: the language server, on stdin and stdout (JSON-RPC with
+//! LSP's `Content-Length` framing; lsp-server's message types, lsp-types'
+//! protocol types).
+//!
+//! One thread reads, handles and answers messages in order. What it
+//! promises an editor:
+//! - diagnostics of every open document (those of `nnc check`) after each
+//!   open, change and save, and cleared when fixed (`workspace.rs`);
+//! - a malformed message is logged on stderr and skipped; an unknown
+//!   request is answered `MethodNotFound`; a request before `initialize`
+//!   `ServerNotInitialized`, and after `shutdown` `InvalidRequest`;
+//! - a panic while handling a request answers that request with
+//!   `InternalError`, and the server goes on;
+//! - `exit` ends the server: status 0 after `shutdown`, 1 without (as LSP
+//!   asks).
+//!
+//! Checking recurses over the program, so the loop runs on a thread with
+//! a big stack (`crate::with_big_stack`).
+
+mod convert;
+mod uri;
+mod workspace;
+
+use lsp_server::{ErrorCode, Message, Notification, Request, RequestId, Response};
+use lsp_types as lsp;
+use lsp_types::notification::Notification as _;
+use serde_json::Value;
+use std::io::{BufRead, Write};
+use workspace::Workspace;
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// `exit` after `shutdown`.
+    Clean,
+    /// `exit` without `shutdown`, or the input ended.
+    Abrupt,
+}
+
+/// Serves one client: reads messages from `input` until `exit` or the end
+/// of the input, writes answers and notifications to `output`, and logs
+/// to `log`. An error is an `output` that cannot be written.
+pub fn serve(
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    log: &mut dyn Write,
+) -> std::io::Result<Ended> {
+    let mut server = Server {
+        workspace: Workspace::default(),
+        state: State::Uninitialized,
+        out: Vec::new(),
+    };
+    loop {
+        let message = match Message::read(&mut ReadAdapter(input)) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(Ended::Abrupt),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let _ = writeln!(log, "nnc lsp: skipped a malformed message: {e}");
+                continue;
+            }
+            Err(e) => {
+                let _ = writeln!(log, "nnc lsp: cannot read the input: {e}");
+                return Ok(Ended::Abrupt);
+            }
+        };
+        let ended = server.handle(message, log);
+        for m in server.out.drain(..) {
+            m.write(&mut WriteAdapter(output))?;
+        }
+        output.flush()?;
+        if let Some(ended) = ended {
+            return Ok(ended);
+        }
+    }
+}
+
+/// `Message::read` and `write` take sized readers and writers.
+struct ReadAdapter<'a>(&'a mut dyn BufRead);
+
+impl std::io::Read for ReadAdapter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl BufRead for ReadAdapter<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.0.consume(amt)
+    }
+}
+
+struct WriteAdapter<'a>(&'a mut dyn Write);
+
+impl Write for WriteAdapter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum State {
+    Uninitialized,
+    Running,
+    ShutDown,
+}
+
+struct Server {
+    workspace: Workspace,
+    state: State,
+    /// Messages to send once the current one is handled.
+    out: Vec<Message>,
+}
+
+impl Server {
+    /// Handles one message; `Some` when the session ends.
+    fn handle(&mut self, message: Message, log: &mut dyn Write) -> Option<Ended> {
+        match message {
+            Message::Request(req) => {
+                let id = req.id.clone();
+                let method = req.method.clone();
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.request(req)));
+                let response = match result {
+                    Ok(r) => r,
+                    Err(panic) => {
+                        let what = panic_message(&panic);
+                        let _ = writeln!(log, "nnc lsp: `{method}` failed: {what}");
+                        error(id, ErrorCode::InternalError, format!("nnc failed: {what}"))
+                    }
+                };
+                self.out.push(response.into());
+                None
+            }
+            Message::Notification(n) => {
+                if n.method == lsp::notification::Exit::METHOD {
+                    return Some(if self.state == State::ShutDown {
+                        Ended::Clean
+                    } else {
+                        Ended::Abrupt
+                    });
+                }
+                let method = n.method.clone();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.notification(n, &mut *log)
+                }));
+                if let Err(panic) = result {
+                    let what = panic_message(&panic);
+                    let _ = writeln!(log, "nnc lsp: `{method}` failed: {what}");
+                }
+                None
+            }
+            // The server sends no requests, so there are no answers to read.
+            Message::Response(_) => None,
+        }
+    }
+
+    fn request(&mut self, req: Request) -> Response {
+        use lsp::request::{Initialize, Request as _, Shutdown};
+        match (&self.state, req.method.as_str()) {
+            (State::Uninitialized, Initialize::METHOD) => {
+                self.state = State::Running;
+                Response::new_ok(req.id, initialize_result())
+            }
+            (State::Uninitialized, _) => error(
+                req.id,
+                ErrorCode::ServerNotInitialized,
+                "the server is not initialized".into(),
+            ),
+            (State::ShutDown, _) => error(
+                req.id,
+                ErrorCode::InvalidRequest,
+                "the server is shut down".into(),
+            ),
+            (State::Running, Shutdown::METHOD) => {
+                self.state = State::ShutDown;
+                Response::new_ok(req.id, Value::Null)
+            }
+            // For the test below: a handler that fails.
+            #[cfg(test)]
+            (State::Running, "nnc/test-panic") => panic!("a test of the panic guard"),
+            (State::Running, Initialize::METHOD) => error(
+                req.id,
+                ErrorCode::InvalidRequest,
+                "the server is already initialized".into(),
+            ),
+            (State::Running, method) => error(
+                req.id,
+                ErrorCode::MethodNotFound,
+                format!("nnc lsp does not handle `{method}`"),
+            ),
+        }
+    }
+
+    fn notification(&mut self, n: Notification, log: &mut dyn Write) {
+        use lsp::notification::{
+            DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
+        };
+        if self.state != State::Running {
+            return;
+        }
+        let changed = match n.method.as_str() {
+            DidOpenTextDocument::METHOD => {
+                let Some(p) = params::<lsp::DidOpenTextDocumentParams>(n, log) else {
+                    return;
+                };
+                let d = p.text_document;
+                self.workspace.open(d.uri, d.text, d.version);
+                true
+            }
+            DidChangeTextDocument::METHOD => {
+                let Some(p) = params::<lsp::DidChangeTextDocumentParams>(n, log) else {
+                    return;
+                };
+                let d = p.text_document;
+                self.workspace.change(&d.uri, d.version, p.content_changes);
+                true
+            }
+            DidCloseTextDocument::METHOD => {
+                let Some(p) = params::<lsp::DidCloseTextDocumentParams>(n, log) else {
+                    return;
+                };
+                self.workspace.close(&p.text_document.uri);
+                true
+            }
+            // A saved file may be imported by an open one.
+            DidSaveTextDocument::METHOD => true,
+            // `$/cancelRequest`, `initialized`, `$/setTrace`, and what a
+            // client may send that this server does not use.
+            _ => false,
+        };
+        if changed {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        use lsp::notification::PublishDiagnostics;
+        for p in self.workspace.check() {
+            self.out
+                .push(Notification::new(PublishDiagnostics::METHOD.into(), p).into());
+        }
+    }
+}
+
+/// A notification's parameters; `None`, logged, when they do not parse.
+fn params<P: serde::de::DeserializeOwned>(n: Notification, log: &mut dyn Write) -> Option<P> {
+    match serde_json::from_value(n.params) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let _ = writeln!(log, "nnc lsp: skipped `{}`: {e}", n.method);
+            None
+        }
+    }
+}
+
+fn error(id: RequestId, code: ErrorCode, message: String) -> Response {
+    Response::new_err(id, code as i32, message)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
+
+fn initialize_result() -> lsp::InitializeResult {
+    lsp::InitializeResult {
+        capabilities: lsp::ServerCapabilities {
+            text_document_sync: Some(lsp::TextDocumentSyncCapability::Options(
+                lsp::TextDocumentSyncOptions {
+                    open_close: Some(true),
+                    change: Some(lsp::TextDocumentSyncKind::FULL),
+                    save: Some(lsp::TextDocumentSyncSaveOptions::Supported(true)),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        },
+        server_info: Some(lsp::ServerInfo {
+            name: "nnc".into(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(messages: &[Value]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in messages {
+            let body = m.to_string();
+            out.extend(format!("Content-Length: {}\r\n\r\n{body}", body.len()).bytes());
+        }
+        out
+    }
+
+    /// A handler that panics answers its request with `InternalError`,
+    /// and the next request is answered as usual.
+    #[test]
+    fn a_panicking_handler_answers_with_an_error_and_the_server_goes_on() {
+        let rpc = |id: i64, method: &str, params: Value| serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let input = framed(&[
+            rpc(1, "initialize", serde_json::json!({"capabilities": {}})),
+            rpc(2, "nnc/test-panic", Value::Null),
+            rpc(3, "shutdown", Value::Null),
+            serde_json::json!({"jsonrpc": "2.0", "method": "exit"}),
+        ]);
+        let (mut output, mut log) = (Vec::new(), Vec::new());
+        let ended = serve(&mut input.as_slice(), &mut output, &mut log).unwrap();
+        assert_eq!(ended, Ended::Clean);
+        let output = String::from_utf8(output).unwrap();
+        assert!(
+            output.contains(r#""id":2,"error":{"code":-32603"#),
+            "{output}"
+        );
+        assert!(output.contains(r#""id":3,"result":null"#), "{output}");
+        assert!(String::from_utf8(log)
+            .unwrap()
+            .contains("a test of the panic guard"));
+    }
+}

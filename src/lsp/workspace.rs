@@ -1,0 +1,205 @@
+//! The documents an editor has open, and their diagnostics.
+//!
+//! Every check reads open documents from the editor's buffers (saved or
+//! not) and other files from the disk, so an import's unsaved edits count.
+//! After any change every open document is checked again: the one that
+//! changed may be imported by the others. Diagnostics go to the file their
+//! primary label is in (an imported file's own errors to that file), and a
+//! file that had diagnostics and has none now gets an empty list, which
+//! clears the editor's.
+
+use super::convert::{self, LineIndex};
+use super::uri;
+use crate::check::program::Program;
+use crate::diag::Diagnostic;
+use crate::syntax::source::{FileId, Origin, Span};
+use lsp_types as lsp;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+pub struct Document {
+    pub uri: lsp::Uri,
+    pub text: String,
+    pub version: i32,
+}
+
+#[derive(Default)]
+pub struct Workspace {
+    /// Open documents by URI.
+    docs: BTreeMap<String, Document>,
+    /// URIs that were last published with diagnostics.
+    published: Vec<lsp::Uri>,
+}
+
+impl Workspace {
+    pub fn open(&mut self, uri: lsp::Uri, text: String, version: i32) {
+        let key = uri.as_str().to_string();
+        self.docs.insert(key, Document { uri, text, version });
+    }
+
+    /// Applies an editor's changes: whole texts, or ranges replaced.
+    pub fn change(
+        &mut self,
+        uri: &lsp::Uri,
+        version: i32,
+        changes: Vec<lsp::TextDocumentContentChangeEvent>,
+    ) {
+        let Some(doc) = self.docs.get_mut(uri.as_str()) else {
+            return;
+        };
+        for change in changes {
+            match change.range {
+                None => doc.text = change.text,
+                Some(range) => {
+                    let lines = LineIndex::new(&doc.text);
+                    let start = lines.offset(range.start);
+                    let end = lines.offset(range.end).max(start);
+                    doc.text.replace_range(start..end, &change.text);
+                }
+            }
+        }
+        doc.version = version;
+    }
+
+    pub fn close(&mut self, uri: &lsp::Uri) {
+        self.docs.remove(uri.as_str());
+    }
+
+    /// Checks every open document; returns what to publish: each file's
+    /// diagnostics, and empty lists where there were some before.
+    pub fn check(&mut self) -> Vec<lsp::PublishDiagnosticsParams> {
+        let overlay: HashMap<PathBuf, String> = self
+            .docs
+            .values()
+            .filter_map(|d| Some((canonical(&uri::to_path(&d.uri)?), d.text.clone())))
+            .collect();
+        let mut by_uri: BTreeMap<String, (lsp::Uri, Vec<lsp::Diagnostic>)> = BTreeMap::new();
+        for doc in self.docs.values() {
+            by_uri
+                .entry(doc.uri.as_str().to_string())
+                .or_insert_with(|| (doc.uri.clone(), Vec::new()));
+            let (prog, diags) = check_document(doc, &overlay);
+            let files = Files {
+                prog: &prog,
+                docs: &self.docs,
+                this: doc,
+            };
+            for d in &diags {
+                let Some((uri, file)) = files.home(d) else {
+                    continue;
+                };
+                let text = match file {
+                    Some(f) => prog.sources.get(f).text.as_str(),
+                    None => doc.text.as_str(),
+                };
+                let lsp_d = convert::diagnostic(d, &LineIndex::new(text), &|s| files.locate(s));
+                let list = &mut by_uri
+                    .entry(uri.as_str().to_string())
+                    .or_insert_with(|| (uri.clone(), Vec::new()))
+                    .1;
+                // Two open documents that import one file report its
+                // errors twice.
+                if !list.contains(&lsp_d) {
+                    list.push(lsp_d);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (key, (uri, diagnostics)) in &by_uri {
+            out.push(lsp::PublishDiagnosticsParams {
+                uri: uri.clone(),
+                diagnostics: diagnostics.clone(),
+                version: self.docs.get(key).map(|d| d.version),
+            });
+        }
+        for old in &self.published {
+            if !by_uri.contains_key(old.as_str()) {
+                out.push(lsp::PublishDiagnosticsParams {
+                    uri: old.clone(),
+                    diagnostics: Vec::new(),
+                    version: None,
+                });
+            }
+        }
+        self.published = by_uri
+            .into_values()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(u, _)| u)
+            .collect();
+        out
+    }
+}
+
+/// A path canonicalized where it exists (as `Program::load_path` does).
+fn canonical(p: &std::path::Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Checks one document: from its path, so that its imports resolve
+/// beside it, or as text with no file behind it.
+fn check_document(
+    doc: &Document,
+    overlay: &HashMap<PathBuf, String>,
+) -> (Program, Vec<Diagnostic>) {
+    match uri::to_path(&doc.uri) {
+        Some(path) => {
+            let prog = Program::with_overlay(overlay.clone());
+            let (prog, checked) = crate::driver::check_paths_in(prog, &[path.as_path()]);
+            (prog, checked.diags)
+        }
+        None => {
+            let mut prog = Program::new();
+            let mut diags = Vec::new();
+            let id = prog.load_text(doc.uri.as_str(), doc.text.clone(), &mut diags);
+            let mut checked = crate::check::check_files(&prog, &[id]);
+            diags.append(&mut checked.diags);
+            crate::check::sort(&mut diags);
+            (prog, diags)
+        }
+    }
+}
+
+/// The files of one check, and the open documents, to place spans.
+struct Files<'a> {
+    prog: &'a Program,
+    docs: &'a BTreeMap<String, Document>,
+    this: &'a Document,
+}
+
+impl Files<'_> {
+    /// The URI of a file of the program (an open document's own URI where
+    /// it is one); `None` for the standard library.
+    fn uri_of(&self, file: FileId) -> Option<lsp::Uri> {
+        match &self.prog.sources.get(file).origin {
+            Origin::Disk(path) => {
+                let open = self
+                    .docs
+                    .values()
+                    .find(|d| uri::to_path(&d.uri).is_some_and(|p| canonical(&p) == *path));
+                match open {
+                    Some(d) => Some(d.uri.clone()),
+                    None => uri::from_path(path),
+                }
+            }
+            Origin::Memory => Some(self.this.uri.clone()),
+            Origin::Stdlib => None,
+        }
+    }
+
+    /// Where a diagnostic goes: its primary label's file, or the checked
+    /// document when it has none (then with no file of the program).
+    fn home(&self, d: &Diagnostic) -> Option<(lsp::Uri, Option<FileId>)> {
+        match &d.primary {
+            Some(l) => Some((self.uri_of(l.span.file)?, Some(l.span.file))),
+            None => Some((self.this.uri.clone(), None)),
+        }
+    }
+
+    fn locate(&self, span: Span) -> Option<lsp::Location> {
+        let file = self.prog.sources.get(span.file);
+        Some(lsp::Location {
+            uri: self.uri_of(span.file)?,
+            range: convert::range_in(file, span.start as usize, span.end as usize),
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! `nnc lsp` as an editor sees it: the binary started with pipes, spoken
+//! to in JSON-RPC with LSP's framing.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    messages: Receiver<Value>,
+    next_id: i64,
+}
+
+impl Client {
+    fn start() -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .arg("lsp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nnc lsp starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, messages) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut len = None;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.parse::<usize>().ok();
+                    }
+                }
+                let mut body = vec![0; len.expect("a Content-Length header")];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let _ = tx.send(serde_json::from_slice(&body).expect("the server sends JSON"));
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut c = Client {
+            child,
+            stdin,
+            messages,
+            next_id: 1,
+        };
+        let init = c.request("initialize", json!({"capabilities": {}}));
+        assert!(
+            init["result"]["capabilities"]["textDocumentSync"].is_object(),
+            "{init}"
+        );
+        c.notify("initialized", json!({}));
+        c
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn send(&mut self, message: Value) {
+        let body = message.to_string();
+        let framed = format!("Content-Length: {}\r\n\r\n{body}", body.len());
+        self.send_raw(framed.as_bytes());
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Sends a request and returns its response (skipping notifications).
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.wait(|m| m["id"] == id)
+    }
+
+    /// The next message that `want` accepts, within ten seconds.
+    fn wait(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let m = self
+                .messages
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the server answers");
+            if want(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// The next diagnostics published for `uri`.
+    fn diagnostics(&mut self, uri: &str) -> Vec<Value> {
+        let m = self.wait(|m| {
+            m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri
+        });
+        m["params"]["diagnostics"].as_array().unwrap().clone()
+    }
+
+    fn open(&mut self, uri: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "nn", "version": 1, "text": text}}),
+        );
+    }
+
+    fn change(&mut self, uri: &str, version: i64, text: &str) {
+        self.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"text": text}]}),
+        );
+    }
+
+    /// Shuts down (or only exits) and returns the exit status and stderr.
+    fn finish(mut self, shutdown: bool) -> (i32, String) {
+        if shutdown {
+            let r = self.request("shutdown", Value::Null);
+            assert_eq!(r["result"], Value::Null, "{r}");
+        }
+        self.notify("exit", Value::Null);
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let mut log = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        (status.code().unwrap_or(-1), log)
+    }
+}
+
+/// A folder of its own for one test's files, and the `file:` URI of a
+/// file in it.
+fn folder(name: &str) -> (std::path::PathBuf, impl Fn(&str) -> String) {
+    let dir = std::env::temp_dir().join(format!("nnc-lsp-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let base = dir.clone();
+    (dir, move |file: &str| {
+        format!("file://{}", base.join(file).display())
+    })
+}
+
+const SHAPE_ERROR: &str = "network net {
+    input x: [N, 1, 28, 28]
+    return x -> conv2d(6, 5) -> max_pool(2) -> conv2d(16, 13)
+}
+";
+
+const FIXED: &str = "network net {
+    input x: [N, 1, 28, 28]
+    return x -> conv2d(6, 5) -> max_pool(2) -> flatten -> linear(10)
+}
+";
+
+#[test]
+fn a_shape_error_is_reported_on_its_line_and_cleared_when_fixed() {
+    let (_dir, uri) = folder("shape");
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    c.open(&net, SHAPE_ERROR);
+    let diags = c.diagnostics(&net);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    let d = &diags[0];
+    assert_eq!(d["severity"], 1, "an error: {d}");
+    assert_eq!(d["range"]["start"]["line"], 2, "on the line of `add`: {d}");
+    assert!(
+        d["code"].as_str().unwrap().starts_with("E04"),
+        "a shape code: {d}"
+    );
+    assert!(
+        d["source"] == "nnc" && d["codeDescription"]["href"].is_string(),
+        "{d}"
+    );
+    let message = d["message"].as_str().unwrap();
+    assert!(
+        message.contains("larger than its input") && message.contains("\nhelp: "),
+        "{d}"
+    );
+    // The secondary label (the shape the layer gets) as related information.
+    let related = &d["relatedInformation"][0];
+    assert_eq!(related["location"]["uri"], net);
+    assert!(
+        related["message"]
+            .as_str()
+            .unwrap()
+            .contains("[N, 6, 12, 12]"),
+        "{d}"
+    );
+    c.change(&net, 2, FIXED);
+    assert_eq!(c.diagnostics(&net), Vec::<Value>::new(), "cleared");
+    let (status, _) = c.finish(true);
+    assert_eq!(status, 0, "exit after shutdown");
+}
+
+#[test]
+fn positions_count_utf16_code_units() {
+    let (_dir, uri) = folder("utf16");
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    // A comment with characters outside the BMP before the error on the
+    // same line: columns count UTF-16 units (two per emoji), not bytes
+    // (four) or characters (one).
+    let text =
+        "network net {\n    input x: [N, 4]\n    return x -> linear(3) -> nope /* 🙂🙂 */\n}\n";
+    let text = text.replace("-> nope /* 🙂🙂 */", "/* 🙂🙂 */ -> nope");
+    c.open(&net, &text);
+    let diags = c.diagnostics(&net);
+    let d = diags
+        .iter()
+        .find(|d| d["code"] == "E0202")
+        .unwrap_or_else(|| panic!("an unknown layer: {diags:?}"));
+    let line = text.lines().nth(2).unwrap();
+    let byte = line.find("nope").unwrap();
+    let units = line[..byte].encode_utf16().count();
+    assert_eq!(d["range"]["start"]["line"], 2);
+    assert_eq!(d["range"]["start"]["character"], units as i64, "{d}");
+    c.finish(true);
+}
+
+#[test]
+fn an_import_edited_in_the_editor_is_checked_from_its_buffer() {
+    let (dir, uri) = folder("import");
+    std::fs::write(
+        dir.join("lib.nn"),
+        "block head(k: int) {\n    input x: [N, F]\n    return x -> linear(k)\n}\n",
+    )
+    .unwrap();
+    let main =
+        "import \"lib.nn\"\n\nnetwork net {\n    input x: [N, 8]\n    return x -> head(10)\n}\n";
+    let mut c = Client::start();
+    let (main_uri, lib_uri) = (uri("main.nn"), uri("lib.nn"));
+    c.open(&main_uri, main);
+    assert_eq!(c.diagnostics(&main_uri), Vec::<Value>::new());
+    // The block renamed in the editor, not saved: `head` is gone.
+    let lib = std::fs::read_to_string(dir.join("lib.nn")).unwrap();
+    c.open(&lib_uri, &lib.replace("head", "tail"));
+    let diags = c.diagnostics(&main_uri);
+    assert!(
+        diags.iter().any(|d| d["range"]["start"]["line"] == 4),
+        "main.nn's use of `head` is an error now: {diags:?}"
+    );
+    // An error inside the import is reported on the import's own file.
+    c.change(&lib_uri, 2, &lib.replace("linear(k)", "linear(k, 3)"));
+    let lib_diags = c.diagnostics(&lib_uri);
+    assert!(
+        lib_diags.iter().any(|d| d["range"]["start"]["line"] == 2),
+        "{lib_diags:?}"
+    );
+    c.finish(true);
+}
+
+#[test]
+fn garbage_unknown_methods_and_early_requests_do_not_stop_the_server() {
+    let mut c = Client::start();
+    // Not JSON, then JSON that is not a message.
+    c.send_raw(b"Content-Length: 7\r\n\r\n{oops!}");
+    c.send(json!({"hello": "world"}));
+    let r = c.request("textDocument/definitely-not-a-method", json!({}));
+    assert_eq!(r["error"]["code"], -32601, "MethodNotFound: {r}");
+    // Parameters of the wrong type are skipped too.
+    c.notify("textDocument/didOpen", json!({"textDocument": 42}));
+    let (_dir, uri) = folder("garbage");
+    let net = uri("net.nn");
+    c.open(&net, "network {{{ half-typed");
+    let diags = c.diagnostics(&net);
+    assert!(
+        diags.iter().any(|d| d["code"] == "E0101"),
+        "a syntax error: {diags:?}"
+    );
+    let (status, log) = c.finish(true);
+    assert_eq!(status, 0);
+    assert!(log.contains("malformed"), "logged: {log}");
+}
+
+#[test]
+fn requests_before_initialize_and_exit_without_shutdown() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .arg("lsp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = Vec::new();
+    for m in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "textDocument/hover", "params": {}}),
+        json!({"jsonrpc": "2.0", "method": "exit"}),
+    ] {
+        let body = m.to_string();
+        input.extend(format!("Content-Length: {}\r\n\r\n{body}", body.len()).bytes());
+    }
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("-32002"), "ServerNotInitialized: {text}");
+    assert_eq!(out.status.code(), Some(1), "exit without shutdown");
+}
