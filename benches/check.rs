@@ -112,7 +112,9 @@ fn lsp_recheck() {
     let uri = format!("file://{}/bench.nn", std::env::temp_dir().display());
     assert_eq!(thousand_lines(0).lines().count(), 1000);
     let session = |changes: usize| {
-        let mut input = frame(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}));
+        let mut input = frame(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}),
+        );
         input.extend(frame(json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": uri, "languageId": "nn", "version": 0, "text": thousand_lines(0)}}})));
         for k in 1..=changes {
             input.extend(frame(json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": k}, "contentChanges": [{"text": thousand_lines(k)}]}})));

@@ -311,3 +311,88 @@ fn requests_before_initialize_and_exit_without_shutdown() {
     assert!(text.contains("-32002"), "ServerNotInitialized: {text}");
     assert_eq!(out.status.code(), Some(1), "exit without shutdown");
 }
+
+/// A real client no one here wrote: Neovim's built-in LSP client, headless,
+/// configured by `editors/nvim/nnc.lua`, opens a file with a shape error
+/// and writes out the diagnostics it received. Skipped where `nvim` is not
+/// installed, unless `NNC_REQUIRE_NVIM` is set (`.ci/run` installs Debian's
+/// Neovim and sets it).
+#[test]
+fn neovim_receives_the_diagnostics() {
+    let nvim = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nvim"))
+            .find(|p| p.is_file())
+    });
+    let Some(nvim) = nvim else {
+        assert!(
+            std::env::var_os("NNC_REQUIRE_NVIM").is_none(),
+            "NNC_REQUIRE_NVIM is set but nvim is not on the PATH"
+        );
+        eprintln!("skipped: nvim is not installed (apt-get install neovim)");
+        return;
+    };
+    let (dir, _) = folder("nvim");
+    std::fs::write(dir.join("net.nn"), SHAPE_ERROR).unwrap();
+    let report = dir.join("report.json");
+    let script = dir.join("report.lua");
+    std::fs::write(
+        &script,
+        r#"
+local ok = vim.wait(10000, function() return #vim.diagnostic.get(0) > 0 end, 50)
+local out = {}
+for _, d in ipairs(vim.diagnostic.get(0)) do
+  table.insert(out, { lnum = d.lnum, col = d.col, code = d.code, message = d.message })
+end
+local f = io.open(vim.env.NNC_NVIM_REPORT, "w")
+f:write(vim.fn.json_encode({ waited = ok, diagnostics = out }))
+f:close()
+vim.cmd("qa!")
+"#,
+    )
+    .unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_nnc"))
+        .parent()
+        .unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("editors/nvim/nnc.lua");
+    let mut child = Command::new(nvim)
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env("NNC_NVIM_REPORT", &report)
+        .args(["--headless", "-u"])
+        .arg(&config)
+        .args(["net.nn", "-c"])
+        .arg(format!("luafile {}", script.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nvim starts");
+    // Neovim quits by itself once it has the diagnostics (or after ten
+    // seconds without them).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "nvim did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(got["waited"], true, "diagnostics arrived: {got}");
+    let d = &got["diagnostics"][0];
+    assert_eq!(
+        (d["lnum"].as_i64(), d["code"].as_str()),
+        (Some(2), Some("E0403")),
+        "{got}"
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than its input"),
+        "{got}"
+    );
+}

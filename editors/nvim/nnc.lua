@@ -1,0 +1,33 @@
+-- Attaches `nnc lsp` to .nn files in Neovim's built-in LSP client
+-- (Neovim 0.7 or later). Put `nnc` on your PATH, then either source this
+-- file from your init.lua (`dofile("/path/to/nnc/editors/nvim/nnc.lua")`)
+-- or copy it into ~/.config/nvim/plugin/.
+--
+-- Diagnostics appear as you type; `:lua vim.diagnostic.setqflist()` lists
+-- them.
+
+vim.api.nvim_create_autocmd({ "BufRead", "BufNewFile" }, {
+  pattern = "*.nn",
+  callback = function(args)
+    vim.bo[args.buf].filetype = "nn"
+  end,
+})
+
+-- One server for the whole editor session, attached to every .nn buffer.
+local client_id = nil
+
+vim.api.nvim_create_autocmd("FileType", {
+  pattern = "nn",
+  callback = function(args)
+    if client_id == nil or vim.lsp.get_client_by_id(client_id) == nil then
+      client_id = vim.lsp.start_client({
+        name = "nnc",
+        cmd = { "nnc", "lsp" },
+        root_dir = vim.fn.getcwd(),
+      })
+    end
+    if client_id ~= nil then
+      vim.lsp.buf_attach_client(args.buf, client_id)
+    end
+  end,
+})
