@@ -175,7 +175,9 @@ enum Command {
     /// Speaks the Language Server Protocol: an editor starts `nnc lsp` and
     /// gets the diagnostics of `nnc check` for every open .nn file as you
     /// type (imports read from the editor's unsaved buffers), cleared when
-    /// fixed. Logs go to stderr. See editors/ for Neovim and VS Code.
+    /// fixed, and on hover the shapes, parameters and multiply-accumulates
+    /// of layers, tensors and networks. Logs go to stderr. See
+    /// editors/nvim for Neovim.
     Lsp,
 }
 

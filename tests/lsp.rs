@@ -265,6 +265,54 @@ fn an_import_edited_in_the_editor_is_checked_from_its_buffer() {
     c.finish(true);
 }
 
+fn hover_text(c: &mut Client, uri: &str, line: u32, character: u32) -> Option<String> {
+    let r = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}),
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    r["result"]["contents"]["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn hover_shows_shapes_parameters_and_totals() {
+    let (_dir, uri) = folder("hover");
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    let text = "block twice(k: int) {\n    input x: [N, F]\n    return x -> linear(k)\n}\n\nnetwork net {\n    input x: [N, 1, 28, 28]\n    y = x -> conv2d(6, 5) -> flatten\n    return y -> twice(32) -> twice(10)\n}\n";
+    c.open(&net, text);
+    assert_eq!(c.diagnostics(&net), Vec::<Value>::new());
+    // A layer call: its output shape, path, parameters and MACs.
+    let conv = hover_text(&mut c, &net, 7, 14).expect("a hover on conv2d");
+    assert!(conv.contains("**conv2d** → `[N, 6, 24, 24]`"), "{conv}");
+    assert!(
+        conv.contains("`0` in `net`, 156 parameters, 86400*N MACs"),
+        "{conv}"
+    );
+    // A name: its shape.
+    let y = hover_text(&mut c, &net, 8, 11).expect("a hover on y");
+    assert_eq!(y, "`y`: `[N, 3456]`");
+    // A layer inside a block used twice: one shape per use.
+    let inner = hover_text(&mut c, &net, 2, 17).expect("a hover in the block");
+    assert!(
+        inner.contains("`2.0` in `net`: `[N, 32]`") && inner.contains("`3.0` in `net`: `[N, 10]`"),
+        "{inner}"
+    );
+    // The network's name: its signature and totals.
+    let total = hover_text(&mut c, &net, 5, 9).expect("a hover on the network");
+    assert!(
+        total.starts_with("**net**: `[N, 1, 28, 28]` → `[N, 10]`"),
+        "{total}"
+    );
+    assert!(total.contains("111,110 parameters"), "{total}");
+    // Whitespace, and a file that was never opened: no hover, no error.
+    assert_eq!(hover_text(&mut c, &net, 4, 0), None);
+    assert_eq!(hover_text(&mut c, &uri("never-opened.nn"), 0, 0), None);
+    c.finish(true);
+}
+
 #[test]
 fn garbage_unknown_methods_and_early_requests_do_not_stop_the_server() {
     let mut c = Client::start();
@@ -314,11 +362,11 @@ fn requests_before_initialize_and_exit_without_shutdown() {
 
 /// A real client no one here wrote: Neovim's built-in LSP client, headless,
 /// configured by `editors/nvim/nnc.lua`, opens a file with a shape error
-/// and writes out the diagnostics it received. Skipped where `nvim` is not
+/// and writes out the diagnostics and a hover it received. Skipped where `nvim` is not
 /// installed, unless `NNC_REQUIRE_NVIM` is set (`.ci/run` installs Debian's
 /// Neovim and sets it).
 #[test]
-fn neovim_receives_the_diagnostics() {
+fn neovim_receives_the_diagnostics_and_a_hover() {
     let nvim = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("nvim"))
@@ -344,8 +392,16 @@ local out = {}
 for _, d in ipairs(vim.diagnostic.get(0)) do
   table.insert(out, { lnum = d.lnum, col = d.col, code = d.code, message = d.message })
 end
+-- Hover on `conv2d(6, 5)`: line 3, column 17 (1-based).
+vim.api.nvim_win_set_cursor(0, { 3, 16 })
+local params = vim.lsp.util.make_position_params()
+local answers = vim.lsp.buf_request_sync(0, "textDocument/hover", params, 5000) or {}
+local hover = ""
+for _, a in pairs(answers) do
+  if a.result and a.result.contents then hover = a.result.contents.value end
+end
 local f = io.open(vim.env.NNC_NVIM_REPORT, "w")
-f:write(vim.fn.json_encode({ waited = ok, diagnostics = out }))
+f:write(vim.fn.json_encode({ waited = ok, diagnostics = out, hover = hover }))
 f:close()
 vim.cmd("qa!")
 "#,
@@ -395,4 +451,6 @@ vim.cmd("qa!")
             .contains("larger than its input"),
         "{got}"
     );
+    let hover = got["hover"].as_str().unwrap();
+    assert!(hover.contains("**conv2d** → `[N, 6, 24, 24]`"), "{got}");
 }

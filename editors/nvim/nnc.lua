@@ -4,7 +4,7 @@
 -- or copy it into ~/.config/nvim/plugin/.
 --
 -- Diagnostics appear as you type; `:lua vim.diagnostic.setqflist()` lists
--- them.
+-- them. `K` shows the shape of the layer or tensor under the cursor.
 
 vim.api.nvim_create_autocmd({ "BufRead", "BufNewFile" }, {
   pattern = "*.nn",
@@ -28,6 +28,8 @@ vim.api.nvim_create_autocmd("FileType", {
     end
     if client_id ~= nil then
       vim.lsp.buf_attach_client(args.buf, client_id)
+      -- Shapes, parameters and MACs of what is under the cursor.
+      vim.keymap.set("n", "K", vim.lsp.buf.hover, { buffer = args.buf })
     end
   end,
 })

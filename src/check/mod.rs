@@ -41,6 +41,9 @@ pub struct BuildOptions {
 #[derive(Default)]
 pub struct Checked {
     pub models: Vec<Model>,
+    /// Blocks no network instantiates, checked alone with symbolic sizes
+    /// (what an editor shows on hover inside them).
+    pub alone: Vec<Model>,
     pub trains: Vec<train::TrainConfig>,
     pub diags: Vec<Diagnostic>,
 }
@@ -70,6 +73,11 @@ pub fn check_files(prog: &Program, files: &[FileId]) -> Checked {
     for id in blocks {
         if !checker.instantiated.contains(&id) {
             checker.check_alone(id);
+            let mut model = std::mem::take(&mut checker.model);
+            if !model.layers.is_empty() {
+                model.name = prog.def(id).name.name.clone();
+                out.alone.push(model);
+            }
         }
     }
     out.diags.append(&mut checker.diags);

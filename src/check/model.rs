@@ -49,6 +49,9 @@ pub struct Model {
     pub layers: Vec<Layer>,
     pub values: Vec<ValueInfo>,
     pub output: Option<ValueId>,
+    /// Where a name stands for a tensor: inputs, `let`s and their uses
+    /// (what an editor shows on hover).
+    pub names: Vec<(Span, ValueId)>,
 }
 
 impl Model {

@@ -6,6 +6,8 @@
 //! promises an editor:
 //! - diagnostics of every open document (those of `nnc check`) after each
 //!   open, change and save, and cleared when fixed (`workspace.rs`);
+//! - hover: shapes, parameters and multiply-accumulates from the last
+//!   check (`hover.rs`);
 //! - a malformed message is logged on stderr and skipped; an unknown
 //!   request is answered `MethodNotFound`; a request before `initialize`
 //!   `ServerNotInitialized`, and after `shutdown` `InvalidRequest`;
@@ -18,6 +20,7 @@
 //! a big stack (`crate::with_big_stack`).
 
 mod convert;
+mod hover;
 mod uri;
 mod workspace;
 
@@ -189,6 +192,19 @@ impl Server {
                 ErrorCode::InvalidRequest,
                 "the server is already initialized".into(),
             ),
+            (State::Running, lsp::request::HoverRequest::METHOD) => {
+                match serde_json::from_value::<lsp::HoverParams>(req.params) {
+                    Ok(p) => {
+                        let at = p.text_document_position_params;
+                        let hover = self
+                            .workspace
+                            .analysis(&at.text_document.uri)
+                            .and_then(|(doc, a)| hover::hover(doc, a, at.position));
+                        Response::new_ok(req.id, hover)
+                    }
+                    Err(e) => error(req.id, ErrorCode::InvalidParams, e.to_string()),
+                }
+            }
             (State::Running, method) => error(
                 req.id,
                 ErrorCode::MethodNotFound,
@@ -282,6 +298,7 @@ fn initialize_result() -> lsp::InitializeResult {
                     ..Default::default()
                 },
             )),
+            hover_provider: Some(lsp::HoverProviderCapability::Simple(true)),
             ..Default::default()
         },
         server_info: Some(lsp::ServerInfo {

@@ -11,6 +11,7 @@
 use super::convert::{self, LineIndex};
 use super::uri;
 use crate::check::program::Program;
+use crate::check::Checked;
 use crate::diag::Diagnostic;
 use crate::syntax::source::{FileId, Origin, Span};
 use lsp_types as lsp;
@@ -23,10 +24,21 @@ pub struct Document {
     pub version: i32,
 }
 
+/// The last check of an open document: every file it reached, and what
+/// the checker found (models of its networks, diagnostics).
+pub struct Analysis {
+    pub prog: Program,
+    pub checked: Checked,
+    /// The document's own file in `prog`.
+    pub file: Option<FileId>,
+}
+
 #[derive(Default)]
 pub struct Workspace {
     /// Open documents by URI.
     docs: BTreeMap<String, Document>,
+    /// Their last checks, by URI.
+    analyses: BTreeMap<String, Analysis>,
     /// URIs that were last published with diagnostics.
     published: Vec<lsp::Uri>,
 }
@@ -63,6 +75,15 @@ impl Workspace {
 
     pub fn close(&mut self, uri: &lsp::Uri) {
         self.docs.remove(uri.as_str());
+        self.analyses.remove(uri.as_str());
+    }
+
+    /// An open document and its last check.
+    pub fn analysis(&self, uri: &lsp::Uri) -> Option<(&Document, &Analysis)> {
+        Some((
+            self.docs.get(uri.as_str())?,
+            self.analyses.get(uri.as_str())?,
+        ))
     }
 
     /// Checks every open document; returns what to publish: each file's
@@ -74,17 +95,19 @@ impl Workspace {
             .filter_map(|d| Some((canonical(&uri::to_path(&d.uri)?), d.text.clone())))
             .collect();
         let mut by_uri: BTreeMap<String, (lsp::Uri, Vec<lsp::Diagnostic>)> = BTreeMap::new();
-        for doc in self.docs.values() {
+        self.analyses.clear();
+        for (key, doc) in &self.docs {
             by_uri
                 .entry(doc.uri.as_str().to_string())
                 .or_insert_with(|| (doc.uri.clone(), Vec::new()));
-            let (prog, diags) = check_document(doc, &overlay);
+            let (prog, checked, file) = check_document(doc, &overlay);
+            let diags = &checked.diags;
             let files = Files {
                 prog: &prog,
                 docs: &self.docs,
                 this: doc,
             };
-            for d in &diags {
+            for d in diags {
                 let Some((uri, file)) = files.home(d) else {
                     continue;
                 };
@@ -103,6 +126,12 @@ impl Workspace {
                     list.push(lsp_d);
                 }
             }
+            let analysis = Analysis {
+                prog,
+                checked,
+                file,
+            };
+            self.analyses.insert(key.clone(), analysis);
         }
         let mut out = Vec::new();
         for (key, (uri, diagnostics)) in &by_uri {
@@ -136,16 +165,18 @@ fn canonical(p: &std::path::Path) -> PathBuf {
 }
 
 /// Checks one document: from its path, so that its imports resolve
-/// beside it, or as text with no file behind it.
+/// beside it, or as text with no file behind it. Also returns the
+/// document's own file in the program.
 fn check_document(
     doc: &Document,
     overlay: &HashMap<PathBuf, String>,
-) -> (Program, Vec<Diagnostic>) {
+) -> (Program, Checked, Option<FileId>) {
     match uri::to_path(&doc.uri) {
         Some(path) => {
             let prog = Program::with_overlay(overlay.clone());
             let (prog, checked) = crate::driver::check_paths_in(prog, &[path.as_path()]);
-            (prog, checked.diags)
+            let file = prog.sources.find_path(&canonical(&path));
+            (prog, checked, file)
         }
         None => {
             let mut prog = Program::new();
@@ -154,7 +185,8 @@ fn check_document(
             let mut checked = crate::check::check_files(&prog, &[id]);
             diags.append(&mut checked.diags);
             crate::check::sort(&mut diags);
-            (prog, diags)
+            checked.diags = diags;
+            (prog, checked, Some(id))
         }
     }
 }

@@ -111,6 +111,9 @@ impl<'p> Checker<'p> {
                             if let (Some(t), Some(frame)) = (t, self.frames.last_mut()) {
                                 frame.input.get_or_insert(t.id);
                             }
+                            if let Some(t) = t {
+                                self.model.names.push((name.span, t.id));
+                            }
                             let v = t.map_or(Value::Poison, Value::Tensor);
                             env.set(&name.name, v);
                         }
@@ -130,6 +133,9 @@ impl<'p> Checker<'p> {
                                 }
                                 _ => v,
                             };
+                            if let Value::Tensor(t) = &v {
+                                self.model.names.push((name.span, t.id));
+                            }
                             env.set(&name.name, v);
                         }
                         Stmt::Return { value, .. } => {
