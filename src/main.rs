@@ -175,9 +175,9 @@ enum Command {
     /// Speaks the Language Server Protocol: an editor starts `nnc lsp` and
     /// gets the diagnostics of `nnc check` for every open .nn file as you
     /// type (imports read from the editor's unsaved buffers), cleared when
-    /// fixed, and on hover the shapes, parameters and multiply-accumulates
-    /// of layers, tensors and networks. Logs go to stderr. See
-    /// editors/nvim for Neovim.
+    /// fixed; on hover the shapes, parameters and multiply-accumulates of
+    /// layers, tensors and networks; go to definition, references and
+    /// the outline. Logs go to stderr. See editors/nvim for Neovim.
     Lsp,
 }
 

@@ -313,6 +313,86 @@ fn hover_shows_shapes_parameters_and_totals() {
     c.finish(true);
 }
 
+/// `(uri, line, character)` of a location.
+fn place(l: &Value) -> (String, i64, i64) {
+    (
+        l["uri"].as_str().unwrap().to_string(),
+        l["range"]["start"]["line"].as_i64().unwrap(),
+        l["range"]["start"]["character"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn definitions_references_and_symbols() {
+    let (dir, uri) = folder("navigate");
+    std::fs::write(
+        dir.join("lib.nn"),
+        "block head(k: int) {\n    input x: [N, F]\n    return x -> linear(k)\n}\n",
+    )
+    .unwrap();
+    let text = "import \"lib.nn\"\nimport std::resnet18\n\nblock twice(k: int) {\n    input x: [N, F]\n    return x -> linear(k) -> linear(k)\n}\n\nnetwork net {\n    input x: [N, 8]\n    y = x -> twice(16)\n    return y -> twice(4) -> head(10)\n}\n\ntrain net {\n    epochs = 1\n}\n";
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    c.open(&net, text);
+    c.diagnostics(&net);
+    let at = |line: u32, character: u32| json!({"textDocument": {"uri": net}, "position": {"line": line, "character": character}});
+    let definition = |c: &mut Client, line, character| {
+        let r = c.request("textDocument/definition", at(line, character));
+        r["result"].clone()
+    };
+    // A block call: the block's name.
+    assert_eq!(place(&definition(&mut c, 11, 16)), (net.clone(), 3, 6));
+    // A value's use: its binding.
+    assert_eq!(place(&definition(&mut c, 11, 12)), (net.clone(), 10, 4));
+    // A block from an imported file, and the import itself.
+    assert_eq!(place(&definition(&mut c, 11, 29)), (uri("lib.nn"), 0, 6));
+    assert_eq!(place(&definition(&mut c, 0, 9)), (uri("lib.nn"), 0, 0));
+    // The standard library: a copy of its file that an editor can open.
+    let std_def = definition(&mut c, 1, 15);
+    let (std_uri, line, _) = place(&std_def);
+    let std_path = std_uri.strip_prefix("file://").unwrap();
+    let std_text = std::fs::read_to_string(std_path).unwrap();
+    let line_text = std_text.lines().nth(line as usize).unwrap();
+    assert!(line_text.contains("resnet18"), "{line_text}");
+    // A built-in layer has no definition in a file.
+    assert_eq!(definition(&mut c, 5, 18), Value::Null);
+    // References of `twice`, from its definition, with the declaration.
+    let r = c.request(
+        "textDocument/references",
+        json!({"textDocument": {"uri": net}, "position": {"line": 3, "character": 8}, "context": {"includeDeclaration": true}}),
+    );
+    let mut places: Vec<_> = r["result"].as_array().unwrap().iter().map(place).collect();
+    places.sort();
+    assert_eq!(
+        places,
+        vec![
+            (net.clone(), 3, 6),
+            (net.clone(), 10, 13),
+            (net.clone(), 11, 16)
+        ]
+    );
+    // The outline.
+    let r = c.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": net}}),
+    );
+    let names: Vec<(&str, i64)> = r["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["kind"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(names, vec![("twice", 12), ("net", 5), ("train net", 3)]);
+    let values: Vec<&str> = r["result"][1]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, vec!["x", "y"]);
+    c.finish(true);
+}
+
 #[test]
 fn garbage_unknown_methods_and_early_requests_do_not_stop_the_server() {
     let mut c = Client::start();

@@ -4,7 +4,8 @@
 -- or copy it into ~/.config/nvim/plugin/.
 --
 -- Diagnostics appear as you type; `:lua vim.diagnostic.setqflist()` lists
--- them. `K` shows the shape of the layer or tensor under the cursor.
+-- them. `K` shows the shape of the layer or tensor under the cursor, `gd`
+-- goes to its definition, `gr` lists its uses.
 
 vim.api.nvim_create_autocmd({ "BufRead", "BufNewFile" }, {
   pattern = "*.nn",
@@ -28,8 +29,11 @@ vim.api.nvim_create_autocmd("FileType", {
     end
     if client_id ~= nil then
       vim.lsp.buf_attach_client(args.buf, client_id)
-      -- Shapes, parameters and MACs of what is under the cursor.
+      -- Shapes, parameters and MACs of what is under the cursor; where
+      -- it is defined; where it is used.
       vim.keymap.set("n", "K", vim.lsp.buf.hover, { buffer = args.buf })
+      vim.keymap.set("n", "gd", vim.lsp.buf.definition, { buffer = args.buf })
+      vim.keymap.set("n", "gr", vim.lsp.buf.references, { buffer = args.buf })
     end
   end,
 })

@@ -7,7 +7,8 @@
 //! - diagnostics of every open document (those of `nnc check`) after each
 //!   open, change and save, and cleared when fixed (`workspace.rs`);
 //! - hover: shapes, parameters and multiply-accumulates from the last
-//!   check (`hover.rs`);
+//!   check (`hover.rs`); go to definition, references across the open
+//!   documents, and each document's outline (`navigate.rs`);
 //! - a malformed message is logged on stderr and skipped; an unknown
 //!   request is answered `MethodNotFound`; a request before `initialize`
 //!   `ServerNotInitialized`, and after `shutdown` `InvalidRequest`;
@@ -21,6 +22,7 @@
 
 mod convert;
 mod hover;
+mod navigate;
 mod uri;
 mod workspace;
 
@@ -192,17 +194,11 @@ impl Server {
                 ErrorCode::InvalidRequest,
                 "the server is already initialized".into(),
             ),
-            (State::Running, lsp::request::HoverRequest::METHOD) => {
-                match serde_json::from_value::<lsp::HoverParams>(req.params) {
-                    Ok(p) => {
-                        let at = p.text_document_position_params;
-                        let hover = self
-                            .workspace
-                            .analysis(&at.text_document.uri)
-                            .and_then(|(doc, a)| hover::hover(doc, a, at.position));
-                        Response::new_ok(req.id, hover)
-                    }
-                    Err(e) => error(req.id, ErrorCode::InvalidParams, e.to_string()),
+            (State::Running, method) if self.answers(method) => {
+                let id = req.id.clone();
+                match self.answer(req) {
+                    Ok(result) => Response::new_ok(id, result),
+                    Err(e) => error(id, ErrorCode::InvalidParams, e.to_string()),
                 }
             }
             (State::Running, method) => error(
@@ -211,6 +207,70 @@ impl Server {
                 format!("nnc lsp does not handle `{method}`"),
             ),
         }
+    }
+
+    /// Whether `method` is a request about documents that `answer` handles.
+    fn answers(&self, method: &str) -> bool {
+        use lsp::request::{
+            DocumentSymbolRequest, GotoDefinition, HoverRequest, References, Request as _,
+        };
+        [
+            HoverRequest::METHOD,
+            GotoDefinition::METHOD,
+            References::METHOD,
+            DocumentSymbolRequest::METHOD,
+        ]
+        .contains(&method)
+    }
+
+    /// The result of a request about documents, from their last check; a
+    /// document that is not open has nothing to show (`null`).
+    fn answer(&self, req: Request) -> Result<Value, serde_json::Error> {
+        use lsp::request::{
+            DocumentSymbolRequest, GotoDefinition, HoverRequest, References, Request as _,
+        };
+        let ws = &self.workspace;
+        let result = match req.method.as_str() {
+            HoverRequest::METHOD => {
+                let p: lsp::HoverParams = serde_json::from_value(req.params)?;
+                let at = p.text_document_position_params;
+                let hover = ws
+                    .analysis(&at.text_document.uri)
+                    .and_then(|(doc, a)| hover::hover(doc, a, at.position));
+                serde_json::to_value(hover)?
+            }
+            GotoDefinition::METHOD => {
+                let p: lsp::GotoDefinitionParams = serde_json::from_value(req.params)?;
+                let at = p.text_document_position_params;
+                let found = ws.analysis(&at.text_document.uri).and_then(|(doc, a)| {
+                    let offset = convert::LineIndex::new(&doc.text).offset(at.position);
+                    let (_, target) = navigate::target_at(a, offset as u32)?;
+                    navigate::target_location(&a.prog, target)
+                });
+                serde_json::to_value(found.map(lsp::GotoDefinitionResponse::Scalar))?
+            }
+            References::METHOD => {
+                let p: lsp::ReferenceParams = serde_json::from_value(req.params)?;
+                let at = p.text_document_position;
+                let with_declaration = p.context.include_declaration;
+                serde_json::to_value(ws.references(
+                    &at.text_document.uri,
+                    at.position,
+                    with_declaration,
+                ))?
+            }
+            DocumentSymbolRequest::METHOD => {
+                let p: lsp::DocumentSymbolParams = serde_json::from_value(req.params)?;
+                let symbols = ws.analysis(&p.text_document.uri).and_then(|(_, a)| {
+                    Some(lsp::DocumentSymbolResponse::Nested(navigate::symbols(
+                        &a.prog, a.file?,
+                    )))
+                });
+                serde_json::to_value(symbols)?
+            }
+            _ => Value::Null,
+        };
+        Ok(result)
     }
 
     fn notification(&mut self, n: Notification, log: &mut dyn Write) {
@@ -299,6 +359,9 @@ fn initialize_result() -> lsp::InitializeResult {
                 },
             )),
             hover_provider: Some(lsp::HoverProviderCapability::Simple(true)),
+            definition_provider: Some(lsp::OneOf::Left(true)),
+            references_provider: Some(lsp::OneOf::Left(true)),
+            document_symbol_provider: Some(lsp::OneOf::Left(true)),
             ..Default::default()
         },
         server_info: Some(lsp::ServerInfo {

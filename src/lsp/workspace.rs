@@ -78,6 +78,45 @@ impl Workspace {
         self.analyses.remove(uri.as_str());
     }
 
+    /// Every use, in the open documents, of what is under `at` in `uri`
+    /// (and where it is defined, with `with_declaration`).
+    pub fn references(
+        &self,
+        uri: &lsp::Uri,
+        at: lsp::Position,
+        with_declaration: bool,
+    ) -> Vec<lsp::Location> {
+        use super::navigate;
+        let Some((doc, a)) = self.analysis(uri) else {
+            return Vec::new();
+        };
+        let offset = LineIndex::new(&doc.text).offset(at) as u32;
+        let Some((_, target)) = navigate::target_at(a, offset) else {
+            return Vec::new();
+        };
+        let Some(home) = navigate::target_location(&a.prog, target) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if with_declaration {
+            out.push(home.clone());
+        }
+        for other in self.analyses.values() {
+            let Some(file) = other.file else { continue };
+            for (span, t) in navigate::references_in(&other.prog, file) {
+                if navigate::target_location(&other.prog, t).as_ref() != Some(&home) {
+                    continue;
+                }
+                if let Some(l) = navigate::location(&other.prog, span) {
+                    if !out.contains(&l) {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// An open document and its last check.
     pub fn analysis(&self, uri: &lsp::Uri) -> Option<(&Document, &Analysis)> {
         Some((
