@@ -176,8 +176,9 @@ enum Command {
     /// gets the diagnostics of `nnc check` for every open .nn file as you
     /// type (imports read from the editor's unsaved buffers), cleared when
     /// fixed; on hover the shapes, parameters and multiply-accumulates of
-    /// layers, tensors and networks; go to definition, references and
-    /// the outline. Logs go to stderr. See editors/nvim for Neovim.
+    /// layers, tensors and networks; go to definition, references, the
+    /// outline, completion and signature help. Logs go to stderr. See
+    /// editors/nvim for Neovim.
     Lsp,
 }
 

@@ -394,6 +394,115 @@ fn definitions_references_and_symbols() {
 }
 
 #[test]
+fn completion_and_signature_help_while_typing() {
+    let (_dir, uri) = folder("complete");
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    let valid = "/// Two linear layers.\nblock twice(k: int) {\n    input x: [N, F]\n    return x -> linear(k) -> linear(k)\n}\n\nnetwork net {\n    input x: [N, 8]\n    y = x -> twice(16)\n    return y\n}\n\ntrain net {\n    epochs = 1\n    \n}\n";
+    c.open(&net, valid);
+    c.diagnostics(&net);
+    let labels = |r: &Value| -> Vec<String> {
+        r["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let complete = |c: &mut Client, line: u32, character: u32| {
+        c.request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": net}, "position": {"line": line, "character": character}}),
+        )
+    };
+    // Half-typed: the file does not parse, the last check's names stay.
+    let typing = valid.replace("    return y\n", "    return y -> \n");
+    c.change(&net, 2, &typing);
+    let r = complete(&mut c, 9, 16);
+    let items = labels(&r);
+    assert!(
+        items.contains(&"conv2d".into()) && items.contains(&"twice".into()),
+        "{items:?}"
+    );
+    let conv = r["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["label"] == "conv2d")
+        .unwrap();
+    assert!(
+        conv["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("conv2d(out: int, kernel: "),
+        "{conv}"
+    );
+    let twice = r["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["label"] == "twice")
+        .unwrap();
+    assert_eq!(
+        twice["documentation"]["value"], "Two linear layers.",
+        "{twice}"
+    );
+    // Arguments: those not given yet, inserted as `name=`.
+    let typing = valid.replace("    return y\n", "    return y -> conv2d(6, padding=1, \n");
+    c.change(&net, 3, &typing);
+    let r = complete(&mut c, 9, 37);
+    let items = labels(&r);
+    assert!(
+        items.contains(&"stride".into()) && !items.contains(&"padding".into()),
+        "{items:?}"
+    );
+    let stride = r["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["label"] == "stride")
+        .unwrap();
+    assert_eq!(stride["insertText"], "stride=");
+    let help = c.request(
+        "textDocument/signatureHelp",
+        json!({"textDocument": {"uri": net}, "position": {"line": 9, "character": 37}}),
+    );
+    let sig = &help["result"]["signatures"][0];
+    assert!(
+        sig["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("conv2d(out: int, kernel: "),
+        "{help}"
+    );
+    assert_eq!(help["result"]["activeParameter"], 2, "{help}");
+    // Settings of a training section, with what they mean; those written
+    // already are left out.
+    c.change(&net, 4, valid);
+    c.diagnostics(&net);
+    let r = complete(&mut c, 14, 4);
+    let items = labels(&r);
+    assert!(
+        items.contains(&"batch_size".into()) && !items.contains(&"epochs".into()),
+        "{items:?}"
+    );
+    let batch = r["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["label"] == "batch_size")
+        .unwrap();
+    assert!(
+        batch["documentation"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("Default 64"),
+        "{batch}"
+    );
+    c.finish(true);
+}
+
+#[test]
 fn garbage_unknown_methods_and_early_requests_do_not_stop_the_server() {
     let mut c = Client::start();
     // Not JSON, then JSON that is not a message.

@@ -8,7 +8,9 @@
 //!   open, change and save, and cleared when fixed (`workspace.rs`);
 //! - hover: shapes, parameters and multiply-accumulates from the last
 //!   check (`hover.rs`); go to definition, references across the open
-//!   documents, and each document's outline (`navigate.rs`);
+//!   documents, and each document's outline (`navigate.rs`); completion
+//!   and signature help, also while the text does not parse
+//!   (`complete.rs`);
 //! - a malformed message is logged on stderr and skipped; an unknown
 //!   request is answered `MethodNotFound`; a request before `initialize`
 //!   `ServerNotInitialized`, and after `shutdown` `InvalidRequest`;
@@ -20,6 +22,7 @@
 //! Checking recurses over the program, so the loop runs on a thread with
 //! a big stack (`crate::with_big_stack`).
 
+mod complete;
 mod convert;
 mod hover;
 mod navigate;
@@ -212,13 +215,16 @@ impl Server {
     /// Whether `method` is a request about documents that `answer` handles.
     fn answers(&self, method: &str) -> bool {
         use lsp::request::{
-            DocumentSymbolRequest, GotoDefinition, HoverRequest, References, Request as _,
+            Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, References,
+            Request as _, SignatureHelpRequest,
         };
         [
             HoverRequest::METHOD,
             GotoDefinition::METHOD,
             References::METHOD,
             DocumentSymbolRequest::METHOD,
+            Completion::METHOD,
+            SignatureHelpRequest::METHOD,
         ]
         .contains(&method)
     }
@@ -227,7 +233,8 @@ impl Server {
     /// document that is not open has nothing to show (`null`).
     fn answer(&self, req: Request) -> Result<Value, serde_json::Error> {
         use lsp::request::{
-            DocumentSymbolRequest, GotoDefinition, HoverRequest, References, Request as _,
+            Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, References,
+            Request as _, SignatureHelpRequest,
         };
         let ws = &self.workspace;
         let result = match req.method.as_str() {
@@ -267,6 +274,22 @@ impl Server {
                     )))
                 });
                 serde_json::to_value(symbols)?
+            }
+            Completion::METHOD => {
+                let p: lsp::CompletionParams = serde_json::from_value(req.params)?;
+                let at = p.text_document_position;
+                let items = ws
+                    .latest(&at.text_document.uri)
+                    .map(|(doc, a)| complete::completion(doc, a, at.position));
+                serde_json::to_value(items.map(lsp::CompletionResponse::Array))?
+            }
+            SignatureHelpRequest::METHOD => {
+                let p: lsp::SignatureHelpParams = serde_json::from_value(req.params)?;
+                let at = p.text_document_position_params;
+                let help = ws
+                    .latest(&at.text_document.uri)
+                    .and_then(|(doc, a)| complete::signature_help(doc, a, at.position));
+                serde_json::to_value(help)?
             }
             _ => Value::Null,
         };
@@ -362,6 +385,14 @@ fn initialize_result() -> lsp::InitializeResult {
             definition_provider: Some(lsp::OneOf::Left(true)),
             references_provider: Some(lsp::OneOf::Left(true)),
             document_symbol_provider: Some(lsp::OneOf::Left(true)),
+            completion_provider: Some(lsp::CompletionOptions {
+                trigger_characters: Some(vec![">".into(), "(".into(), ",".into()]),
+                ..Default::default()
+            }),
+            signature_help_provider: Some(lsp::SignatureHelpOptions {
+                trigger_characters: Some(vec!["(".into(), ",".into()]),
+                ..Default::default()
+            }),
             ..Default::default()
         },
         server_info: Some(lsp::ServerInfo {

@@ -29,8 +29,11 @@ pub struct Document {
 pub struct Analysis {
     pub prog: Program,
     pub checked: Checked,
-    /// The document's own file in `prog`.
+    /// The document's own file in `prog`, which parsed.
     pub file: Option<FileId>,
+    /// The document changed since, and its text does not parse now: the
+    /// spans are of an older text (names stay useful for completion).
+    pub stale: bool,
 }
 
 #[derive(Default)]
@@ -101,7 +104,7 @@ impl Workspace {
         if with_declaration {
             out.push(home.clone());
         }
-        for other in self.analyses.values() {
+        for other in self.analyses.values().filter(|a| !a.stale) {
             let Some(file) = other.file else { continue };
             for (span, t) in navigate::references_in(&other.prog, file) {
                 if navigate::target_location(&other.prog, t).as_ref() != Some(&home) {
@@ -117,11 +120,17 @@ impl Workspace {
         out
     }
 
-    /// An open document and its last check.
+    /// An open document and its check, when that is of its current text.
     pub fn analysis(&self, uri: &lsp::Uri) -> Option<(&Document, &Analysis)> {
+        let (doc, a) = self.latest(uri)?;
+        Some((doc, a.filter(|a| !a.stale)?))
+    }
+
+    /// An open document and its last check that parsed, if any.
+    pub fn latest(&self, uri: &lsp::Uri) -> Option<(&Document, Option<&Analysis>)> {
         Some((
             self.docs.get(uri.as_str())?,
-            self.analyses.get(uri.as_str())?,
+            self.analyses.get(uri.as_str()),
         ))
     }
 
@@ -134,7 +143,8 @@ impl Workspace {
             .filter_map(|d| Some((canonical(&uri::to_path(&d.uri)?), d.text.clone())))
             .collect();
         let mut by_uri: BTreeMap<String, (lsp::Uri, Vec<lsp::Diagnostic>)> = BTreeMap::new();
-        self.analyses.clear();
+        let docs = &self.docs;
+        self.analyses.retain(|key, _| docs.contains_key(key));
         for (key, doc) in &self.docs {
             by_uri
                 .entry(doc.uri.as_str().to_string())
@@ -165,12 +175,20 @@ impl Workspace {
                     list.push(lsp_d);
                 }
             }
-            let analysis = Analysis {
-                prog,
-                checked,
-                file,
-            };
-            self.analyses.insert(key.clone(), analysis);
+            let parsed = file.filter(|id| parses(&prog, &checked, *id));
+            match (parsed, self.analyses.get_mut(key)) {
+                // Keep the last check that parsed, for completion.
+                (None, Some(old)) if old.file.is_some() => old.stale = true,
+                _ => {
+                    let analysis = Analysis {
+                        prog,
+                        checked,
+                        file: parsed,
+                        stale: false,
+                    };
+                    self.analyses.insert(key.clone(), analysis);
+                }
+            }
         }
         let mut out = Vec::new();
         for (key, (uri, diagnostics)) in &by_uri {
@@ -196,6 +214,17 @@ impl Workspace {
             .collect();
         out
     }
+}
+
+/// Whether a file of the check parsed: the parser gives a file with a
+/// syntax error the items it could read, whose spans no longer say much.
+fn parses(prog: &Program, checked: &Checked, id: FileId) -> bool {
+    use crate::diag_codes as codes;
+    let syntax = |d: &Diagnostic| {
+        [codes::SYNTAX, codes::NESTING_TOO_DEEP].contains(&d.code)
+            && d.primary.as_ref().is_some_and(|l| l.span.file == id)
+    };
+    prog.files.iter().any(|f| f.id == id) && !checked.diags.iter().any(syntax)
 }
 
 /// A path canonicalized where it exists (as `Program::load_path` does).

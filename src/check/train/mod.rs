@@ -242,20 +242,32 @@ impl TrainConfig {
     }
 }
 
-const SETTINGS: &[&str] = &[
-    "data",
-    "batch_size",
-    "epochs",
-    "seed",
-    "loss",
-    "metrics",
-    "optimizer",
-    "schedule",
-    "augment",
-    "early_stopping",
-    "init",
-    "freeze",
+/// The settings of a training section, each with what it means and its
+/// default (docs/language.md has the full table; editors show these).
+pub const SETTINGS_DOC: &[(&str, &str)] = &[
+    ("data", "The data set: `fashion_mnist(path, validation=0)`, `mnist(...)`, `cifar10(...)`, `image_folder(path, ...)`, `npy(path, ...)`; `validation` is the held-out fraction of the training set. Required."),
+    ("batch_size", "Images per step, an int ≥ 1. Default 64."),
+    ("epochs", "Passes over the training set, an int ≥ 1. Default 10."),
+    ("seed", "The seed of initialization, shuffling, augmentation and dropout, an int ≥ 0. Default 0."),
+    ("loss", "`cross_entropy(label_smoothing=0)` or `mse`. Default `cross_entropy()`."),
+    ("metrics", "A list of `accuracy`, `top5`; the loss is always computed. Default `[accuracy]`."),
+    ("optimizer", "`sgd(lr, momentum=0, dampening=0, nesterov=false, weight_decay=0)`, `adam(lr=1e-3, ...)`, `adamw(...)`, `radam(...)`, `lookahead(inner, k=5, alpha=0.5)`. Default `sgd(lr=0.01)`."),
+    ("schedule", "The learning rate per epoch: `constant`, `step(step_size, gamma=0.1)`, `multistep(milestones, gamma=0.1)`, `exponential(gamma)`, `cosine(t_max=epochs, eta_min=0)`, `warmup(epochs, then=constant)`, `one_cycle(max_lr, ...)`, `reduce_on_plateau(...)`. Default `constant`."),
+    ("augment", "A list of `resize(size)`, `random_crop(size, padding=0)`, `horizontal_flip(p=0.5)`, `normalize(mean, std)`. Default none."),
+    ("early_stopping", "`early_stopping(monitor=val_loss, mode, patience=5, min_delta=0, restore_best=true)`. Default off."),
+    ("init", "Initial weights: `\"weights.safetensors\"` or `load(path, keys=[\"backbone.*\"], strict=false)`. Default none."),
+    ("freeze", "Parameter-name patterns not to train, `*` matching anything: `[\"features.*\"]`. Default none."),
 ];
+
+const SETTINGS: [&str; SETTINGS_DOC.len()] = {
+    let mut names = [""; SETTINGS_DOC.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = SETTINGS_DOC[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// Checks one training section against the networks of its file.
 pub fn check_train(
