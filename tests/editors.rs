@@ -21,7 +21,10 @@ fn the_vscode_extension_is_consistent() {
     let grammar_entry = &contributes["grammars"][0];
     assert_eq!(grammar_entry["language"], "nn");
     let dir = "editors/vscode/";
-    let config = json(&format!("{dir}{}", language["configuration"].as_str().unwrap()));
+    let config = json(&format!(
+        "{dir}{}",
+        language["configuration"].as_str().unwrap()
+    ));
     assert_eq!(config["comments"]["lineComment"], "//");
     let grammar = json(&format!("{dir}{}", grammar_entry["path"].as_str().unwrap()));
     assert_eq!(grammar["scopeName"], grammar_entry["scopeName"]);
@@ -55,6 +58,9 @@ fn the_vscode_grammar_knows_every_layer_and_keyword() {
     let start = pest.find("keyword    = @{").unwrap();
     let end = start + pest[start..].find('}').unwrap();
     for word in pest[start..end].split('"').skip(1).step_by(2) {
-        assert!(text.contains(word), "keyword `{word}` is not in the grammar");
+        assert!(
+            text.contains(word),
+            "keyword `{word}` is not in the grammar"
+        );
     }
 }

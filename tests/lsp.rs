@@ -16,6 +16,11 @@ struct Client {
 
 impl Client {
     fn start() -> Client {
+        Client::start_with(json!(null))
+    }
+
+    /// Starts the server with these `initializationOptions`.
+    fn start_with(options: Value) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
             .arg("lsp")
             .stdin(Stdio::piped())
@@ -56,7 +61,10 @@ impl Client {
             messages,
             next_id: 1,
         };
-        let init = c.request("initialize", json!({"capabilities": {}}));
+        let init = c.request(
+            "initialize",
+            json!({"capabilities": {}, "initializationOptions": options}),
+        );
         assert!(
             init["result"]["capabilities"]["textDocumentSync"].is_object(),
             "{init}"
@@ -498,6 +506,55 @@ fn completion_and_signature_help_while_typing() {
             .unwrap()
             .contains("Default 64"),
         "{batch}"
+    );
+    c.finish(true);
+}
+
+#[test]
+fn inlay_hints_show_shapes_when_asked_for() {
+    let (_dir, uri) = folder("inlay");
+    let text = "block twice(k: int) {\n    input x: [N, F]\n    return x -> linear(k)\n}\n\nnetwork net {\n    input x: [N, 1, 28, 28]\n    y = x -> conv2d(6, 5) -> flatten\n    return y -> twice(32) -> twice(10)\n}\n";
+    let whole = json!({"start": {"line": 0, "character": 0}, "end": {"line": 10, "character": 0}});
+    // Off by default: not offered, and nothing answered.
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    c.open(&net, text);
+    c.diagnostics(&net);
+    let r = c.request(
+        "textDocument/inlayHint",
+        json!({"textDocument": {"uri": net}, "range": whole}),
+    );
+    assert_eq!(r["result"], Value::Null, "{r}");
+    c.finish(true);
+    // Asked for at initialization.
+    let mut c = Client::start_with(json!({"inlayHints": true}));
+    c.open(&net, text);
+    c.diagnostics(&net);
+    let r = c.request(
+        "textDocument/inlayHint",
+        json!({"textDocument": {"uri": net}, "range": whole}),
+    );
+    let hints: Vec<(i64, i64, &str)> = r["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["position"]["line"].as_i64().unwrap(),
+                h["position"]["character"].as_i64().unwrap(),
+                h["label"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // `linear(k)` in the block has two shapes, so no hint of its own.
+    assert_eq!(
+        hints,
+        vec![
+            (7, 25, ": [N, 6, 24, 24]"),
+            (7, 36, ": [N, 3456]"),
+            (8, 25, ": [N, 32]"),
+            (8, 38, ": [N, 10]"),
+        ]
     );
     c.finish(true);
 }

@@ -52,6 +52,9 @@ pub struct Model {
     /// Where a name stands for a tensor: inputs, `let`s and their uses
     /// (what an editor shows on hover).
     pub names: Vec<(Span, ValueId)>,
+    /// The tensor each step of a chain gives (a layer's or a block's
+    /// call), by the step's span.
+    pub steps: Vec<(Span, ValueId)>,
 }
 
 impl Model {

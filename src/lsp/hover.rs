@@ -147,3 +147,46 @@ fn count(d: &Dim) -> String {
         _ => d.to_string(),
     }
 }
+
+/// Inlay hints in `range`: after each step of a chain (`Model::steps`: a
+/// layer's or a block's call, a loop), the shape it gives,
+/// where every place it is instantiated gives the same one (inside a block
+/// used at several sizes there is no one shape to show).
+pub fn inlay_hints(doc: &Document, a: &Analysis, range: lsp::Range) -> Vec<lsp::InlayHint> {
+    let Some(file) = a.file else {
+        return Vec::new();
+    };
+    let lines = LineIndex::new(&doc.text);
+    let (lo, hi) = (
+        lines.offset(range.start) as u32,
+        lines.offset(range.end) as u32,
+    );
+    let mut shapes: Vec<(Span, String, bool)> = Vec::new();
+    for m in a.checked.models.iter().chain(&a.checked.alone) {
+        for &(s, value) in &m.steps {
+            if s.file != file || s.end < lo || s.end > hi {
+                continue;
+            }
+            let text = shape(m.shape(value));
+            match shapes.iter_mut().find(|(span, _, _)| *span == s) {
+                Some((_, t, same)) => *same &= *t == text,
+                None => shapes.push((s, text, true)),
+            }
+        }
+    }
+    shapes.sort_by_key(|(s, _, _)| (s.end, s.start));
+    shapes
+        .into_iter()
+        .filter(|(_, _, same)| *same)
+        .map(|(s, text, _)| lsp::InlayHint {
+            position: lines.position(s.end as usize),
+            label: lsp::InlayHintLabel::String(format!(": {text}")),
+            kind: Some(lsp::InlayHintKind::TYPE),
+            text_edits: None,
+            tooltip: None,
+            padding_left: Some(false),
+            padding_right: Some(true),
+            data: None,
+        })
+        .collect()
+}

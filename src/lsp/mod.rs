@@ -10,7 +10,8 @@
 //!   check (`hover.rs`); go to definition, references across the open
 //!   documents, and each document's outline (`navigate.rs`); completion
 //!   and signature help, also while the text does not parse
-//!   (`complete.rs`);
+//!   (`complete.rs`); shapes as inlay hints after each step, when the
+//!   client asks for them (`initializationOptions: {"inlayHints": true}`);
 //! - a malformed message is logged on stderr and skipped; an unknown
 //!   request is answered `MethodNotFound`; a request before `initialize`
 //!   `ServerNotInitialized`, and after `shutdown` `InvalidRequest`;
@@ -56,6 +57,7 @@ pub fn serve(
     let mut server = Server {
         workspace: Workspace::default(),
         state: State::Uninitialized,
+        inlay_hints: false,
         out: Vec::new(),
     };
     loop {
@@ -121,6 +123,10 @@ enum State {
 struct Server {
     workspace: Workspace,
     state: State,
+    /// Shapes as inlay hints after each step: off unless the client's
+    /// `initializationOptions` say `{"inlayHints": true}` (a hint on every
+    /// step of every chain is a lot of text).
+    inlay_hints: bool,
     /// Messages to send once the current one is handled.
     out: Vec<Message>,
 }
@@ -173,7 +179,12 @@ impl Server {
         match (&self.state, req.method.as_str()) {
             (State::Uninitialized, Initialize::METHOD) => {
                 self.state = State::Running;
-                Response::new_ok(req.id, initialize_result())
+                let options = req.params.get("initializationOptions");
+                self.inlay_hints = options
+                    .and_then(|o| o.get("inlayHints"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Response::new_ok(req.id, initialize_result(self.inlay_hints))
             }
             (State::Uninitialized, _) => error(
                 req.id,
@@ -215,8 +226,8 @@ impl Server {
     /// Whether `method` is a request about documents that `answer` handles.
     fn answers(&self, method: &str) -> bool {
         use lsp::request::{
-            Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, References,
-            Request as _, SignatureHelpRequest,
+            Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, InlayHintRequest,
+            References, Request as _, SignatureHelpRequest,
         };
         [
             HoverRequest::METHOD,
@@ -225,6 +236,7 @@ impl Server {
             DocumentSymbolRequest::METHOD,
             Completion::METHOD,
             SignatureHelpRequest::METHOD,
+            InlayHintRequest::METHOD,
         ]
         .contains(&method)
     }
@@ -233,8 +245,8 @@ impl Server {
     /// document that is not open has nothing to show (`null`).
     fn answer(&self, req: Request) -> Result<Value, serde_json::Error> {
         use lsp::request::{
-            Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, References,
-            Request as _, SignatureHelpRequest,
+            Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, InlayHintRequest,
+            References, Request as _, SignatureHelpRequest,
         };
         let ws = &self.workspace;
         let result = match req.method.as_str() {
@@ -290,6 +302,14 @@ impl Server {
                     .latest(&at.text_document.uri)
                     .and_then(|(doc, a)| complete::signature_help(doc, a, at.position));
                 serde_json::to_value(help)?
+            }
+            InlayHintRequest::METHOD => {
+                let p: lsp::InlayHintParams = serde_json::from_value(req.params)?;
+                let hints = ws
+                    .analysis(&p.text_document.uri)
+                    .filter(|_| self.inlay_hints)
+                    .map(|(doc, a)| hover::inlay_hints(doc, a, p.range));
+                serde_json::to_value(hints)?
             }
             _ => Value::Null,
         };
@@ -370,7 +390,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-fn initialize_result() -> lsp::InitializeResult {
+fn initialize_result(inlay_hints: bool) -> lsp::InitializeResult {
     lsp::InitializeResult {
         capabilities: lsp::ServerCapabilities {
             text_document_sync: Some(lsp::TextDocumentSyncCapability::Options(
@@ -389,6 +409,7 @@ fn initialize_result() -> lsp::InitializeResult {
                 trigger_characters: Some(vec![">".into(), "(".into(), ",".into()]),
                 ..Default::default()
             }),
+            inlay_hint_provider: inlay_hints.then_some(lsp::OneOf::Left(true)),
             signature_help_provider: Some(lsp::SignatureHelpOptions {
                 trigger_characters: Some(vec!["(".into(), ",".into()]),
                 ..Default::default()

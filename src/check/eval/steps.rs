@@ -18,6 +18,7 @@ impl<'p> Checker<'p> {
                 return None;
             }
             input = self.apply_step(env, scope, input, step)?;
+            self.model.steps.push((step.span, input.id));
         }
         Some(input)
     }
