@@ -124,7 +124,7 @@ fn lsp_recheck() {
     let run = |input: &[u8]| {
         nnc::with_big_stack(|| {
             let (mut out, mut log) = (Vec::new(), Vec::new());
-            nnc::lsp::serve(&mut &input[..], &mut out, &mut log).unwrap();
+            nnc::lsp::serve(&mut std::io::BufReader::new(input), &mut out, &mut log).unwrap();
             assert!(log.is_empty(), "{}", String::from_utf8_lossy(&log));
             out
         })

@@ -402,7 +402,7 @@ fn lsp() -> ExitCode {
     let served = nnc::with_big_stack(|| {
         let stdin = std::io::stdin();
         nnc::lsp::serve(
-            &mut stdin.lock(),
+            &mut std::io::BufReader::new(stdin.lock()),
             &mut std::io::stdout().lock(),
             &mut std::io::stderr(),
         )

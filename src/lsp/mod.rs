@@ -2,8 +2,10 @@
 //! LSP's `Content-Length` framing; lsp-server's message types, lsp-types'
 //! protocol types).
 //!
-//! One thread reads, handles and answers messages in order. What it
-//! promises an editor:
+//! One thread reads, handles and answers messages in order, in batches
+//! of what the client has already sent (`serve`): changes are checked
+//! once per batch, and a request cancelled within its batch is not
+//! handled. What it promises an editor:
 //! - diagnostics of every open document (those of `nnc check`) after each
 //!   open, change and save, and cleared when fixed (`workspace.rs`);
 //! - hover: shapes, parameters and multiply-accumulates from the last
@@ -34,7 +36,7 @@ use lsp_server::{ErrorCode, Message, Notification, Request, RequestId, Response}
 use lsp_types as lsp;
 use lsp_types::notification::Notification as _;
 use serde_json::Value;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use workspace::Workspace;
 
 /// How a session ended.
@@ -49,8 +51,15 @@ pub enum Ended {
 /// Serves one client: reads messages from `input` until `exit` or the end
 /// of the input, writes answers and notifications to `output`, and logs
 /// to `log`. An error is an `output` that cannot be written.
-pub fn serve(
-    input: &mut dyn BufRead,
+///
+/// Messages are handled in batches: what the client has sent by the time
+/// one message is read (what `input` holds already) is read with it.
+/// Within a batch, a request that a `$/cancelRequest` of the batch
+/// cancels is answered `RequestCancelled` without being handled, and the
+/// documents are checked once after a run of changes (before a request
+/// that reads them, and at the end) rather than after each keystroke's.
+pub fn serve<R: std::io::Read>(
+    input: &mut std::io::BufReader<R>,
     output: &mut dyn Write,
     log: &mut dyn Write,
 ) -> std::io::Result<Ended> {
@@ -58,58 +67,70 @@ pub fn serve(
         workspace: Workspace::default(),
         state: State::Uninitialized,
         inlay_hints: false,
+        dirty: false,
         out: Vec::new(),
     };
     loop {
-        let message = match Message::read(&mut ReadAdapter(input)) {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(Ended::Abrupt),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                let _ = writeln!(log, "nnc lsp: skipped a malformed message: {e}");
-                continue;
+        let mut batch = Vec::new();
+        let mut at_end = false;
+        // One message, then those already buffered.
+        while batch.is_empty() || !input.buffer().is_empty() {
+            match Message::read(input) {
+                Ok(Some(m)) => batch.push(m),
+                Ok(None) => {
+                    at_end = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    let _ = writeln!(log, "nnc lsp: skipped a malformed message: {e}");
+                }
+                Err(e) => {
+                    let _ = writeln!(log, "nnc lsp: cannot read the input: {e}");
+                    at_end = true;
+                    break;
+                }
             }
-            Err(e) => {
-                let _ = writeln!(log, "nnc lsp: cannot read the input: {e}");
-                return Ok(Ended::Abrupt);
+        }
+        let cancelled: Vec<RequestId> = batch
+            .iter()
+            .filter_map(|m| match m {
+                Message::Notification(n) if n.method == lsp::notification::Cancel::METHOD => {
+                    serde_json::from_value::<lsp::CancelParams>(n.params.clone())
+                        .ok()
+                        .map(|p| match p.id {
+                            lsp::NumberOrString::Number(i) => RequestId::from(i),
+                            lsp::NumberOrString::String(s) => RequestId::from(s),
+                        })
+                }
+                _ => None,
+            })
+            .collect();
+        let mut ended = None;
+        for message in batch {
+            match message {
+                Message::Request(r) if cancelled.contains(&r.id) => {
+                    let cancelled = error(r.id, ErrorCode::RequestCanceled, "cancelled".into());
+                    server.out.push(cancelled.into());
+                }
+                m => ended = server.handle(m, log),
             }
-        };
-        let ended = server.handle(message, log);
+            if ended.is_some() {
+                break;
+            }
+        }
+        if ended.is_none() {
+            server.check_if_changed();
+        }
         for m in server.out.drain(..) {
-            m.write(&mut WriteAdapter(output))?;
+            m.write(&mut &mut *output)?;
         }
         output.flush()?;
         if let Some(ended) = ended {
             return Ok(ended);
         }
-    }
-}
-
-/// `Message::read` and `write` take sized readers and writers.
-struct ReadAdapter<'a>(&'a mut dyn BufRead);
-
-impl std::io::Read for ReadAdapter<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl BufRead for ReadAdapter<'_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.0.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.0.consume(amt)
-    }
-}
-
-struct WriteAdapter<'a>(&'a mut dyn Write);
-
-impl Write for WriteAdapter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        if at_end {
+            return Ok(Ended::Abrupt);
+        }
     }
 }
 
@@ -127,7 +148,9 @@ struct Server {
     /// `initializationOptions` say `{"inlayHints": true}` (a hint on every
     /// step of every chain is a lot of text).
     inlay_hints: bool,
-    /// Messages to send once the current one is handled.
+    /// Documents changed since they were last checked.
+    dirty: bool,
+    /// Messages to send at the end of the batch.
     out: Vec<Message>,
 }
 
@@ -209,6 +232,7 @@ impl Server {
                 "the server is already initialized".into(),
             ),
             (State::Running, method) if self.answers(method) => {
+                self.check_if_changed();
                 let id = req.id.clone();
                 match self.answer(req) {
                     Ok(result) => Response::new_ok(id, result),
@@ -353,13 +377,16 @@ impl Server {
             // client may send that this server does not use.
             _ => false,
         };
-        if changed {
-            self.publish();
-        }
+        self.dirty |= changed;
     }
 
-    fn publish(&mut self) {
+    /// Checks the documents again and publishes their diagnostics, when
+    /// they changed since the last check.
+    fn check_if_changed(&mut self) {
         use lsp::notification::PublishDiagnostics;
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
         for p in self.workspace.check() {
             self.out
                 .push(Notification::new(PublishDiagnostics::METHOD.into(), p).into());
@@ -436,6 +463,53 @@ mod tests {
         out
     }
 
+    /// What a client sends in one go is one batch: three versions of a
+    /// document are checked once, the last, and a request cancelled in
+    /// the same batch is answered `RequestCancelled`.
+    #[test]
+    fn a_batch_is_checked_once_and_cancels_its_requests() {
+        let uri = "untitled:net";
+        let text = |v: &str| {
+            format!("network net {{\n    input x: [N, 4]\n    return x -> linear({v})\n}}\n")
+        };
+        let change = |version: i64, v: &str| {
+            serde_json::json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"text": text(v)}]}})
+        };
+        let input = framed(&[
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}),
+            serde_json::json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
+                "textDocument": {"uri": uri, "languageId": "nn", "version": 1, "text": text("3")}}}),
+            change(2, "true"),
+            change(3, "2.5"),
+            serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "textDocument/hover", "params": {
+                "textDocument": {"uri": uri}, "position": {"line": 2, "character": 17}}}),
+            serde_json::json!({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": 7}}),
+        ]);
+        let (mut output, mut log) = (Vec::new(), Vec::new());
+        let ended = serve(
+            &mut std::io::BufReader::new(input.as_slice()),
+            &mut output,
+            &mut log,
+        );
+        assert_eq!(
+            ended.unwrap(),
+            Ended::Abrupt,
+            "the input ended without exit"
+        );
+        let output = String::from_utf8(output).unwrap();
+        assert_eq!(output.matches("publishDiagnostics").count(), 1, "{output}");
+        assert!(
+            output.contains(r#""version":3"#),
+            "the last version: {output}"
+        );
+        assert!(
+            output.contains(r#""id":7,"error":{"code":-32800"#),
+            "{output}"
+        );
+    }
+
     /// A handler that panics answers its request with `InternalError`,
     /// and the next request is answered as usual.
     #[test]
@@ -448,7 +522,12 @@ mod tests {
             serde_json::json!({"jsonrpc": "2.0", "method": "exit"}),
         ]);
         let (mut output, mut log) = (Vec::new(), Vec::new());
-        let ended = serve(&mut input.as_slice(), &mut output, &mut log).unwrap();
+        let ended = serve(
+            &mut std::io::BufReader::new(input.as_slice()),
+            &mut output,
+            &mut log,
+        )
+        .unwrap();
         assert_eq!(ended, Ended::Clean);
         let output = String::from_utf8(output).unwrap();
         assert!(
