@@ -5,9 +5,7 @@
 
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
-use crate::syntax::ast::{
-    Def, DefBody, Expr, ExprKind, Item, Path, Step, StepKind, Stmt, TypeExpr,
-};
+use crate::syntax::ast::{Def, DefBody, Expr, Item, Path, Stmt, TypeExpr};
 use crate::syntax::source::{FileId, Span};
 
 use super::program::Program;
@@ -80,54 +78,16 @@ fn unknown_layers(prog: &Program, file: FileId, def: &Def, out: &mut Vec<Diagnos
     }
 }
 
+/// The callees of the chains' steps in an expression (layers, blocks and
+/// networks; not functions of values such as `concat`).
 fn callees_in_expr<'a>(e: &'a Expr, out: &mut Vec<&'a Path>) {
-    match &e.kind {
-        ExprKind::List(items) => items.iter().for_each(|i| callees_in_expr(i, out)),
-        ExprKind::Call { args, .. } => args.iter().for_each(|a| callees_in_expr(&a.value, out)),
-        ExprKind::Binary { first, rest } => {
-            callees_in_expr(first, out);
-            rest.iter().for_each(|(_, _, e)| callees_in_expr(e, out));
-        }
-        ExprKind::Unary { operand, .. } | ExprKind::Paren(operand) => callees_in_expr(operand, out),
-        ExprKind::Index { base, index } => {
-            callees_in_expr(base, out);
-            callees_in_expr(index, out);
-        }
-        ExprKind::If {
-            cond,
-            then,
-            otherwise,
-        } => {
-            callees_in_expr(cond, out);
-            callees_in_expr(then, out);
-            callees_in_expr(otherwise, out);
-        }
-        ExprKind::Chain { head, steps } => {
-            callees_in_expr(head, out);
-            callees_in_steps(steps, out);
-        }
-        _ => {}
-    }
-}
-
-fn callees_in_steps<'a>(steps: &'a [Step], out: &mut Vec<&'a Path>) {
-    for s in steps {
-        match &s.kind {
-            StepKind::Call { callee, args, .. } => {
-                out.push(callee);
-                args.iter().for_each(|a| callees_in_expr(&a.value, out));
-            }
-            StepKind::Scope { steps, .. }
-            | StepKind::Repeat { steps, .. }
-            | StepKind::For { steps, .. } => callees_in_steps(steps, out),
-            StepKind::If {
-                then, otherwise, ..
-            } => {
-                callees_in_steps(then, out);
-                callees_in_steps(otherwise, out);
-            }
+    struct Layers<'a, 'o>(&'o mut Vec<&'a Path>);
+    impl<'a> crate::syntax::visit::Visitor<'a> for Layers<'a, '_> {
+        fn layer(&mut self, p: &'a Path) {
+            self.0.push(p);
         }
     }
+    crate::syntax::visit::expr(&mut Layers(out), e);
 }
 
 fn lint_def(def: &Def, out: &mut Vec<Diagnostic>) {
@@ -291,71 +251,13 @@ fn stmt_uses(s: &Stmt, uses: &mut Vec<String>) {
 
 /// Every single-segment name an expression reads (not layer names).
 fn names_in_expr(e: &Expr, uses: &mut Vec<String>) {
-    match &e.kind {
-        ExprKind::Name(p) => {
-            if p.segments.len() == 1 {
-                uses.push(p.segments[0].name.clone());
-            }
-        }
-        ExprKind::Int(_)
-        | ExprKind::Float(_)
-        | ExprKind::Bool(_)
-        | ExprKind::Str(_)
-        | ExprKind::Invalid => {}
-        ExprKind::List(items) => items.iter().for_each(|i| names_in_expr(i, uses)),
-        ExprKind::Call { args, .. } => args.iter().for_each(|a| names_in_expr(&a.value, uses)),
-        ExprKind::Binary { first, rest } => {
-            names_in_expr(first, uses);
-            rest.iter().for_each(|(_, _, e)| names_in_expr(e, uses));
-        }
-        ExprKind::Unary { operand, .. } | ExprKind::Paren(operand) => names_in_expr(operand, uses),
-        ExprKind::Index { base, index } => {
-            names_in_expr(base, uses);
-            names_in_expr(index, uses);
-        }
-        ExprKind::If {
-            cond,
-            then,
-            otherwise,
-        } => {
-            names_in_expr(cond, uses);
-            names_in_expr(then, uses);
-            names_in_expr(otherwise, uses);
-        }
-        ExprKind::Chain { head, steps } => {
-            names_in_expr(head, uses);
-            names_in_steps(steps, uses);
-        }
-    }
-}
-
-fn names_in_steps(steps: &[Step], uses: &mut Vec<String>) {
-    for s in steps {
-        match &s.kind {
-            StepKind::Call { args, .. } => args.iter().for_each(|a| names_in_expr(&a.value, uses)),
-            StepKind::Scope { steps, .. } => names_in_steps(steps, uses),
-            StepKind::Repeat { count, steps } => {
-                names_in_expr(count, uses);
-                names_in_steps(steps, uses);
-            }
-            StepKind::For {
-                start, end, steps, ..
-            } => {
-                names_in_expr(start, uses);
-                if let Some(e) = end {
-                    names_in_expr(e, uses);
-                }
-                names_in_steps(steps, uses);
-            }
-            StepKind::If {
-                cond,
-                then,
-                otherwise,
-            } => {
-                names_in_expr(cond, uses);
-                names_in_steps(then, uses);
-                names_in_steps(otherwise, uses);
+    struct Names<'u>(&'u mut Vec<String>);
+    impl crate::syntax::visit::Visitor<'_> for Names<'_> {
+        fn name(&mut self, p: &Path) {
+            if let [one] = p.segments.as_slice() {
+                self.0.push(one.name.clone());
             }
         }
     }
+    crate::syntax::visit::expr(&mut Names(uses), e);
 }

@@ -13,8 +13,9 @@ use super::convert::range_in;
 use super::uri;
 use super::workspace::Analysis;
 use crate::check::program::{Callee, Program};
-use crate::syntax::ast::{self, DefBody, Expr, ExprKind, ImportTarget, Item, StepKind, Stmt};
+use crate::syntax::ast::{self, DefBody, Expr, ImportTarget, Item, Stmt};
 use crate::syntax::source::{FileId, Origin, Span};
+use crate::syntax::visit;
 use lsp_types as lsp;
 use std::collections::HashMap;
 
@@ -141,82 +142,31 @@ impl Walk<'_> {
     }
 
     fn expr(&mut self, e: &Expr) {
-        match &e.kind {
-            ExprKind::Name(path) => match path.segments.as_slice() {
-                [one] if self.bindings.contains_key(&one.name) => {
-                    let at = self.bindings[&one.name];
-                    self.out.push((path.span, Target::Value(at)));
-                }
-                _ => self.callee(path),
-            },
-            ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
-            ExprKind::Call { callee, args } => {
-                self.callee(callee);
-                args.iter().for_each(|a| self.expr(&a.value));
+        visit::expr(self, e);
+    }
+}
+
+impl visit::Visitor<'_> for Walk<'_> {
+    fn name(&mut self, path: &ast::Path) {
+        match path.segments.as_slice() {
+            [one] if self.bindings.contains_key(&one.name) => {
+                let at = self.bindings[&one.name];
+                self.out.push((path.span, Target::Value(at)));
             }
-            ExprKind::Binary { first, rest } => {
-                self.expr(first);
-                rest.iter().for_each(|(_, _, e)| self.expr(e));
-            }
-            ExprKind::Unary { operand, .. } => self.expr(operand),
-            ExprKind::Index { base, index } => {
-                self.expr(base);
-                self.expr(index);
-            }
-            ExprKind::If {
-                cond,
-                then,
-                otherwise,
-            } => {
-                self.expr(cond);
-                self.expr(then);
-                self.expr(otherwise);
-            }
-            ExprKind::Chain { head, steps } => {
-                self.expr(head);
-                self.steps(steps);
-            }
-            ExprKind::Paren(inner) => self.expr(inner),
-            _ => {}
+            _ => Walk::callee(self, path),
         }
     }
 
-    fn steps(&mut self, steps: &[ast::Step]) {
-        for s in steps {
-            match &s.kind {
-                StepKind::Call { callee, args, .. } => {
-                    self.callee(callee);
-                    args.iter().for_each(|a| self.expr(&a.value));
-                }
-                StepKind::Scope { steps, .. } => self.steps(steps),
-                StepKind::Repeat { count, steps } => {
-                    self.expr(count);
-                    self.steps(steps);
-                }
-                StepKind::For {
-                    var,
-                    start,
-                    end,
-                    steps,
-                } => {
-                    self.expr(start);
-                    if let Some(e) = end {
-                        self.expr(e);
-                    }
-                    self.bind(var);
-                    self.steps(steps);
-                }
-                StepKind::If {
-                    cond,
-                    then,
-                    otherwise,
-                } => {
-                    self.expr(cond);
-                    self.steps(then);
-                    self.steps(otherwise);
-                }
-            }
-        }
+    fn layer(&mut self, path: &ast::Path) {
+        Walk::callee(self, path);
+    }
+
+    fn function(&mut self, path: &ast::Path) {
+        Walk::callee(self, path);
+    }
+
+    fn bind(&mut self, name: &ast::Ident) {
+        Walk::bind(self, name);
     }
 }
 

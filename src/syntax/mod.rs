@@ -4,5 +4,6 @@
 pub mod ast;
 mod parser;
 pub mod source;
+pub mod visit;
 
 pub use parser::{parse, MAX_NESTING};
