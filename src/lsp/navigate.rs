@@ -41,12 +41,7 @@ pub fn references_in(prog: &Program, file: FileId) -> Vec<(Span, Target)> {
                 }
             }
             Item::Def(def) => {
-                let mut w = Walk {
-                    prog,
-                    file,
-                    bindings: HashMap::new(),
-                    out: &mut out,
-                };
+                let mut w = Walk::new(prog, file, &mut out);
                 for p in &def.params {
                     w.bind(&p.name);
                     if let Some(d) = &p.default {
@@ -73,12 +68,7 @@ pub fn references_in(prog: &Program, file: FileId) -> Vec<(Span, Target)> {
                 }
             }
             Item::Train(t) => {
-                let mut w = Walk {
-                    prog,
-                    file,
-                    bindings: HashMap::new(),
-                    out: &mut out,
-                };
+                let mut w = Walk::new(prog, file, &mut out);
                 if let Some(n) = &t.network {
                     let path = ast::Path {
                         segments: vec![n.clone()],
@@ -127,7 +117,17 @@ struct Walk<'a> {
     out: &'a mut Vec<(Span, Target)>,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    /// A walk of one definition or section (its own bindings).
+    fn new(prog: &'a Program, file: FileId, out: &'a mut Vec<(Span, Target)>) -> Walk<'a> {
+        Walk {
+            prog,
+            file,
+            bindings: HashMap::new(),
+            out,
+        }
+    }
+
     fn bind(&mut self, name: &ast::Ident) {
         self.bindings.entry(name.name.clone()).or_insert(name.span);
         self.out
