@@ -507,6 +507,13 @@ fn completion_and_signature_help_while_typing() {
             .contains("Default 64"),
         "{batch}"
     );
+    // Hover on a setting says the same.
+    let epochs = hover_text(&mut c, &net, 13, 6).expect("a hover on `epochs`");
+    assert!(
+        epochs.starts_with("**epochs**: Passes over the training set")
+            && epochs.contains("Default 10"),
+        "{epochs}"
+    );
     c.finish(true);
 }
 

@@ -9,6 +9,7 @@
 //!   shape, per place when they differ.
 //! - On a network's or block's name where it is defined: its input and
 //!   output shapes and its totals.
+//! - On a training setting: what it means and its default.
 //!
 //! Everything comes from the last check of the document
 //! (`workspace::Analysis`); hovering checks nothing again.
@@ -30,6 +31,22 @@ pub fn hover(doc: &Document, a: &Analysis, at: lsp::Position) -> Option<lsp::Hov
     let offset = lines.offset(at) as u32;
     let inside = |s: Span| s.file == file && s.start <= offset && offset <= s.end;
     let models = || a.checked.models.iter().chain(&a.checked.alone);
+    // A training setting's key: what it means and its default.
+    for item in &a.prog.file(file).ast.items {
+        let crate::syntax::ast::Item::Train(t) = item else {
+            continue;
+        };
+        if let Some(e) = t.entries.iter().find(|e| inside(e.key.span)) {
+            let doc = crate::check::train::SETTINGS_DOC
+                .iter()
+                .find(|(k, _)| *k == e.key.name)?;
+            return Some(answer(
+                &lines,
+                e.key.span,
+                format!("**{}**: {}", doc.0, doc.1),
+            ));
+        }
+    }
     // A definition's name.
     for m in models() {
         if let Some(span) = definition_span(a, m).filter(|s| inside(*s)) {
