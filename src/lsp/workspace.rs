@@ -137,10 +137,15 @@ impl Workspace {
     /// Checks every open document; returns what to publish: each file's
     /// diagnostics, and empty lists where there were some before.
     pub fn check(&mut self) -> Vec<lsp::PublishDiagnosticsParams> {
-        let overlay: HashMap<PathBuf, String> = self
+        // Open documents by canonical path: their text, and their URI.
+        let open: HashMap<PathBuf, &Document> = self
             .docs
             .values()
-            .filter_map(|d| Some((canonical(&uri::to_path(&d.uri)?), d.text.clone())))
+            .filter_map(|d| Some((canonical(&uri::to_path(&d.uri)?), d)))
+            .collect();
+        let overlay: HashMap<PathBuf, String> = open
+            .iter()
+            .map(|(p, d)| (p.clone(), d.text.clone()))
             .collect();
         let mut by_uri: BTreeMap<String, (lsp::Uri, Vec<lsp::Diagnostic>)> = BTreeMap::new();
         let docs = &self.docs;
@@ -153,18 +158,15 @@ impl Workspace {
             let diags = &checked.diags;
             let files = Files {
                 prog: &prog,
-                docs: &self.docs,
+                open: &open,
                 this: doc,
+                lines: Default::default(),
             };
             for d in diags {
                 let Some((uri, file)) = files.home(d) else {
                     continue;
                 };
-                let text = match file {
-                    Some(f) => prog.sources.get(f).text.as_str(),
-                    None => doc.text.as_str(),
-                };
-                let lsp_d = convert::diagnostic(d, &LineIndex::new(text), &|s| files.locate(s));
+                let lsp_d = convert::diagnostic(d, &files.lines_of(file), &|s| files.locate(s));
                 let list = &mut by_uri
                     .entry(uri.as_str().to_string())
                     .or_insert_with(|| (uri.clone(), Vec::new()))
@@ -262,25 +264,36 @@ fn check_document(
 /// The files of one check, and the open documents, to place spans.
 struct Files<'a> {
     prog: &'a Program,
-    docs: &'a BTreeMap<String, Document>,
+    /// The open documents by canonical path.
+    open: &'a HashMap<PathBuf, &'a Document>,
     this: &'a Document,
+    /// Line indexes made so far, by file (`None`: the checked document's
+    /// text, for diagnostics without a place).
+    lines: std::cell::RefCell<HashMap<Option<FileId>, std::rc::Rc<LineIndex<'a>>>>,
 }
 
-impl Files<'_> {
+impl<'a> Files<'a> {
+    /// The line index of a file of the program (made once per check).
+    fn lines_of(&self, file: Option<FileId>) -> std::rc::Rc<LineIndex<'a>> {
+        let text: &'a str = match file {
+            Some(f) => self.prog.sources.get(f).text.as_str(),
+            None => self.this.text.as_str(),
+        };
+        self.lines
+            .borrow_mut()
+            .entry(file)
+            .or_insert_with(|| std::rc::Rc::new(LineIndex::new(text)))
+            .clone()
+    }
+
     /// The URI of a file of the program (an open document's own URI where
     /// it is one); `None` for the standard library.
     fn uri_of(&self, file: FileId) -> Option<lsp::Uri> {
         match &self.prog.sources.get(file).origin {
-            Origin::Disk(path) => {
-                let open = self
-                    .docs
-                    .values()
-                    .find(|d| uri::to_path(&d.uri).is_some_and(|p| canonical(&p) == *path));
-                match open {
-                    Some(d) => Some(d.uri.clone()),
-                    None => uri::from_path(path),
-                }
-            }
+            Origin::Disk(path) => match self.open.get(path) {
+                Some(d) => Some(d.uri.clone()),
+                None => uri::from_path(path),
+            },
             Origin::Memory => Some(self.this.uri.clone()),
             Origin::Stdlib => None,
         }
@@ -296,10 +309,11 @@ impl Files<'_> {
     }
 
     fn locate(&self, span: Span) -> Option<lsp::Location> {
-        let file = self.prog.sources.get(span.file);
         Some(lsp::Location {
             uri: self.uri_of(span.file)?,
-            range: convert::range_in(file, span.start as usize, span.end as usize),
+            range: self
+                .lines_of(Some(span.file))
+                .range(span.start as usize, span.end as usize),
         })
     }
 }
