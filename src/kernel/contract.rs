@@ -67,6 +67,15 @@ pub struct Scratch {
     channel_major: Vec<(BufId, BufId)>,
 }
 
+/// How `Conv::input_view` lays out a convolution's patches.
+#[derive(Clone, Copy)]
+enum Patches {
+    /// Rows the taps, columns the output positions (the forward's `B`).
+    TapsByPositions,
+    /// Rows the output positions, columns the taps (a weight gradient's).
+    PositionsByTaps,
+}
+
 /// At most this many f32 of patches are kept from forward passes for the
 /// weight gradients (256 MiB): ResNet-18 at 64x3x32x32 keeps all of its
 /// (about 75 MiB), a batch of 224x224 images none (one 3x3 layer of 64
@@ -1010,16 +1019,12 @@ impl Conv {
             n: (c.n * c.p) as i64,
             k: c.r as i64,
             a: MatRef::strided(w, gv.clone().mul_c((c.og * c.r) as i64), c.r as i64, 1),
-            b: MatRef {
-                buf: src,
-                offset: gv.clone().mul_c((c.r / (c.kh * c.kw)) as i64 * plane),
-                row: plane,
-                col: c.c as i64 * plane,
-                digits: Digits {
-                    rows: c.tap_digits(wp),
-                    cols: c.position_digits(wp),
-                },
-            },
+            b: c.input_view(
+                src,
+                gv.clone().mul_c((c.r / (c.kh * c.kw)) as i64 * plane),
+                (plane, wp),
+                Patches::TapsByPositions,
+            ),
             c: if natural {
                 // Rows the channels, columns `(image, position)`.
                 MatRef {
@@ -1499,6 +1504,47 @@ impl Conv {
         ]
     }
 
+    /// A convolution's patches read in place from its (padded) input
+    /// `src`, planes `plane` floats apart and `wp` wide, from `offset`
+    /// (the group's first channel, a slice's first image): rows the taps
+    /// `(c, i, j)` and columns the output positions `(image, oy, ox)` for
+    /// a forward product, or the other way round for a weight gradient's.
+    fn input_view(
+        &self,
+        src: BufId,
+        offset: IExpr,
+        (plane, wp): (i64, usize),
+        how: Patches,
+    ) -> MatRef {
+        let (taps, positions) = (self.tap_digits(wp), self.position_digits(wp));
+        let (channel, image) = (plane, self.c as i64 * plane);
+        let (row, col, digits) = match how {
+            Patches::TapsByPositions => (
+                channel,
+                image,
+                Digits {
+                    rows: taps,
+                    cols: positions,
+                },
+            ),
+            Patches::PositionsByTaps => (
+                image,
+                channel,
+                Digits {
+                    rows: positions,
+                    cols: taps,
+                },
+            ),
+        };
+        MatRef {
+            buf: src,
+            offset,
+            row,
+            col,
+            digits,
+        }
+    }
+
     /// The digits of an output position `(oy, ox)` in an input plane `wp`
     /// wide (the image is the outer index).
     fn position_digits(&self, wp: usize) -> Vec<(i64, i64)> {
@@ -1562,18 +1608,14 @@ impl Conv {
                     cols: vec![(self.p as i64, 1)],
                 },
             },
-            b: MatRef {
-                buf: src,
-                offset: v(gv)
+            b: self.input_view(
+                src,
+                v(gv)
                     .mul_c(cg as i64 * plane)
                     .plus(v(sv).mul_c(per_slice as i64 * self.c as i64 * plane)),
-                row: self.c as i64 * plane,
-                col: plane,
-                digits: Digits {
-                    rows: self.position_digits(wp),
-                    cols: self.tap_digits(wp),
-                },
-            },
+                (plane, wp),
+                Patches::PositionsByTaps,
+            ),
             c: MatRef::strided(
                 into,
                 v(sv)
@@ -1625,16 +1667,12 @@ impl Conv {
                 (c.n * c.p) as i64,
                 1,
             ),
-            b: MatRef {
-                buf: src,
-                offset: gv.clone().mul_c(cg as i64 * plane),
-                row: c.c as i64 * plane,
-                col: plane,
-                digits: Digits {
-                    rows: c.position_digits(wp),
-                    cols: c.tap_digits(wp),
-                },
-            },
+            b: c.input_view(
+                src,
+                gv.clone().mul_c(cg as i64 * plane),
+                (plane, wp),
+                Patches::PositionsByTaps,
+            ),
             c: MatRef::strided(dw, gv.mul_c((c.og * c.r) as i64), c.r as i64, 1),
             accumulate: false,
         }));
