@@ -23,6 +23,7 @@ pub mod check;
 pub mod diag;
 pub mod diag_codes;
 pub mod driver;
+pub mod format;
 pub mod glob;
 pub mod ir;
 pub mod kernel;

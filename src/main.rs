@@ -180,6 +180,27 @@ enum Command {
     /// outline, completion and signature help. Logs go to stderr. See
     /// editors/nvim for Neovim.
     Lsp,
+    /// Format .nn files in place, in the one layout every .nn file shares.
+    ///
+    /// Keeps your line breaks (a chain of layers stays grouped as you wrote
+    /// it) and every comment. Sets the spaces within lines, four spaces of
+    /// indentation per bracket, continuation lines of a chain under its
+    /// first `->`, one statement per line, at most one blank line in a row,
+    /// and aligns the end-of-line comments of consecutive lines. Long lines
+    /// are not broken.
+    ///
+    /// A directory stands for every .nn file under it; `-` formats standard
+    /// input to standard output. A file that does not parse is reported and
+    /// left as it is. Exit code 1 when a file does not parse or, with
+    /// --check, is not formatted.
+    Fmt {
+        /// The .nn files or directories to format, or `-`.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Change nothing: print a diff for each file that is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -395,6 +416,122 @@ fn run(cli: Cli) -> ExitCode {
             network.as_deref(),
         ),
         Command::Lsp => lsp(),
+        Command::Fmt { files, check } => nnc::with_big_stack(|| fmt(&files, check)),
+    }
+}
+
+fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
+    use nnc::format;
+    if paths.iter().any(|p| p.as_os_str() == "-") {
+        if paths.len() > 1 {
+            return fail("`-` (standard input) cannot be mixed with files");
+        }
+        let mut text = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            return io_fail(&format!("cannot read standard input: {e}"));
+        }
+        return match format::format(&text) {
+            Ok(out) if check && out != text => {
+                let _ = std::io::stdout()
+                    .write_all(format::diff::unified("<stdin>", &text, &out).as_bytes());
+                ExitCode::from(USER_ERROR)
+            }
+            Ok(_) if check => ExitCode::SUCCESS,
+            Ok(out) => emit(&out),
+            Err(e) => fmt_error("<stdin>", text, e),
+        };
+    }
+    let files = match format::files::nn_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let (mut changed, mut unchanged, mut failed, mut internal) = (0usize, 0usize, false, false);
+    for path in &files {
+        let name = path.display().to_string();
+        let text = match std::fs::read(path).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                say!(
+                    "error: `{name}` is not valid UTF-8 (byte {}); left unchanged",
+                    e.utf8_error().valid_up_to()
+                );
+                failed = true;
+                continue;
+            }
+            Err(e) => {
+                say!("error: cannot read `{name}`: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let out = match format::format(&text) {
+            Ok(out) => out,
+            Err(e) => {
+                internal |= matches!(e, format::Error::Internal(_));
+                fmt_error(&name, text, e);
+                failed = true;
+                continue;
+            }
+        };
+        if out == text {
+            unchanged += 1;
+        } else if check {
+            changed += 1;
+            let _ =
+                std::io::stdout().write_all(format::diff::unified(&name, &text, &out).as_bytes());
+        } else {
+            if let Err(e) = format::files::write_atomically(path, &out) {
+                say!("error: cannot write `{name}`: {e}");
+                failed = true;
+                continue;
+            }
+            changed += 1;
+            say!("formatted {name}");
+        }
+    }
+    let files_word = |n: usize| if n == 1 { "file" } else { "files" };
+    if check {
+        if changed > 0 {
+            say!(
+                "{changed} {} not formatted, {unchanged} formatted; `nnc fmt` without --check rewrites them",
+                files_word(changed)
+            );
+        } else if !failed {
+            say!("{unchanged} {} formatted", files_word(unchanged));
+        }
+    } else {
+        say!(
+            "{changed} {} formatted, {unchanged} already formatted",
+            files_word(changed)
+        );
+    }
+    if internal {
+        ExitCode::from(INTERNAL_ERROR)
+    } else if failed || (check && changed > 0) {
+        ExitCode::from(USER_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Reports why `text` was not formatted: its syntax errors, or the
+/// formatter's own failure.
+fn fmt_error(name: &str, text: String, error: nnc::format::Error) -> ExitCode {
+    match error {
+        nnc::format::Error::Syntax => {
+            let mut sources = nnc::syntax::source::SourceMap::new();
+            let id = sources.add(name, nnc::syntax::source::Origin::Memory, text.clone());
+            let (_, diags) = nnc::syntax::parse(id, &sources.get(id).text);
+            let options = driver::terminal_render_options();
+            let _ =
+                std::io::stderr().write_all(diag::render_all(&diags, &sources, options).as_bytes());
+            say!("`{name}` was left unchanged: it does not parse");
+            ExitCode::from(USER_ERROR)
+        }
+        nnc::format::Error::Internal(why) => {
+            say!("internal error: formatting `{name}` went wrong ({why}); the file was left unchanged");
+            ExitCode::from(INTERNAL_ERROR)
+        }
     }
 }
 

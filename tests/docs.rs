@@ -1,4 +1,5 @@
-//! The examples in the documentation are programs: they must check.
+//! The examples in the documentation are programs: they must check, and
+//! they are written as `nnc fmt` writes them.
 
 fn nn_blocks(markdown: &str) -> Vec<String> {
     markdown
@@ -30,6 +31,12 @@ fn check_markdown(path: &str) {
         assert!(
             syntax.is_empty(),
             "{path} example {i} does not parse: {syntax:?}\n{block}"
+        );
+        let formatted = nnc::format::format(block).unwrap();
+        assert!(
+            formatted == *block,
+            "{path} example {i} is not formatted:\n{}",
+            nnc::format::diff::unified("example", block, &formatted)
         );
         let complete =
             block.lines().any(|l| l.starts_with("network ")) && !block.contains("= resnet(");

@@ -12,6 +12,8 @@ struct Client {
     stdin: Option<ChildStdin>,
     messages: Receiver<Value>,
     next_id: i64,
+    /// What the server said it can do.
+    capabilities: Value,
 }
 
 impl Client {
@@ -60,6 +62,7 @@ impl Client {
             stdin,
             messages,
             next_id: 1,
+            capabilities: Value::Null,
         };
         let init = c.request(
             "initialize",
@@ -69,6 +72,7 @@ impl Client {
             init["result"]["capabilities"]["textDocumentSync"].is_object(),
             "{init}"
         );
+        c.capabilities = init["result"]["capabilities"].clone();
         c.notify("initialized", json!({}));
         c
     }
@@ -567,6 +571,54 @@ fn inlay_hints_show_shapes_when_asked_for() {
 }
 
 #[test]
+fn formatting_answers_edits_that_give_what_nnc_fmt_gives() {
+    let mut c = Client::start();
+    let (_dir, uri) = folder("format");
+    let net = uri("net.nn");
+    let messy = "// kept\nnetwork net {\n  input x:[N, 4]\n    return x->linear(2)   // two\n}";
+    c.open(&net, messy);
+    let r = c.request(
+        "textDocument/formatting",
+        json!({"textDocument": {"uri": net}, "options": {"tabSize": 4, "insertSpaces": true}}),
+    );
+    let edits = r["result"].as_array().unwrap_or_else(|| panic!("{r}"));
+    // Only lines 2 to 4 change; the comment on line 0 and the header keep
+    // their place.
+    assert_eq!(edits.len(), 1, "{r}");
+    assert_eq!(
+        edits[0]["range"]["start"],
+        json!({"line": 2, "character": 0})
+    );
+    assert_eq!(edits[0]["range"]["end"], json!({"line": 4, "character": 1}));
+    assert_eq!(
+        edits[0]["new_text"]
+            .as_str()
+            .or(edits[0]["newText"].as_str()),
+        Some("    input x: [N, 4]\n    return x -> linear(2) // two\n}\n")
+    );
+
+    // A text that does not parse: an error the editor shows, not edits.
+    c.change(&net, 2, "network net {\n  input x:[N, 4]\n");
+    let r = c.request(
+        "textDocument/formatting",
+        json!({"textDocument": {"uri": net}, "options": {"tabSize": 4, "insertSpaces": true}}),
+    );
+    assert_eq!(r["error"]["code"], -32803, "RequestFailed: {r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not parse"),
+        "{r}"
+    );
+    // A document that is not open: nothing to do.
+    let r = c.request("textDocument/formatting", json!({"textDocument": {"uri": uri("other.nn")}, "options": {"tabSize": 4, "insertSpaces": true}}));
+    assert_eq!(r["result"], Value::Null, "{r}");
+    assert_eq!(c.capabilities["documentFormattingProvider"], true);
+    c.finish(true);
+}
+
+#[test]
 fn garbage_unknown_methods_and_early_requests_do_not_stop_the_server() {
     let mut c = Client::start();
     // Not JSON, then JSON that is not a message.
@@ -615,7 +667,8 @@ fn requests_before_initialize_and_exit_without_shutdown() {
 
 /// A real client no one here wrote: Neovim's built-in LSP client, headless,
 /// configured by `editors/nvim/nnc.lua`, opens a file with a shape error
-/// and writes out the diagnostics and a hover it received. Skipped where `nvim` is not
+/// and writes out the diagnostics and a hover it received, then formats the
+/// buffer through `:NncFormat`. Skipped where `nvim` is not
 /// installed, unless `NNC_REQUIRE_NVIM` is set (`.ci/run` installs Debian's
 /// Neovim and sets it).
 #[test]
@@ -634,7 +687,10 @@ fn neovim_receives_the_diagnostics_and_a_hover() {
         return;
     };
     let (dir, _) = folder("nvim");
-    std::fs::write(dir.join("net.nn"), SHAPE_ERROR).unwrap();
+    // Unformatted on its second line only, so that the positions below hold.
+    let messy = SHAPE_ERROR.replace("    input x: [N, 1, 28, 28]", "  input x:[N,1,28,28]");
+    assert_ne!(messy, SHAPE_ERROR);
+    std::fs::write(dir.join("net.nn"), messy).unwrap();
     let report = dir.join("report.json");
     let script = dir.join("report.lua");
     std::fs::write(
@@ -653,8 +709,10 @@ local hover = ""
 for _, a in pairs(answers) do
   if a.result and a.result.contents then hover = a.result.contents.value end
 end
+vim.cmd("NncFormat")
+local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n") .. "\n"
 local f = io.open(vim.env.NNC_NVIM_REPORT, "w")
-f:write(vim.fn.json_encode({ waited = ok, diagnostics = out, hover = hover }))
+f:write(vim.fn.json_encode({ waited = ok, diagnostics = out, hover = hover, formatted = text }))
 f:close()
 vim.cmd("qa!")
 "#,
@@ -706,4 +764,5 @@ vim.cmd("qa!")
     );
     let hover = got["hover"].as_str().unwrap();
     assert!(hover.contains("**conv2d** → `[N, 6, 24, 24]`"), "{got}");
+    assert_eq!(got["formatted"].as_str(), Some(SHAPE_ERROR), "{got}");
 }

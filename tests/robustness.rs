@@ -174,6 +174,20 @@ fn sources() -> Vec<(String, Vec<u8>)> {
 
 fn check_case(name: &str, bytes: Vec<u8>) -> Result<(), String> {
     let result = catch_unwind(AssertUnwindSafe(|| {
+        // `nnc fmt` formats every text that parses, keeps its tokens and
+        // comments (checked inside `format`), and formats its output to
+        // itself.
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            match nnc::format::format(text) {
+                Ok(once) if nnc::format::format(&once).as_ref() != Ok(&once) => {
+                    return Err(format!("formatting is not idempotent:\n{once}"));
+                }
+                Err(nnc::format::Error::Internal(why)) => {
+                    return Err(format!("formatting failed: {why}"));
+                }
+                _ => {}
+            }
+        }
         let (prog, checked) = nnc::driver::check_bytes(name, bytes);
         for d in &checked.diags {
             if d.primary.is_none() {

@@ -5,7 +5,8 @@
 --
 -- Diagnostics appear as you type; `:lua vim.diagnostic.setqflist()` lists
 -- them. `K` shows the shape of the layer or tensor under the cursor, `gd`
--- goes to its definition, `gr` lists its uses.
+-- goes to its definition, `gr` lists its uses. `:NncFormat` formats the
+-- buffer as `nnc fmt` does.
 
 vim.api.nvim_create_autocmd({ "BufRead", "BufNewFile" }, {
   pattern = "*.nn",
@@ -34,6 +35,14 @@ vim.api.nvim_create_autocmd("FileType", {
       vim.keymap.set("n", "K", vim.lsp.buf.hover, { buffer = args.buf })
       vim.keymap.set("n", "gd", vim.lsp.buf.definition, { buffer = args.buf })
       vim.keymap.set("n", "gr", vim.lsp.buf.references, { buffer = args.buf })
+      -- `vim.lsp.buf.format` from Neovim 0.8, `formatting_sync` before.
+      vim.api.nvim_buf_create_user_command(args.buf, "NncFormat", function()
+        if vim.lsp.buf.format then
+          vim.lsp.buf.format({ bufnr = args.buf, timeout_ms = 5000 })
+        else
+          vim.lsp.buf.formatting_sync(nil, 5000)
+        end
+      end, { desc = "Format the buffer with nnc fmt" })
     end
   end,
 })

@@ -14,6 +14,8 @@
 //!   and signature help, also while the text does not parse
 //!   (`complete.rs`); shapes as inlay hints after each step, when the
 //!   client asks for them (`initializationOptions: {"inlayHints": true}`);
+//!   formatting as `nnc fmt` does, one edit per changed run of lines
+//!   (`formatting.rs`);
 //! - a malformed message is logged on stderr and skipped; an unknown
 //!   request is answered `MethodNotFound`; a request before `initialize`
 //!   `ServerNotInitialized`, and after `shutdown` `InvalidRequest`;
@@ -27,6 +29,7 @@
 
 mod complete;
 mod convert;
+mod formatting;
 mod hover;
 mod navigate;
 mod uri;
@@ -231,6 +234,7 @@ impl Server {
                 ErrorCode::InvalidRequest,
                 "the server is already initialized".into(),
             ),
+            (State::Running, lsp::request::Formatting::METHOD) => self.formatting(req),
             (State::Running, method) if self.answers(method) => {
                 self.check_if_changed();
                 let id = req.id.clone();
@@ -244,6 +248,22 @@ impl Server {
                 ErrorCode::MethodNotFound,
                 format!("nnc lsp does not handle `{method}`"),
             ),
+        }
+    }
+
+    /// Formatting needs the document's text alone, not its check; a text
+    /// that does not parse is an error the editor shows.
+    fn formatting(&self, req: Request) -> Response {
+        let p: lsp::DocumentFormattingParams = match serde_json::from_value(req.params) {
+            Ok(p) => p,
+            Err(e) => return error(req.id, ErrorCode::InvalidParams, e.to_string()),
+        };
+        let Some(doc) = self.workspace.document(&p.text_document.uri) else {
+            return Response::new_ok(req.id, Value::Null);
+        };
+        match formatting::edits(&doc.text) {
+            Ok(edits) => Response::new_ok(req.id, edits),
+            Err(why) => error(req.id, ErrorCode::RequestFailed, why),
         }
     }
 
@@ -437,6 +457,7 @@ fn initialize_result(inlay_hints: bool) -> lsp::InitializeResult {
                 ..Default::default()
             }),
             inlay_hint_provider: inlay_hints.then_some(lsp::OneOf::Left(true)),
+            document_formatting_provider: Some(lsp::OneOf::Left(true)),
             signature_help_provider: Some(lsp::SignatureHelpOptions {
                 trigger_characters: Some(vec!["(".into(), ",".into()]),
                 ..Default::default()

@@ -120,6 +120,10 @@ impl Workspace {
         out
     }
 
+    pub fn document(&self, uri: &lsp::Uri) -> Option<&Document> {
+        self.docs.get(uri.as_str())
+    }
+
     /// An open document and its check, when that is of its current text.
     pub fn analysis(&self, uri: &lsp::Uri) -> Option<(&Document, &Analysis)> {
         let (doc, a) = self.latest(uri)?;

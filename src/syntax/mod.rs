@@ -4,6 +4,7 @@
 pub mod ast;
 mod parser;
 pub mod source;
+pub mod tokens;
 pub mod visit;
 
 pub use parser::{parse, MAX_NESTING};

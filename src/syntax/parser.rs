@@ -50,6 +50,16 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     (File { items }, b.diags)
 }
 
+/// The parse tree of a file that parses, for the formatter's token list
+/// ([`super::tokens`]); `None` on any syntax error.
+pub(super) fn parse_tree(text: &str) -> Option<Pair<'_, Rule>> {
+    if check_nesting(FileId::default(), text).is_some() {
+        return None;
+    }
+    pest::set_call_limit(NonZeroUsize::new(CALL_LIMIT));
+    NnParser::parse(Rule::file, text).ok()?.next()
+}
+
 /// Finds the first bracket that opens deeper than [`MAX_NESTING`].
 fn check_nesting(file: FileId, text: &str) -> Option<Diagnostic> {
     let mut depth = 0usize;
