@@ -23,6 +23,11 @@ impl Client {
 
     /// Starts the server with these `initializationOptions`.
     fn start_with(options: Value) -> Client {
+        Client::start_as(json!({}), options)
+    }
+
+    /// Starts the server as a client with these capabilities.
+    fn start_as(capabilities: Value, options: Value) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nnc"))
             .arg("lsp")
             .stdin(Stdio::piped())
@@ -66,7 +71,7 @@ impl Client {
         };
         let init = c.request(
             "initialize",
-            json!({"capabilities": {}, "initializationOptions": options}),
+            json!({"capabilities": capabilities, "initializationOptions": options}),
         );
         assert!(
             init["result"]["capabilities"]["textDocumentSync"].is_object(),
@@ -277,6 +282,54 @@ fn an_import_edited_in_the_editor_is_checked_from_its_buffer() {
     c.finish(true);
 }
 
+#[test]
+fn an_import_changed_on_disk_is_checked_again_where_the_client_watches_files() {
+    let (dir, uri) = folder("watch");
+    let lib = "block head(k: int) {\n    input x: [N, F]\n    return x -> linear(k)\n}\n";
+    std::fs::write(dir.join("lib.nn"), lib).unwrap();
+    let main =
+        "import \"lib.nn\"\n\nnetwork net {\n    input x: [N, 8]\n    return x -> head(10)\n}\n";
+    let capabilities =
+        json!({"workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}}});
+    let mut c = Client::start_as(capabilities, Value::Null);
+    // After `initialized`, the server asks to be told about .nn files.
+    let ask = c.wait(|m| m["method"] == "client/registerCapability");
+    let registration = &ask["params"]["registrations"][0];
+    assert_eq!(
+        registration["method"], "workspace/didChangeWatchedFiles",
+        "{ask}"
+    );
+    assert_eq!(
+        registration["registerOptions"]["watchers"][0]["globPattern"],
+        "**/*.nn"
+    );
+    c.send(json!({"jsonrpc": "2.0", "id": ask["id"], "result": null}));
+    let main_uri = uri("main.nn");
+    c.open(&main_uri, main);
+    assert_eq!(c.diagnostics(&main_uri), Vec::<Value>::new());
+    // Another program renames the block in lib.nn, which is not open.
+    std::fs::write(dir.join("lib.nn"), lib.replace("head", "tail")).unwrap();
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({"changes": [{"uri": uri("lib.nn"), "type": 2}]}),
+    );
+    let diags = c.diagnostics(&main_uri);
+    assert!(
+        diags.iter().any(|d| d["range"]["start"]["line"] == 4),
+        "main.nn's use of `head` is an error now: {diags:?}"
+    );
+    c.finish(true);
+
+    // A client that cannot register watchers is not asked to.
+    let mut c = Client::start();
+    let r = c.request("shutdown", Value::Null);
+    assert_eq!(r["result"], Value::Null);
+    c.notify("exit", Value::Null);
+    while let Ok(m) = c.messages.recv_timeout(Duration::from_millis(200)) {
+        assert_ne!(m["method"], "client/registerCapability", "{m}");
+    }
+}
+
 fn hover_text(c: &mut Client, uri: &str, line: u32, character: u32) -> Option<String> {
     let r = c.request(
         "textDocument/hover",
@@ -312,6 +365,13 @@ fn hover_shows_shapes_parameters_and_totals() {
         inner.contains("`2.0` in `net`: `[N, 32]`") && inner.contains("`3.0` in `net`: `[N, 10]`"),
         "{inner}"
     );
+    // A parameter, where it is used and where it is declared: its value
+    // in each use of the block; a size the input pattern binds.
+    let k = hover_text(&mut c, &net, 2, 24).expect("a hover on k");
+    assert_eq!(k, "`k` = `32`, `10`, one per place this code is used");
+    assert_eq!(hover_text(&mut c, &net, 0, 12).as_deref(), Some(k.as_str()));
+    let f = hover_text(&mut c, &net, 1, 17).expect("a hover on F");
+    assert_eq!(f, "`F` = `3456`, `32`, one per place this code is used");
     // The network's name: its signature and totals.
     let total = hover_text(&mut c, &net, 5, 9).expect("a hover on the network");
     assert!(

@@ -55,6 +55,10 @@ pub struct Model {
     /// The tensor each step of a chain gives (a layer's or a block's
     /// call), by the step's span.
     pub steps: Vec<(Span, ValueId)>,
+    /// Where a name stands for a value that is not a tensor (a parameter,
+    /// a size an input pattern binds, a loop variable, and their uses),
+    /// with that value as text: once per instantiation.
+    pub name_values: Vec<(Span, String)>,
 }
 
 impl Model {

@@ -6,7 +6,9 @@
 //!   parameters and multiply-accumulates. Inside a block no network uses,
 //!   the shapes of the block checked alone, in its symbolic sizes.
 //! - On a name that stands for a tensor (an input, a `let`, a use): its
-//!   shape, per place when they differ.
+//!   shape, per place when they differ. On a name that stands for a
+//!   number, a flag or a list (a parameter, a size an input pattern binds,
+//!   a loop variable): its value in each place.
 //! - On a network's or block's name where it is defined: its input and
 //!   output shapes and its totals.
 //! - On a training setting: what it means and its default.
@@ -76,6 +78,41 @@ pub fn hover(doc: &Document, a: &Analysis, at: lsp::Position) -> Option<lsp::Hov
                 text.push_str(&format!("\n- `{sh}` in `{model}`"));
             }
         }
+        return Some(answer(&lines, span, text));
+    }
+    // A name that stands for a number, a flag or a list: its values.
+    if let Some(span) = models()
+        .flat_map(|m| m.name_values.iter().map(|(s, _)| *s))
+        .filter(|s| inside(*s))
+        .min_by_key(|s| s.end - s.start)
+    {
+        let name = &doc.text[span.start as usize..span.end as usize];
+        let mut values: Vec<&str> = Vec::new();
+        for (s, v) in models().flat_map(|m| &m.name_values) {
+            if *s == span && !values.contains(&v.as_str()) {
+                values.push(v);
+            }
+        }
+        let text = match values.as_slice() {
+            [one] => format!("`{name}` = `{one}`"),
+            many => {
+                let shown: Vec<String> = many
+                    .iter()
+                    .take(MOST_PLACES)
+                    .map(|v| format!("`{v}`"))
+                    .collect();
+                let more = many.len().saturating_sub(MOST_PLACES);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "`{name}` = {}{more}, one per place this code is used",
+                    shown.join(", ")
+                )
+            }
+        };
         return Some(answer(&lines, span, text));
     }
     // The innermost layer span around the cursor, in every model.

@@ -7,7 +7,9 @@
 //! once per batch, and a request cancelled within its batch is not
 //! handled. What it promises an editor:
 //! - diagnostics of every open document (those of `nnc check`) after each
-//!   open, change and save, and cleared when fixed (`workspace.rs`);
+//!   open, change and save, and cleared when fixed (`workspace.rs`); also
+//!   after a `.nn` file changes on disk, where the client watches files
+//!   (it is asked to, when it says it can register watchers);
 //! - hover: shapes, parameters and multiply-accumulates from the last
 //!   check (`hover.rs`); go to definition, references across the open
 //!   documents, and each document's outline (`navigate.rs`); completion
@@ -70,6 +72,7 @@ pub fn serve<R: std::io::Read>(
         workspace: Workspace::default(),
         state: State::Uninitialized,
         inlay_hints: false,
+        watch_files: false,
         dirty: false,
         out: Vec::new(),
     };
@@ -151,6 +154,9 @@ struct Server {
     /// `initializationOptions` say `{"inlayHints": true}` (a hint on every
     /// step of every chain is a lot of text).
     inlay_hints: bool,
+    /// The client watches files for us when asked (`initialized` asks):
+    /// an imported file that changes on disk is then checked again.
+    watch_files: bool,
     /// Documents changed since they were last checked.
     dirty: bool,
     /// Messages to send at the end of the batch.
@@ -195,7 +201,8 @@ impl Server {
                 }
                 None
             }
-            // The server sends no requests, so there are no answers to read.
+            // The one request the server sends (`watch_nn_files`) needs no
+            // answer: a client that refuses it just reports no changes.
             Message::Response(_) => None,
         }
     }
@@ -208,6 +215,11 @@ impl Server {
                 let options = req.params.get("initializationOptions");
                 self.inlay_hints = options
                     .and_then(|o| o.get("inlayHints"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                self.watch_files = req
+                    .params
+                    .pointer("/capabilities/workspace/didChangeWatchedFiles/dynamicRegistration")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 Response::new_ok(req.id, initialize_result(self.inlay_hints))
@@ -362,7 +374,8 @@ impl Server {
 
     fn notification(&mut self, n: Notification, log: &mut dyn Write) {
         use lsp::notification::{
-            DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
+            DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument,
+            DidOpenTextDocument, DidSaveTextDocument, Initialized,
         };
         if self.state != State::Running {
             return;
@@ -391,8 +404,15 @@ impl Server {
                 self.workspace.close(&p.text_document.uri);
                 true
             }
-            // A saved file may be imported by an open one.
-            DidSaveTextDocument::METHOD => true,
+            // A saved file may be imported by an open one; so may a file
+            // that changed on disk (another program, a `git checkout`).
+            DidSaveTextDocument::METHOD | DidChangeWatchedFiles::METHOD => true,
+            Initialized::METHOD => {
+                if self.watch_files {
+                    self.out.push(watch_nn_files().into());
+                }
+                false
+            }
             // `$/cancelRequest`, `initialized`, `$/setTrace`, and what a
             // client may send that this server does not use.
             _ => false,
@@ -423,6 +443,30 @@ fn params<P: serde::de::DeserializeOwned>(n: Notification, log: &mut dyn Write) 
             None
         }
     }
+}
+
+/// Asks the client to report changes of `.nn` files on disk
+/// (`workspace/didChangeWatchedFiles`); its answer needs no handling.
+fn watch_nn_files() -> Request {
+    use lsp::request::{RegisterCapability, Request as _};
+    let options = lsp::DidChangeWatchedFilesRegistrationOptions {
+        watchers: vec![lsp::FileSystemWatcher {
+            glob_pattern: lsp::GlobPattern::String("**/*.nn".into()),
+            kind: None,
+        }],
+    };
+    let params = lsp::RegistrationParams {
+        registrations: vec![lsp::Registration {
+            id: "nnc-watch-nn-files".into(),
+            method: lsp::notification::DidChangeWatchedFiles::METHOD.into(),
+            register_options: serde_json::to_value(options).ok(),
+        }],
+    };
+    Request::new(
+        RequestId::from("nnc-watch".to_string()),
+        RegisterCapability::METHOD.into(),
+        params,
+    )
 }
 
 fn error(id: RequestId, code: ErrorCode, message: String) -> Response {

@@ -265,6 +265,9 @@ impl<'p> Checker<'p> {
                 (_, v) => v,
             };
             bindings.push((p.name.name.clone(), value.describe()));
+            if !matches!(value, Value::Poison | Value::Tensor(_)) {
+                self.model.name_values.push((p.name.span, value.describe()));
+            }
             env.set(&p.name.name, value);
         }
         if let Some(f) = self.frames.last_mut() {
@@ -407,6 +410,7 @@ impl<'p> Checker<'p> {
                                 if let [id] = path.segments.as_slice() {
                                     if env.get(&id.name).is_none() {
                                         env.set(&id.name, Value::Int(d.clone()));
+                                        self.model.name_values.push((id.span, d.to_string()));
                                         if let Some(f) = self.frames.last_mut() {
                                             f.bindings.push((id.name.clone(), d.to_string()));
                                         }
@@ -513,6 +517,7 @@ impl<'p> Checker<'p> {
                     if env.get(&id.name).is_none() {
                         env.set(&id.name, Value::Int(d.clone()));
                         let text = d.to_string();
+                        self.model.name_values.push((id.span, text.clone()));
                         if let Some(f) = self.frames.last_mut().filter(|_| text != id.name) {
                             f.bindings.push((id.name.clone(), text));
                         }

@@ -180,8 +180,10 @@ impl<'p> Checker<'p> {
     pub(super) fn eval_name(&mut self, env: &mut Env, path: &ast::Path) -> Value {
         if let [id] = path.segments.as_slice() {
             if let Some(v) = env.get(&id.name) {
-                if let Value::Tensor(t) = v {
-                    self.model.names.push((path.span, t.id));
+                match v {
+                    Value::Tensor(t) => self.model.names.push((path.span, t.id)),
+                    Value::Poison => {}
+                    other => self.model.name_values.push((path.span, other.describe())),
                 }
                 return v.clone();
             }

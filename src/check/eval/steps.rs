@@ -113,6 +113,7 @@ impl<'p> Checker<'p> {
                         x = None;
                         break;
                     }
+                    self.model.name_values.push((var.span, item.describe()));
                     env.set(&var.name, item);
                     x = self.apply_steps(env, scope, x?, steps);
                     if x.is_none() {
