@@ -321,7 +321,7 @@ struct Builder<'t> {
     diags: Vec<Diagnostic>,
 }
 
-fn is_keyword_token(rule: Rule) -> bool {
+pub(super) fn is_keyword_token(rule: Rule) -> bool {
     matches!(
         rule,
         Rule::kw_network

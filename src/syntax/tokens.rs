@@ -259,18 +259,8 @@ fn leaf(rule: Rule) -> Option<Kind> {
         | Rule::op_not
         | Rule::op_cmp
         | Rule::op_sum
-        | Rule::op_prod
-        | Rule::kw_network
-        | Rule::kw_block
-        | Rule::kw_input
-        | Rule::kw_return
-        | Rule::kw_import
-        | Rule::kw_train
-        | Rule::kw_repeat
-        | Rule::kw_for
-        | Rule::kw_in
-        | Rule::kw_if
-        | Rule::kw_as => Kind::Word,
+        | Rule::op_prod => Kind::Word,
+        kw if parser::is_keyword_token(kw) => Kind::Word,
         _ => return None,
     })
 }
