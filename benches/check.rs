@@ -66,6 +66,17 @@ fn main() {
 
     lsp_recheck();
 
+    // `nnc fmt` (and the server's formatting) of the same 1,000 lines,
+    // its scrambled blanks undone.
+    let messy = thousand_lines(0).replace("    ", "  ").replace(" -> ", "->");
+    let tidy = thousand_lines(0);
+    report(
+        "nnc fmt: format 1,000 lines",
+        measure(50, || {
+            assert_eq!(nnc::format::format(&messy).unwrap(), tidy);
+        }),
+    );
+
     // The whole command, as a user runs it, when the release binary exists.
     let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/nnc");
     if exe.exists() {
