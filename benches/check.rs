@@ -68,7 +68,9 @@ fn main() {
 
     // `nnc fmt` (and the server's formatting) of the same 1,000 lines,
     // its scrambled blanks undone.
-    let messy = thousand_lines(0).replace("    ", "  ").replace(" -> ", "->");
+    let messy = thousand_lines(0)
+        .replace("    ", "  ")
+        .replace(" -> ", "->");
     let tidy = thousand_lines(0);
     report(
         "nnc fmt: format 1,000 lines",
