@@ -1,5 +1,7 @@
 //! The editor integrations in `editors/`: what can be checked without the
-//! editors themselves (the Neovim configuration runs in `tests/lsp.rs`).
+//! editors themselves (the Neovim configuration runs in `tests/lsp.rs`),
+//! and the VS Code extension run by Node with the real
+//! vscode-languageclient against `nnc lsp`.
 
 use serde_json::Value;
 
@@ -63,4 +65,91 @@ fn the_vscode_grammar_knows_every_layer_and_keyword() {
             "keyword `{word}` is not in the grammar"
         );
     }
+}
+
+/// The VS Code extension, loaded as VS Code loads it, with the real
+/// `vscode-languageclient` (`npm ci` in editors/vscode) and the real
+/// `nnc lsp`; only VS Code's own API is a recorder
+/// (`editors/vscode/test/smoke.js`). Skipped where Node or the npm
+/// packages are missing, unless `NNC_REQUIRE_VSCODE_CLIENT` is set
+/// (`.ci/run` installs them and sets it).
+#[test]
+fn the_vscode_extension_starts_the_server_through_the_real_client() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("editors/vscode");
+    let node = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("node"))
+            .find(|p| p.is_file())
+    });
+    let ready = dir.join("node_modules/vscode-languageclient").is_dir();
+    let Some(node) = node.filter(|_| ready) else {
+        assert!(
+            std::env::var_os("NNC_REQUIRE_VSCODE_CLIENT").is_none(),
+            "NNC_REQUIRE_VSCODE_CLIENT is set but node or editors/vscode/node_modules is missing"
+        );
+        eprintln!("skipped: needs node and `npm ci` in editors/vscode");
+        return;
+    };
+    let scratch = std::env::temp_dir().join(format!("nnc-vscode-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let file = scratch.join("net.nn");
+    // A shape error on line 3, and line 2 not formatted.
+    std::fs::write(
+        &file,
+        "network net {\n  input x:[N, 1, 28, 28]\n    return x -> conv2d(6, 5) -> max_pool(2) -> conv2d(16, 13)\n}\n",
+    )
+    .unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_nnc"))
+        .parent()
+        .unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = std::process::Command::new(node)
+        .arg(dir.join("test/smoke.js"))
+        .arg(&file)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    // The client registered VS Code providers from the server's answer to
+    // `initialize`.
+    for provider in [
+        "Hover",
+        "Definition",
+        "CompletionItem",
+        "DocumentFormattingEdit",
+    ] {
+        assert!(
+            report["registered"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(provider)),
+            "{report}"
+        );
+    }
+    let d = &report["diagnostics"][0];
+    assert_eq!(
+        (d["line"].as_i64(), d["code"].as_str()),
+        (Some(2), Some("E0403")),
+        "{report}"
+    );
+    let edit = &report["formatting"][0];
+    assert_eq!(edit["text"], "    input x: [N, 1, 28, 28]\n", "{report}");
+    assert!(
+        report["hover"]
+            .as_str()
+            .unwrap()
+            .contains("**conv2d** → `[N, 6, 24, 24]`"),
+        "{report}"
+    );
+    std::fs::remove_dir_all(&scratch).unwrap();
 }
