@@ -3,6 +3,8 @@
 //! and the VS Code extension run by Node with the real
 //! vscode-languageclient against `nnc lsp`.
 
+mod common;
+
 use serde_json::Value;
 
 fn json(path: &str) -> Value {
@@ -76,11 +78,7 @@ fn the_vscode_grammar_knows_every_layer_and_keyword() {
 #[test]
 fn the_vscode_extension_starts_the_server_through_the_real_client() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("editors/vscode");
-    let node = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("node"))
-            .find(|p| p.is_file())
-    });
+    let node = common::on_path("node");
     let ready = dir.join("node_modules/vscode-languageclient").is_dir();
     let Some(node) = node.filter(|_| ready) else {
         assert!(
@@ -99,18 +97,10 @@ fn the_vscode_extension_starts_the_server_through_the_real_client() {
         "network net {\n  input x:[N, 1, 28, 28]\n    return x -> conv2d(6, 5) -> max_pool(2) -> conv2d(16, 13)\n}\n",
     )
     .unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_nnc"))
-        .parent()
-        .unwrap();
-    let path = std::env::join_paths(
-        std::iter::once(bin.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
     let out = std::process::Command::new(node)
         .arg(dir.join("test/smoke.js"))
         .arg(&file)
-        .env("PATH", path)
+        .env("PATH", common::path_with_nnc())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

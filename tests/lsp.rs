@@ -1,6 +1,8 @@
 //! `nnc lsp` as an editor sees it: the binary started with pipes, spoken
 //! to in JSON-RPC with LSP's framing.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -733,11 +735,7 @@ fn requests_before_initialize_and_exit_without_shutdown() {
 /// Neovim and sets it).
 #[test]
 fn neovim_receives_the_diagnostics_and_a_hover() {
-    let nvim = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nvim"))
-            .find(|p| p.is_file())
-    });
+    let nvim = common::on_path("nvim");
     let Some(nvim) = nvim else {
         assert!(
             std::env::var_os("NNC_REQUIRE_NVIM").is_none(),
@@ -778,18 +776,10 @@ vim.cmd("qa!")
 "#,
     )
     .unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_nnc"))
-        .parent()
-        .unwrap();
-    let path = std::env::join_paths(
-        std::iter::once(bin.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("editors/nvim/nnc.lua");
     let mut child = Command::new(nvim)
         .current_dir(&dir)
-        .env("PATH", path)
+        .env("PATH", common::path_with_nnc())
         .env("NNC_NVIM_REPORT", &report)
         .args(["--headless", "-u"])
         .arg(&config)

@@ -1,4 +1,4 @@
-//! Helpers shared by the IR and parity tests.
+//! Helpers shared by the integration tests.
 
 #![allow(dead_code)]
 
@@ -250,4 +250,23 @@ pub fn for_each_network_graph(
         );
         check(&format!("{model} step"), &loaded.lower_step().unwrap());
     }
+}
+
+/// A program found on the `PATH` (an editor the editor tests drive).
+pub fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|p| p.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The `PATH` with the `nnc` under test first, for editors that start
+/// `nnc lsp` by name.
+pub fn path_with_nnc() -> std::ffi::OsString {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_nnc"))
+        .parent()
+        .unwrap();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&rest)))
+        .unwrap()
 }
