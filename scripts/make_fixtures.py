@@ -11,8 +11,11 @@ input once, to check that both generators agree.
     python3 scripts/make_fixtures.py                 # tests/fixtures/*.safetensors
     python3 scripts/make_fixtures.py --demo DIR      # full ResNet-18 weights, input
                                                      # and logits for `nnc infer`
+    python3 scripts/make_fixtures.py --only zoo      # the torchvision families alone
 """
 import argparse
+import gzip
+import json
 import os
 import sys
 
@@ -258,13 +261,44 @@ def schedule_fixture(path):
     print(f"{path}: {len(fixture['schedules'])} schedules")
 
 
+# The standard library's torchvision families beyond ResNet-18: their
+# logits on one small input, and every state_dict key with its shape.
+ZOO = [
+    "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2",
+]
+ZOO_INPUT = [1, 3, 32, 32]
+
+
+def zoo_fixture(out):
+    x = fixture_tensor("zoo_input", ZOO_INPUT)
+    tensors = {"input": x}
+    keys = {}
+    for name in ZOO:
+        model = getattr(torchvision.models, name)()
+        fill(model)
+        model.eval()
+        with torch.no_grad():
+            tensors[f"{name}:logits"] = model(torch.from_numpy(x)).numpy()
+        keys[name] = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+        print(f"{name}: {len(keys[name])} keys, max |logit| {np.abs(tensors[name + ':logits']).max():.4f}")
+    save_file(tensors, os.path.join(out, "zoo_eval.safetensors"))
+    with gzip.open(os.path.join(out, "zoo_keys.json.gz"), "wt") as f:
+        json.dump(keys, f, separators=(",", ":"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
     parser.add_argument("--demo", help="write full ResNet-18 weights, an input and PyTorch's logits here")
+    parser.add_argument("--only", choices=["zoo"], help="write only these fixtures")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
+
+    if args.only == "zoo":
+        return zoo_fixture(args.out)
+    zoo_fixture(args.out)
 
     # torchvision ResNet-18, random weights and batch-norm statistics, eval mode.
     model = torchvision.models.resnet18()

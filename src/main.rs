@@ -32,7 +32,9 @@ const INTERRUPTED: u8 = 130;
     long_about = "nnc checks every tensor shape of a .nn model before anything runs, and points at the \
                   exact place of each mistake.\n\nA MODEL is a path to a .nn file (its one network, or the \
                   one named by --network) or std::NAME for a network of the standard library \
-                  (std::lenet, std::alexnet, std::vgg11 ... std::vgg19, std::resnet18 ... std::resnet152).\n\n\
+                  (std::lenet, std::alexnet, std::vgg11 ... std::vgg19, std::vgg11_bn ... std::vgg19_bn, \
+                  std::resnet18 ... std::resnet152, std::resnext50_32x4d, std::resnext101_32x8d, \
+                  std::wide_resnet50_2, std::wide_resnet101_2).\n\n\
                   Exit codes: 0 success, 1 a problem with the input (a diagnostic says what), 2 an internal error."
 )]
 struct Cli {

@@ -117,3 +117,44 @@ fn small_residual_network_training_step() {
         &[4, 3, 16, 16],
     );
 }
+
+/// The torchvision families of the standard library beyond ResNet-18
+/// (`ZOO` in scripts/make_fixtures.py): every `state_dict` key of
+/// torchvision's model with its shape, in order, and the logits of one
+/// small input on random weights, on the cpu backend.
+#[test]
+fn torchvision_families_have_its_keys_and_logits() {
+    use std::io::Read as _;
+    let f = read_fixture("zoo_eval.safetensors");
+    let x = fixture_tensor("zoo_input", &[1, 3, 32, 32]);
+    assert_eq!(f["input"], x, "Rust and Python fixture generators differ");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open("tests/fixtures/zoo_keys.json.gz").unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let keys: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(keys.len(), 8);
+    for (name, expected) in &keys {
+        let loaded = load(&format!("std::{name}"), None, &[1, 3, 32, 32]);
+        let ours: Vec<serde_json::Value> = loaded
+            .model
+            .tensors()
+            .map(|p| serde_json::json!([p.name, p.shape]))
+            .collect();
+        assert_eq!(
+            &ours,
+            expected.as_array().unwrap(),
+            "{name}: state_dict keys or shapes"
+        );
+        let g = loaded.lower(Mode::Infer).unwrap();
+        let mut inputs = fixture_weights(&g);
+        inputs.insert("x".into(), x.clone());
+        let out = run_cpu(&g, &inputs, 0);
+        let err = relative_error(&out["logits"], &f[&format!("{name}:logits")]);
+        eprintln!("{name} eval logits, cpu backend: relative error {err:e}");
+        assert!(
+            err <= 1e-4,
+            "{name}: logits differ from PyTorch by {err:e} (relative)"
+        );
+    }
+}

@@ -51,6 +51,14 @@ fn standard_library_matches_torchvision() {
         ("std::resnet50", 25_557_032, 4_089_184_256),
         ("std::resnet101", 44_549_160, 7_801_405_440),
         ("std::resnet152", 60_192_808, 11_513_626_624),
+        ("std::vgg11_bn", 132_868_840, 7_609_090_048),
+        ("std::vgg13_bn", 133_053_736, 11_308_466_176),
+        ("std::vgg16_bn", 138_365_992, 15_470_264_320),
+        ("std::vgg19_bn", 143_678_248, 19_632_062_464),
+        ("std::resnext50_32x4d", 25_028_904, 4_230_479_872),
+        ("std::resnext101_32x8d", 88_791_336, 16_414_015_488),
+        ("std::wide_resnet50_2", 68_883_240, 11_398_021_120),
+        ("std::wide_resnet101_2", 126_886_696, 22_753_050_624),
     ];
     for &(name, params, expected_macs) in table {
         let (s, _) = summary_of(name, Some(vec![1, 3, 224, 224]), None);
