@@ -897,21 +897,17 @@ impl Builder<'_> {
                     offsets.push(off);
                     off += self.shape(*a)[axis] as i64;
                 }
-                let mut value = SExpr::c(0.0);
-                for k in (0..args.len()).rev() {
-                    let len = self.shape(args[k])[axis] as i64;
+                let mut cases = Vec::new();
+                for (k, &arg) in args.iter().enumerate() {
+                    let len = self.shape(arg)[axis] as i64;
                     let mut inner = idx.to_vec();
                     inner[axis] = idx[axis].clone().add_c(-offsets[k]);
                     let mut branch = Vec::new();
-                    let v = self.value(args[k], &inner, &mut branch);
-                    debug_assert!(branch.is_empty(), "concat reads materialized values");
-                    value = SExpr::select(
-                        Cond::in_range(idx[axis].clone(), offsets[k], offsets[k] + len),
-                        v,
-                        value,
-                    );
+                    let v = self.value(arg, &inner, &mut branch);
+                    let cond = Cond::in_range(idx[axis].clone(), offsets[k], offsets[k] + len);
+                    cases.push((cond, branch, v));
                 }
-                value
+                self.choose(cases, SExpr::c(0.0), pre)
             }
             Op::Slice { axis, start, .. } => {
                 let mut inner = idx.to_vec();
@@ -924,12 +920,8 @@ impl Builder<'_> {
                 inner[*axis] = idx[*axis].clone().add_c(-(*before as i64));
                 let mut branch = Vec::new();
                 let v = self.value(args[0], &inner, &mut branch);
-                debug_assert!(branch.is_empty(), "padding reads a materialized value");
-                SExpr::select(
-                    Cond::in_range(inner[*axis].clone(), 0, len),
-                    v,
-                    SExpr::c(0.0),
-                )
+                let cond = Cond::in_range(inner[*axis].clone(), 0, len);
+                self.choose(vec![(cond, branch, v)], SExpr::c(0.0), pre)
             }
             op @ Op::AvgPool2dGrad { .. } if !scatters(op) => {
                 let [kh, kw] = tiling_window(op).expect("a tiling window");
@@ -947,6 +939,36 @@ impl Builder<'_> {
             | Op::AdaptiveAvgPool2dGrad { .. }
             | Op::AdaptiveMaxPool2dGrad => unreachable!("scattering ops are materialized"),
         }
+    }
+
+    /// The value of the first case whose condition holds (the conditions
+    /// are disjoint), else `default`. Cases whose values need statements
+    /// first (a fused producer's registers) cannot live inside a select,
+    /// and their statements may only run where their condition holds (they
+    /// read at indices shifted by the case), so then each case is a
+    /// guarded block that sets one register; otherwise nested selects.
+    fn choose(
+        &mut self,
+        cases: Vec<(Cond, Vec<Stmt>, SExpr)>,
+        default: SExpr,
+        pre: &mut Vec<Stmt>,
+    ) -> SExpr {
+        if cases.iter().all(|(_, stmts, _)| stmts.is_empty()) {
+            return cases
+                .into_iter()
+                .rev()
+                .fold(default, |rest, (cond, _, v)| SExpr::select(cond, v, rest));
+        }
+        let acc = self.reg();
+        pre.push(Stmt::Set {
+            reg: acc,
+            value: default,
+        });
+        for (cond, mut then, v) in cases {
+            then.push(Stmt::Set { reg: acc, value: v });
+            pre.push(Stmt::If { cond, then });
+        }
+        SExpr::Reg(acc)
     }
 
     /// A sum (or NaN-propagating maximum) of `arg` over the axes marked in
