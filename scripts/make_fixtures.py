@@ -266,7 +266,10 @@ def schedule_fixture(path):
 ZOO = [
     "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2",
+    "googlenet", "mobilenet_v2",
 ]
+# Without the auxiliary classifiers, as std::googlenet.
+ZOO_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}
 ZOO_INPUT = [1, 3, 32, 32]
 
 
@@ -275,7 +278,7 @@ def zoo_fixture(out):
     tensors = {"input": x}
     keys = {}
     for name in ZOO:
-        model = getattr(torchvision.models, name)()
+        model = getattr(torchvision.models, name)(**ZOO_ARGS.get(name, {}))
         fill(model)
         model.eval()
         with torch.no_grad():

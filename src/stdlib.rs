@@ -8,4 +8,6 @@ pub const FILES: &[(&str, &str)] = &[
     ("std/alexnet.nn", include_str!("../stdlib/alexnet.nn")),
     ("std/vgg.nn", include_str!("../stdlib/vgg.nn")),
     ("std/resnet.nn", include_str!("../stdlib/resnet.nn")),
+    ("std/googlenet.nn", include_str!("../stdlib/googlenet.nn")),
+    ("std/mobilenet.nn", include_str!("../stdlib/mobilenet.nn")),
 ];

@@ -59,6 +59,8 @@ fn standard_library_matches_torchvision() {
         ("std::resnext101_32x8d", 88_791_336, 16_414_015_488),
         ("std::wide_resnet50_2", 68_883_240, 11_398_021_120),
         ("std::wide_resnet101_2", 126_886_696, 22_753_050_624),
+        ("std::googlenet", 6_624_904, 1_498_376_192),
+        ("std::mobilenet_v2", 3_504_872, 300_774_272),
     ];
     for &(name, params, expected_macs) in table {
         let (s, _) = summary_of(name, Some(vec![1, 3, 224, 224]), None);
