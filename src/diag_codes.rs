@@ -66,6 +66,10 @@ pub const TOO_LARGE: &str = "E0308";
 pub const MALFORMED_DEFINITION: &str = "E0309";
 /// A list index outside the list.
 pub const INDEX_OUT_OF_RANGE: &str = "E0310";
+/// A computed layer name (`as "b{i}"`) that is not a name: a value in braces
+/// that is not a whole number or a string, or a result with characters
+/// other than letters, digits and `_`.
+pub const BAD_LAYER_NAME: &str = "E0311";
 
 // ---- shapes ----
 /// A layer applied to a tensor of the wrong rank.

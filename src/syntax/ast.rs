@@ -288,8 +288,25 @@ pub enum ExprKind {
 pub struct Step {
     pub kind: StepKind,
     /// `as name`: the name of the layer in parameter paths.
-    pub name: Option<Ident>,
+    pub name: Option<StepName>,
     pub span: Span,
+}
+
+/// What follows `as`.
+#[derive(Clone, Debug)]
+pub enum StepName {
+    /// `as conv1`, `as 0`.
+    Fixed(Ident),
+    /// `as "denselayer{j + 1}"`: text and values, joined when the step is
+    /// built (D2L's `add_module(f'b{i+2}', ...)`).
+    Computed { parts: Vec<NamePart>, span: Span },
+}
+
+#[derive(Clone, Debug)]
+pub enum NamePart {
+    Text(String),
+    /// `{expr}`: a whole number or a string.
+    Value(Expr),
 }
 
 #[derive(Clone, Debug)]

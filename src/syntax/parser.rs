@@ -293,7 +293,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::if_step => "a layer",
         Rule::steps => "layers",
         Rule::kw_as => "`as`",
-        Rule::step_name => "a layer name",
+        Rule::step_name | Rule::name_format => "a layer name",
         Rule::param_list => "`(`",
         Rule::param => "a parameter",
         Rule::type_expr | Rule::list_type => "a type",
@@ -801,7 +801,7 @@ impl<'t> Builder<'t> {
         let span = self.span(&pair);
         let mut it = children(pair);
         let core = it.next().expect("grammar: step core");
-        let name = it.next().map(|n| self.ident(n));
+        let name = it.next().map(|n| self.step_name(n));
         let kind = match core.as_rule() {
             Rule::call => {
                 let mut c = children(core);
@@ -854,6 +854,26 @@ impl<'t> Builder<'t> {
             other => unreachable!("grammar: unexpected step rule {other:?}"),
         };
         Step { kind, name, span }
+    }
+
+    fn step_name(&mut self, pair: Pair<'_, Rule>) -> StepName {
+        let inner = pair.clone().into_inner().next();
+        match inner {
+            Some(format) if format.as_rule() == Rule::name_format => {
+                let span = self.span(&format);
+                let parts = format
+                    .into_inner()
+                    .map(|part| match part.as_rule() {
+                        Rule::name_hole => NamePart::Value(
+                            self.expr(part.into_inner().next().expect("grammar: hole")),
+                        ),
+                        _ => NamePart::Text(part.as_str().to_string()),
+                    })
+                    .collect();
+                StepName::Computed { parts, span }
+            }
+            _ => StepName::Fixed(self.ident(pair)),
+        }
     }
 
     fn if_step(&mut self, pair: Pair<'_, Rule>) -> StepKind {

@@ -252,6 +252,7 @@ fn leaf(rule: Rule) -> Option<Kind> {
         | Rule::float
         | Rule::boolean
         | Rule::string
+        | Rule::name_format
         | Rule::path
         | Rule::std_path
         | Rule::op_or

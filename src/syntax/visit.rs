@@ -4,7 +4,7 @@
 //! it does with a name, a callee and a loop variable, and the walk's
 //! structure is written once.
 
-use super::ast::{Expr, ExprKind, Ident, Path, Step, StepKind};
+use super::ast::{Expr, ExprKind, Ident, NamePart, Path, Step, StepKind, StepName};
 
 /// What a walk reports (references into the syntax it walks). Every
 /// method does nothing unless overridden.
@@ -60,6 +60,13 @@ pub fn expr<'a>(v: &mut impl Visitor<'a>, e: &'a Expr) {
 
 pub fn steps<'a>(v: &mut impl Visitor<'a>, steps_: &'a [Step]) {
     for s in steps_ {
+        if let Some(StepName::Computed { parts, .. }) = &s.name {
+            for part in parts {
+                if let NamePart::Value(e) = part {
+                    expr(v, e);
+                }
+            }
+        }
         match &s.kind {
             StepKind::Call { callee, args, .. } => {
                 v.layer(callee);

@@ -2,6 +2,7 @@
 //! conditionals, each appending layers to the model.
 
 use super::*;
+use crate::syntax::ast::{NamePart, StepName};
 
 impl<'p> Checker<'p> {
     // ---- steps -------------------------------------------------------------
@@ -23,6 +24,56 @@ impl<'p> Checker<'p> {
         Some(input)
     }
 
+    /// The text of `as NAME`; a computed name's values are evaluated here.
+    fn step_name(&mut self, env: &mut Env, scope: &mut Scope, name: &StepName) -> Option<String> {
+        let (parts, span) = match name {
+            StepName::Fixed(id) => return Some(id.name.clone()),
+            StepName::Computed { parts, span } => (parts, *span),
+        };
+        let mut text = String::new();
+        for part in parts {
+            match part {
+                NamePart::Text(t) => text.push_str(t),
+                NamePart::Value(e) => match self.eval(env, scope, e) {
+                    Value::Int(d) if d.as_const().is_some() => {
+                        text.push_str(&d.to_string());
+                    }
+                    Value::Str(s) => text.push_str(&s),
+                    Value::Poison => return None,
+                    other => {
+                        self.emit(
+                            Diagnostic::error(
+                                codes::BAD_LAYER_NAME,
+                                format!(
+                                    "a layer name takes whole numbers and strings, but this is {}",
+                                    other.describe()
+                                ),
+                            )
+                            .at(e.span, format!("a {} value", other.type_name()))
+                            .with_help("use a loop variable or a parameter that is a whole number"),
+                        );
+                        return None;
+                    }
+                },
+            }
+        }
+        let valid = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            self.emit(
+                Diagnostic::error(
+                    codes::BAD_LAYER_NAME,
+                    format!("`{text}` is not a layer name"),
+                )
+                .at(span, "the name this builds")
+                .with_help(
+                    "a layer name has letters, digits and `_` only (a `.` would make a path)",
+                ),
+            );
+            return None;
+        }
+        Some(text)
+    }
+
     pub(super) fn apply_step(
         &mut self,
         env: &mut Env,
@@ -34,12 +85,16 @@ impl<'p> Checker<'p> {
             return None;
         }
         // `as name` on a loop or conditional makes it a named sub-scope.
+        let name = match &step.name {
+            Some(n) => Some(self.step_name(env, scope, n)?),
+            None => None,
+        };
         if let (Some(name), StepKind::Repeat { .. } | StepKind::For { .. } | StepKind::If { .. }) =
-            (&step.name, &step.kind)
+            (&name, &step.kind)
         {
             scope.next += 1;
             let mut inner = Scope {
-                prefix: scope.child(&name.name),
+                prefix: scope.child(name),
                 next: 0,
             };
             let unnamed = Step {
@@ -51,10 +106,7 @@ impl<'p> Checker<'p> {
         }
         match &step.kind {
             StepKind::Call { callee, args, .. } => {
-                let name = match &step.name {
-                    Some(n) => n.name.clone(),
-                    None => scope.next.to_string(),
-                };
+                let name = name.unwrap_or_else(|| scope.next.to_string());
                 scope.next += 1;
                 let path = scope.child(&name);
                 match self.prog.resolve_callee(env.file, callee) {
