@@ -266,7 +266,7 @@ def schedule_fixture(path):
 ZOO = [
     "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2",
-    "googlenet", "mobilenet_v2",
+    "googlenet", "mobilenet_v2", "densenet121", "densenet169", "densenet201",
 ]
 # Without the auxiliary classifiers, as std::googlenet.
 ZOO_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}

@@ -34,7 +34,8 @@ const INTERRUPTED: u8 = 130;
                   one named by --network) or std::NAME for a network of the standard library \
                   (std::lenet, std::alexnet, std::vgg11 ... std::vgg19, std::vgg11_bn ... std::vgg19_bn, \
                   std::resnet18 ... std::resnet152, std::resnext50_32x4d, std::resnext101_32x8d, \
-                  std::wide_resnet50_2, std::wide_resnet101_2, std::googlenet, std::mobilenet_v2).\n\n\
+                  std::wide_resnet50_2, std::wide_resnet101_2, std::googlenet, std::mobilenet_v2, \
+                  std::densenet121, std::densenet169, std::densenet201).\n\n\
                   Exit codes: 0 success, 1 a problem with the input (a diagnostic says what), 2 an internal error."
 )]
 struct Cli {

@@ -9,5 +9,6 @@ pub const FILES: &[(&str, &str)] = &[
     ("std/vgg.nn", include_str!("../stdlib/vgg.nn")),
     ("std/resnet.nn", include_str!("../stdlib/resnet.nn")),
     ("std/googlenet.nn", include_str!("../stdlib/googlenet.nn")),
+    ("std/densenet.nn", include_str!("../stdlib/densenet.nn")),
     ("std/mobilenet.nn", include_str!("../stdlib/mobilenet.nn")),
 ];

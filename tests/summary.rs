@@ -61,6 +61,9 @@ fn standard_library_matches_torchvision() {
         ("std::wide_resnet101_2", 126_886_696, 22_753_050_624),
         ("std::googlenet", 6_624_904, 1_498_376_192),
         ("std::mobilenet_v2", 3_504_872, 300_774_272),
+        ("std::densenet121", 7_978_856, 2_834_161_664),
+        ("std::densenet169", 14_149_480, 3_359_843_328),
+        ("std::densenet201", 20_013_928, 4_291_365_888),
     ];
     for &(name, params, expected_macs) in table {
         let (s, _) = summary_of(name, Some(vec![1, 3, 224, 224]), None);
