@@ -312,3 +312,43 @@ fn json_has_the_contract_fields() {
     assert_eq!(j["network"], "lenet");
     assert_eq!(j["total_params"], 61_706);
 }
+
+/// D2L builds networks as `nn.Sequential`s of unnamed `nn.Sequential`s
+/// (`net.0.0.weight`) and names stages with `add_module(f'b{i}', ...)`:
+/// an unnamed scope takes its position, and `as` with a computed name
+/// names a scope or a layer.
+#[test]
+fn unnamed_scopes_and_computed_names_give_d2l_keys() {
+    let dir = std::env::temp_dir().join(format!("nnc-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("d2l.nn");
+    std::fs::write(
+        &path,
+        "network net {
+    input x: [N, 1, 28, 28]
+    return x
+        -> { conv2d(6, 5, padding=2) -> sigmoid -> avg_pool(2, stride=2) }
+        -> for i in 0..2 { { conv2d(8, 3, padding=1) -> relu } as \"b{i + 2}\" }
+        -> flatten
+        -> linear(10)
+}
+",
+    )
+    .unwrap();
+    let (_, m) = summary_of(path.to_str().unwrap(), None, None);
+    let keys: Vec<&str> = m.tensors().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "0.0.weight",
+            "0.0.bias",
+            "b2.0.weight",
+            "b2.0.bias",
+            "b3.0.weight",
+            "b3.0.bias",
+            "4.weight",
+            "4.bias"
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

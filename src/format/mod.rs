@@ -267,7 +267,13 @@ impl<'a> Printer<'a> {
             && !self
                 .prev
                 .is_some_and(|p| p.kind == Kind::Open(Bracket::Body));
-        let joins = matches!(tok.kind, Kind::Open(_)) && tok.text == "{" && !had_comment;
+        // A `{` goes on the line of what it belongs to, unless it begins an
+        // element itself (an unnamed scope as the first step in braces).
+        let joins = matches!(tok.kind, Kind::Open(_))
+            && tok.text == "{"
+            && !had_comment
+            && !tok.starts_element
+            && !self.element_pending;
         let new_line = line_closed
             || (!joins
                 && (newlines > 0 || (tok.starts_line && self.prev.is_some()) || closes_body));

@@ -317,8 +317,13 @@ pub enum StepKind {
         args: Vec<Arg>,
         has_parens: bool,
     },
-    /// `features { conv2d(64, 3) -> relu }`: an `nn.Sequential` named `features`.
-    Scope { name: Ident, steps: Vec<Step> },
+    /// `features { conv2d(64, 3) -> relu }`: an `nn.Sequential` named
+    /// `features`; without a name (`{ conv2d(64, 3) -> relu }`), numbered
+    /// by its position like a layer.
+    Scope {
+        name: Option<Ident>,
+        steps: Vec<Step>,
+    },
     /// `repeat n { ... }`
     Repeat { count: Expr, steps: Vec<Step> },
     /// `for i in 0..n { ... }` or `for c in list { ... }`

@@ -825,8 +825,10 @@ impl<'t> Builder<'t> {
                 has_parens: false,
             },
             Rule::scope_step => {
-                let mut c = children(core);
-                let name = self.ident(c.next().expect("grammar: scope name"));
+                let mut c = children(core).peekable();
+                let name = c
+                    .next_if(|p| p.as_rule() == Rule::ident)
+                    .map(|p| self.ident(p));
                 let steps = self.steps(c.next().expect("grammar: scope steps"));
                 StepKind::Scope { name, steps }
             }

@@ -132,10 +132,18 @@ impl<'p> Checker<'p> {
                     None => None,
                 }
             }
-            StepKind::Scope { name, steps } => {
+            StepKind::Scope {
+                name: own_name,
+                steps,
+            } => {
+                // Its own name, else the one `as` gives, else its position.
+                let name = match own_name {
+                    Some(n) => n.name.clone(),
+                    None => name.unwrap_or_else(|| scope.next.to_string()),
+                };
                 scope.next += 1;
                 let mut inner = Scope {
-                    prefix: scope.child(&name.name),
+                    prefix: scope.child(&name),
                     next: 0,
                 };
                 self.apply_steps(env, &mut inner, input, steps)
