@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""PyTorch's side of docs/fidelity.md: an example's recipe, as its .nn file
+states it, trained in PyTorch on the same data and machine.
+
+    python3 scripts/fidelity_torch.py lenet --data ../shared/data/fashion-mnist --seed 0
+
+Recipes (each mirrors its file in examples/):
+  lenet  examples/lenet.nn: LeNet with batch normalization, Fashion-MNIST
+         with 10% held out for validation, batch 256, 10 epochs,
+         cross-entropy, SGD at lr 1.0 annealed by a per-epoch cosine to 0,
+         early stopping on validation accuracy (patience 4) restoring the
+         best epoch's weights; the test accuracy is that of those weights.
+
+Pixels are scaled to [0, 1] as nnc does; the last partial batch is kept
+(nnc's steps per epoch round up). Prints one JSON line per epoch, then one
+with the test accuracy and the wall-clock seconds of the whole run (data
+loading included, as `nnc run` reports it).
+"""
+
+import argparse
+import copy
+import gzip
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def find(folder, stem):
+    for name in (stem, stem + ".gz"):
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise SystemExit(f"{stem} not found in {folder}")
+
+
+def fashion_mnist(folder):
+    def images(stem):
+        return torch.from_numpy(idx(find(folder, stem)).astype(np.float32) / 255.0).unsqueeze(1)
+
+    def labels(stem):
+        return torch.from_numpy(idx(find(folder, stem)).astype(np.int64))
+
+    return (images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte"),
+            images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
+
+
+def lenet_bn(classes=10):
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
+        nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
+        nn.Linear(84, classes))
+
+
+RECIPES = {
+    "lenet": dict(model=lenet_bn, validation=0.1, batch=256, epochs=10, lr=1.0,
+                  monitor="val_accuracy", patience=4),
+}
+
+
+def evaluate(net, x, y, batch=1024):
+    net.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out = net(x[i:i + batch])
+            loss += nn.functional.cross_entropy(out, y[i:i + batch], reduction="sum").item()
+            correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+    return loss / len(x), correct / len(x)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", choices=sorted(RECIPES))
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    r = RECIPES[a.recipe]
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    start = time.perf_counter()
+    x, y, x_test, y_test = fashion_mnist(a.data)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(a.seed))
+    n_val = round(len(x) * r["validation"])
+    x_val, y_val = x[order[:n_val]], y[order[:n_val]]
+    x_train, y_train = x[order[n_val:]], y[order[n_val:]]
+
+    net = r["model"]()
+    opt = torch.optim.SGD(net.parameters(), lr=r["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=r["epochs"], eta_min=0.0)
+    loss_fn = nn.CrossEntropyLoss()
+    best, best_state, waited = None, None, 0
+    for epoch in range(1, r["epochs"] + 1):
+        net.train()
+        perm = torch.randperm(len(x_train))
+        total, correct = 0.0, 0
+        lr = opt.param_groups[0]["lr"]
+        for i in range(0, len(x_train), r["batch"]):
+            idx_ = perm[i:i + r["batch"]]
+            xb, yb = x_train[idx_], y_train[idx_]
+            opt.zero_grad(set_to_none=True)
+            out = net(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb)
+            correct += (out.argmax(1) == yb).sum().item()
+        sched.step()
+        val_loss, val_acc = evaluate(net, x_val, y_val)
+        print(json.dumps({"epoch": epoch, "lr": lr, "loss": total / len(x_train),
+                          "accuracy": correct / len(x_train), "val_loss": val_loss,
+                          "val_accuracy": val_acc}), flush=True)
+        if best is None or val_acc > best:
+            best, best_state, waited = val_acc, copy.deepcopy(net.state_dict()), 0
+        else:
+            waited += 1
+            if waited >= r["patience"]:
+                break
+    net.load_state_dict(best_state)
+    test_loss, test_acc = evaluate(net, x_test, y_test)
+    print(json.dumps({"recipe": a.recipe, "seed": a.seed, "test_loss": test_loss,
+                      "test_accuracy": test_acc, "best_val_accuracy": best,
+                      "seconds": time.perf_counter() - start}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
