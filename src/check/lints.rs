@@ -29,11 +29,12 @@ fn unknown_layers(prog: &Program, file: FileId, def: &Def, out: &mut Vec<Diagnos
     match &def.body {
         DefBody::Alias { callee, .. } => callees.push(callee),
         DefBody::Body { stmts, .. } => {
-            for s in stmts {
+            for s in crate::syntax::ast::all_stmts(stmts) {
                 match s {
                     Stmt::Input { name, .. } | Stmt::Let { name, .. } => {
                         values.push(name.name.clone())
                     }
+                    Stmt::For { var, .. } => values.push(var.name.clone()),
                     Stmt::Return { .. } => {}
                 }
                 let mut exprs = Vec::new();
@@ -44,6 +45,8 @@ fn unknown_layers(prog: &Program, file: FileId, def: &Def, out: &mut Vec<Diagnos
                         exprs.extend(shape.iter().flat_map(|sh| sh.exprs()));
                     }
                     Stmt::Return { value, .. } => exprs.push(value),
+                    // The body's statements come next in `all_stmts`.
+                    Stmt::For { start, end, .. } => exprs.extend(std::iter::once(start).chain(end)),
                 }
                 for e in exprs {
                     callees_in_expr(e, &mut callees);
@@ -189,8 +192,44 @@ fn lint_body(stmts: &[Stmt], out: &mut Vec<Diagnostic>) {
                 check_used(stmts, i, &name.name, name.span, "input", out);
             }
             Stmt::Let { name, .. } => check_used(stmts, i, &name.name, name.span, "value", out),
+            Stmt::For { body, .. } => {
+                let mut after = Vec::new();
+                for s in &stmts[i + 1..] {
+                    stmt_uses(s, &mut after);
+                }
+                lint_loop(body, &after, out);
+            }
         }
     }
+}
+
+/// Warns about a value bound in a loop's body that nothing reads: not the
+/// body (in this iteration or the next), nor what follows the loop.
+fn lint_loop(body: &[Stmt], after: &[String], out: &mut Vec<Diagnostic>) {
+    let mut uses = after.to_vec();
+    for s in body {
+        stmt_uses(s, &mut uses);
+    }
+    for s in body {
+        match s {
+            Stmt::Let { name, .. } if !uses.contains(&name.name) && !name.name.starts_with('_') => {
+                out.push(unused(&name.name, name.span, "value"))
+            }
+            Stmt::For { body: inner, .. } => lint_loop(inner, &uses, out),
+            _ => {}
+        }
+    }
+}
+
+fn unused(name: &str, span: Span, what: &str) -> Diagnostic {
+    Diagnostic::warning(
+        codes::UNUSED_VALUE,
+        format!("{what} `{name}` is never used"),
+    )
+    .at(span, "never used")
+    .with_help(format!(
+        "remove it, or name it `_{name}` if it is there on purpose"
+    ))
 }
 
 /// Warns when the value bound at `stmts[at]` is not read before it is bound
@@ -218,16 +257,7 @@ fn check_used(
             }
         }
     }
-    out.push(
-        Diagnostic::warning(
-            codes::UNUSED_VALUE,
-            format!("{what} `{name}` is never used"),
-        )
-        .at(span, "never used")
-        .with_help(format!(
-            "remove it, or name it `_{name}` if it is there on purpose"
-        )),
-    );
+    out.push(unused(name, span, what));
 }
 
 fn stmt_uses(s: &Stmt, uses: &mut Vec<String>) {
@@ -246,6 +276,17 @@ fn stmt_uses(s: &Stmt, uses: &mut Vec<String>) {
             names_in_expr(value, uses);
         }
         Stmt::Return { value, .. } => names_in_expr(value, uses),
+        Stmt::For {
+            start, end, body, ..
+        } => {
+            names_in_expr(start, uses);
+            if let Some(e) = end {
+                names_in_expr(e, uses);
+            }
+            for s in body {
+                stmt_uses(s, uses);
+            }
+        }
     }
 }
 

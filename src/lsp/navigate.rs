@@ -50,7 +50,7 @@ pub fn references_in(prog: &Program, file: FileId) -> Vec<(Span, Target)> {
                 }
                 match &def.body {
                     DefBody::Body { stmts, .. } => {
-                        for s in stmts {
+                        for s in ast::all_stmts(stmts) {
                             match s {
                                 Stmt::Input { name, .. } => w.bind(name),
                                 Stmt::Let { name, value, .. } => {
@@ -58,6 +58,15 @@ pub fn references_in(prog: &Program, file: FileId) -> Vec<(Span, Target)> {
                                     w.bind(name);
                                 }
                                 Stmt::Return { value, .. } => w.expr(value),
+                                Stmt::For {
+                                    var, start, end, ..
+                                } => {
+                                    w.expr(start);
+                                    if let Some(e) = end {
+                                        w.expr(e);
+                                    }
+                                    w.bind(var);
+                                }
                             }
                         }
                     }
@@ -264,11 +273,11 @@ pub fn symbols(prog: &Program, file: FileId) -> Vec<lsp::DocumentSymbol> {
             Item::Def(d) => {
                 let mut children = Vec::new();
                 if let DefBody::Body { stmts, .. } = &d.body {
-                    for s in stmts {
+                    for s in ast::all_stmts(stmts) {
                         let (name, kind) = match s {
                             Stmt::Input { name, .. } => (name, "input"),
                             Stmt::Let { name, .. } => (name, "value"),
-                            Stmt::Return { .. } => continue,
+                            Stmt::Return { .. } | Stmt::For { .. } => continue,
                         };
                         children.push(symbol(
                             name.name.clone(),

@@ -123,12 +123,38 @@ pub enum Stmt {
         value: Expr,
         span: Span,
     },
+    /// `for i in 0..n { ... }` over statements (`let`s and loops): once per
+    /// value, in the definition's names, so that a name rebound inside
+    /// carries its value into the next iteration and after the loop.
+    For {
+        var: Ident,
+        start: Expr,
+        end: Option<Expr>,
+        body: Vec<Stmt>,
+        span: Span,
+    },
+}
+
+/// Every statement of `stmts` and of the loops among them, in source
+/// order (a loop before the statements of its body).
+pub fn all_stmts(stmts: &[Stmt]) -> Vec<&Stmt> {
+    let mut out = Vec::new();
+    for s in stmts {
+        out.push(s);
+        if let Stmt::For { body, .. } = s {
+            out.extend(all_stmts(body));
+        }
+    }
+    out
 }
 
 impl Stmt {
     pub fn span(&self) -> Span {
         match self {
-            Stmt::Input { span, .. } | Stmt::Let { span, .. } | Stmt::Return { span, .. } => *span,
+            Stmt::Input { span, .. }
+            | Stmt::Let { span, .. }
+            | Stmt::Return { span, .. }
+            | Stmt::For { span, .. } => *span,
         }
     }
 }

@@ -494,6 +494,21 @@ impl<'t> Builder<'t> {
                 let value = self.expr(children(pair).next().expect("grammar: return value"));
                 Stmt::Return { value, span }
             }
+            Rule::for_stmt => {
+                let mut it = children(pair);
+                let var = self.ident(it.next().expect("grammar: for var"));
+                let mut range = children(it.next().expect("grammar: for range"));
+                let start = self.expr(range.next().expect("grammar: range start"));
+                let end = range.next().map(|p| self.expr(p));
+                let body = it.map(|p| self.stmt(p)).collect();
+                Stmt::For {
+                    var,
+                    start,
+                    end,
+                    body,
+                    span,
+                }
+            }
             _ => {
                 let mut name = None;
                 let mut shape = None;

@@ -160,6 +160,7 @@ impl<'a> Walk<'a> {
             | Rule::input_stmt
             | Rule::return_stmt
             | Rule::train_entry
+            | Rule::for_stmt
             | Rule::import
             | Rule::definition
             | Rule::train => self.starts_line = true,
@@ -269,7 +270,7 @@ fn leaf(rule: Rule) -> Option<Kind> {
 /// What a bracket literal of `rule` holds.
 fn bracket(rule: Rule) -> Bracket {
     match rule {
-        Rule::body | Rule::train => Bracket::Body,
+        Rule::body | Rule::train | Rule::for_stmt => Bracket::Body,
         Rule::if_value => Bracket::Value,
         Rule::call_args => Bracket::Args,
         Rule::param_list => Bracket::Params,

@@ -73,6 +73,63 @@ impl<'p> Checker<'p> {
         result
     }
 
+    /// Runs a `let` (binding its name) or a statement loop (its body once
+    /// per value, in the same names, so that rebinding threads a value
+    /// through). `None` when a loop's range fails or work runs out.
+    fn loop_or_let(&mut self, env: &mut Env, scope: &mut Scope, stmt: &Stmt) -> Option<()> {
+        match stmt {
+            Stmt::Let {
+                name, shape, value, ..
+            } => {
+                let v = self.eval(env, scope, value);
+                let v = match (shape, &v) {
+                    (Some(s), Value::Tensor(t)) => {
+                        let t = *t;
+                        if self.check_annotation(env, s, t, &format!("`{}`", name.name)) {
+                            v
+                        } else {
+                            Value::Poison
+                        }
+                    }
+                    _ => v,
+                };
+                if let Value::Tensor(t) = &v {
+                    self.model.names.push((name.span, t.id));
+                }
+                env.set(&name.name, v);
+                Some(())
+            }
+            Stmt::For {
+                var,
+                start,
+                end,
+                body,
+                span,
+            } => {
+                let items = self.for_items(env, scope, start, end.as_ref())?;
+                let saved = env.vars.remove(&var.name);
+                for item in items {
+                    if self.aborted || !self.spend(*span) {
+                        return None;
+                    }
+                    self.model.name_values.push((var.span, item.describe()));
+                    env.set(&var.name, item);
+                    for s in body {
+                        self.loop_or_let(env, scope, s)?;
+                    }
+                }
+                // The loop variable is the loop's; what the body bound stays.
+                env.vars.remove(&var.name);
+                if let Some(b) = saved {
+                    env.vars.insert(var.name.clone(), b);
+                }
+                Some(())
+            }
+            // The grammar keeps `input` and `return` out of loops.
+            Stmt::Input { .. } | Stmt::Return { .. } => Some(()),
+        }
+    }
+
     pub(super) fn instantiate_body(
         &mut self,
         def_id: DefId,
@@ -117,26 +174,8 @@ impl<'p> Checker<'p> {
                             let v = t.map_or(Value::Poison, Value::Tensor);
                             env.set(&name.name, v);
                         }
-                        Stmt::Let {
-                            name, shape, value, ..
-                        } => {
-                            let v = self.eval(env, &mut scope, value);
-                            let v = match (shape, &v) {
-                                (Some(s), Value::Tensor(t)) => {
-                                    let t = *t;
-                                    if self.check_annotation(env, s, t, &format!("`{}`", name.name))
-                                    {
-                                        v
-                                    } else {
-                                        Value::Poison
-                                    }
-                                }
-                                _ => v,
-                            };
-                            if let Value::Tensor(t) = &v {
-                                self.model.names.push((name.span, t.id));
-                            }
-                            env.set(&name.name, v);
+                        Stmt::Let { .. } | Stmt::For { .. } => {
+                            self.loop_or_let(env, &mut scope, stmt)?
                         }
                         Stmt::Return { value, .. } => {
                             let v = self.eval(env, &mut scope, value);
