@@ -12,6 +12,7 @@ input once, to check that both generators agree.
     python3 scripts/make_fixtures.py --demo DIR      # full ResNet-18 weights, input
                                                      # and logits for `nnc infer`
     python3 scripts/make_fixtures.py --only zoo      # the torchvision families alone
+    python3 scripts/make_fixtures.py --only d2l      # D2L's own PyTorch networks
 """
 import argparse
 import gzip
@@ -290,18 +291,75 @@ def zoo_fixture(out):
         json.dump(keys, f, separators=(",", ":"))
 
 
+def d2l_densenet():
+    """D2L 8.7 (7.7 in the first edition): DenseNet, as the book writes it
+    in PyTorch; examples/densenet.nn mirrors it."""
+    def conv_block(num_channels):
+        return nn.Sequential(nn.LazyBatchNorm2d(), nn.ReLU(),
+                             nn.LazyConv2d(num_channels, kernel_size=3, padding=1))
+
+    class DenseBlock(nn.Module):
+        def __init__(self, num_convs, num_channels):
+            super().__init__()
+            self.net = nn.Sequential(*[conv_block(num_channels) for _ in range(num_convs)])
+
+        def forward(self, X):
+            for blk in self.net:
+                Y = blk(X)
+                X = torch.cat((X, Y), dim=1)
+            return X
+
+    def transition_block(num_channels):
+        return nn.Sequential(nn.LazyBatchNorm2d(), nn.ReLU(),
+                             nn.LazyConv2d(num_channels, kernel_size=1),
+                             nn.AvgPool2d(kernel_size=2, stride=2))
+
+    net = nn.Sequential(nn.Sequential(
+        nn.LazyConv2d(64, kernel_size=7, stride=2, padding=3), nn.LazyBatchNorm2d(),
+        nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
+    num_channels, growth_rate, arch = 64, 32, (4, 4, 4, 4)
+    for i, num_convs in enumerate(arch):
+        net.add_module(f"dense_blk{i+1}", DenseBlock(num_convs, growth_rate))
+        num_channels += num_convs * growth_rate
+        if i != len(arch) - 1:
+            num_channels //= 2
+            net.add_module(f"tran_blk{i+1}", transition_block(num_channels))
+    net.add_module("last", nn.Sequential(
+        nn.LazyBatchNorm2d(), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+        nn.LazyLinear(10)))
+    net(torch.zeros(1, 1, 96, 96))  # materialize the lazy layers
+    return net
+
+
+def d2l_fixture(out):
+    model = d2l_densenet()
+    fill(model)
+    model.eval()
+    x = fixture_tensor("d2l_input", [1, 1, 96, 96])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)).numpy()
+    keys = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    save_file({"input": x, "densenet:logits": logits}, os.path.join(out, "d2l_eval.safetensors"))
+    with open(os.path.join(out, "d2l_keys.json"), "w") as f:
+        json.dump({"densenet": keys}, f, separators=(",", ":"))
+    print(f"d2l densenet: {len(keys)} keys, max |logit| {np.abs(logits).max():.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
     parser.add_argument("--demo", help="write full ResNet-18 weights, an input and PyTorch's logits here")
-    parser.add_argument("--only", choices=["zoo"], help="write only these fixtures")
+    parser.add_argument("--only", choices=["zoo", "d2l"], help="write only these fixtures")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
 
     if args.only == "zoo":
         return zoo_fixture(args.out)
+    if args.only == "d2l":
+        return d2l_fixture(args.out)
     zoo_fixture(args.out)
+    d2l_fixture(args.out)
 
     # torchvision ResNet-18, random weights and batch-norm statistics, eval mode.
     model = torchvision.models.resnet18()

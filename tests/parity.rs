@@ -118,10 +118,42 @@ fn small_residual_network_training_step() {
     );
 }
 
+/// `model`'s `state_dict` keys with their shapes, in order, against
+/// PyTorch's (`[[key, shape], ...]`), and its logits on `x` with fixture
+/// weights, on the cpu backend, within 1e-4 of PyTorch's.
+fn keys_and_logits(
+    model: &str,
+    x: &ndarray::ArrayD<f32>,
+    keys: &serde_json::Value,
+    logits: &ndarray::ArrayD<f32>,
+) {
+    let loaded = load(model, None, x.shape());
+    let ours: Vec<serde_json::Value> = loaded
+        .model
+        .tensors()
+        .map(|p| serde_json::json!([p.name, p.shape]))
+        .collect();
+    assert_eq!(
+        &ours,
+        keys.as_array().unwrap(),
+        "{model}: state_dict keys or shapes"
+    );
+    let g = loaded.lower(Mode::Infer).unwrap();
+    let mut inputs = fixture_weights(&g);
+    inputs.insert("x".into(), x.clone());
+    let out = run_cpu(&g, &inputs, 0);
+    let err = relative_error(&out["logits"], logits);
+    eprintln!("{model} eval logits, cpu backend: relative error {err:e}");
+    assert!(
+        err <= 1e-4,
+        "{model}: logits differ from PyTorch by {err:e} (relative)"
+    );
+}
+
 /// The torchvision families of the standard library beyond ResNet-18
 /// (`ZOO` in scripts/make_fixtures.py): every `state_dict` key of
-/// torchvision's model with its shape, in order, and the logits of one
-/// small input on random weights, on the cpu backend.
+/// torchvision's model with its shape, and the logits of one small input
+/// on random weights.
 #[test]
 fn torchvision_families_have_its_keys_and_logits() {
     use std::io::Read as _;
@@ -135,26 +167,30 @@ fn torchvision_families_have_its_keys_and_logits() {
     let keys: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(keys.len(), 13);
     for (name, expected) in &keys {
-        let loaded = load(&format!("std::{name}"), None, &[1, 3, 32, 32]);
-        let ours: Vec<serde_json::Value> = loaded
-            .model
-            .tensors()
-            .map(|p| serde_json::json!([p.name, p.shape]))
-            .collect();
-        assert_eq!(
-            &ours,
-            expected.as_array().unwrap(),
-            "{name}: state_dict keys or shapes"
-        );
-        let g = loaded.lower(Mode::Infer).unwrap();
-        let mut inputs = fixture_weights(&g);
-        inputs.insert("x".into(), x.clone());
-        let out = run_cpu(&g, &inputs, 0);
-        let err = relative_error(&out["logits"], &f[&format!("{name}:logits")]);
-        eprintln!("{name} eval logits, cpu backend: relative error {err:e}");
-        assert!(
-            err <= 1e-4,
-            "{name}: logits differ from PyTorch by {err:e} (relative)"
+        keys_and_logits(
+            &format!("std::{name}"),
+            &x,
+            expected,
+            &f[&format!("{name}:logits")],
         );
     }
+}
+
+/// D2L's DenseNet (examples/densenet.nn) against the book's own PyTorch
+/// code: the stem as an unnamed `nn.Sequential`, stages named
+/// `dense_blk{i+1}` and `tran_blk{i+1}`, and each dense block threading
+/// `X = cat(X, blk(X))` through a statement loop.
+#[test]
+fn d2l_densenet_has_the_books_keys_and_logits() {
+    let f = read_fixture("d2l_eval.safetensors");
+    let x = fixture_tensor("d2l_input", &[1, 1, 96, 96]);
+    assert_eq!(f["input"], x, "Rust and Python fixture generators differ");
+    let text = std::fs::read_to_string("tests/fixtures/d2l_keys.json").unwrap();
+    let keys: serde_json::Value = serde_json::from_str(&text).unwrap();
+    keys_and_logits(
+        "examples/densenet.nn",
+        &x,
+        &keys["densenet"],
+        &f["densenet:logits"],
+    );
 }
