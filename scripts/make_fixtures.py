@@ -331,18 +331,87 @@ def d2l_densenet():
     return net
 
 
+def d2l_nin():
+    """D2L 8.3 (7.3): Network in Network; examples/nin.nn mirrors it."""
+    def nin_block(out_channels, kernel_size, strides, padding):
+        return nn.Sequential(
+            nn.LazyConv2d(out_channels, kernel_size, strides, padding), nn.ReLU(),
+            nn.LazyConv2d(out_channels, kernel_size=1), nn.ReLU(),
+            nn.LazyConv2d(out_channels, kernel_size=1), nn.ReLU())
+
+    net = nn.Sequential(
+        nin_block(96, kernel_size=11, strides=4, padding=0), nn.MaxPool2d(3, stride=2),
+        nin_block(256, kernel_size=5, strides=1, padding=2), nn.MaxPool2d(3, stride=2),
+        nin_block(384, kernel_size=3, strides=1, padding=1), nn.MaxPool2d(3, stride=2),
+        nn.Dropout(0.5),
+        nin_block(10, kernel_size=3, strides=1, padding=1),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+    net(torch.zeros(1, 1, 224, 224))
+    return net
+
+
+def d2l_googlenet():
+    """D2L 8.4 (7.4): GoogLeNet; examples/googlenet.nn mirrors it."""
+    class Inception(nn.Module):
+        def __init__(self, c1, c2, c3, c4):
+            super().__init__()
+            self.b1_1 = nn.LazyConv2d(c1, kernel_size=1)
+            self.b2_1 = nn.LazyConv2d(c2[0], kernel_size=1)
+            self.b2_2 = nn.LazyConv2d(c2[1], kernel_size=3, padding=1)
+            self.b3_1 = nn.LazyConv2d(c3[0], kernel_size=1)
+            self.b3_2 = nn.LazyConv2d(c3[1], kernel_size=5, padding=2)
+            self.b4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+            self.b4_2 = nn.LazyConv2d(c4, kernel_size=1)
+
+        def forward(self, x):
+            b1 = F.relu(self.b1_1(x))
+            b2 = F.relu(self.b2_2(F.relu(self.b2_1(x))))
+            b3 = F.relu(self.b3_2(F.relu(self.b3_1(x))))
+            b4 = F.relu(self.b4_2(self.b4_1(x)))
+            return torch.cat((b1, b2, b3, b4), dim=1)
+
+    b1 = nn.Sequential(nn.LazyConv2d(64, kernel_size=7, stride=2, padding=3), nn.ReLU(),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b2 = nn.Sequential(nn.LazyConv2d(64, kernel_size=1), nn.ReLU(),
+                       nn.LazyConv2d(192, kernel_size=3, padding=1), nn.ReLU(),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b3 = nn.Sequential(Inception(64, (96, 128), (16, 32), 32),
+                       Inception(128, (128, 192), (32, 96), 64),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b4 = nn.Sequential(Inception(192, (96, 208), (16, 48), 64),
+                       Inception(160, (112, 224), (24, 64), 64),
+                       Inception(128, (128, 256), (24, 64), 64),
+                       Inception(112, (144, 288), (32, 64), 64),
+                       Inception(256, (160, 320), (32, 128), 128),
+                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    b5 = nn.Sequential(Inception(256, (160, 320), (32, 128), 128),
+                       Inception(384, (192, 384), (48, 128), 128),
+                       nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+    net = nn.Sequential(b1, b2, b3, b4, b5, nn.LazyLinear(10))
+    net(torch.zeros(1, 1, 96, 96))
+    return net
+
+
+# D2L's networks as the book writes them in PyTorch, each with the input
+# size of its recipe; examples/NAME.nn mirror them.
+D2L = {"densenet": (d2l_densenet, [1, 1, 96, 96]), "googlenet": (d2l_googlenet, [1, 1, 96, 96]),
+       "nin": (d2l_nin, [1, 1, 224, 224])}
+
+
 def d2l_fixture(out):
-    model = d2l_densenet()
-    fill(model)
-    model.eval()
-    x = fixture_tensor("d2l_input", [1, 1, 96, 96])
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x)).numpy()
-    keys = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    save_file({"input": x, "densenet:logits": logits}, os.path.join(out, "d2l_eval.safetensors"))
+    tensors, keys = {}, {}
+    for name, (make, shape) in D2L.items():
+        model = make()
+        fill(model)
+        model.eval()
+        x = fixture_tensor(f"d2l_{name}_input", shape)
+        with torch.no_grad():
+            tensors[f"{name}:logits"] = model(torch.from_numpy(x)).numpy()
+        keys[name] = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+        print(f"d2l {name}: {len(keys[name])} keys, max |logit| {np.abs(tensors[name + ':logits']).max():.4f}")
+    save_file(tensors, os.path.join(out, "d2l_eval.safetensors"))
     with open(os.path.join(out, "d2l_keys.json"), "w") as f:
-        json.dump({"densenet": keys}, f, separators=(",", ":"))
-    print(f"d2l densenet: {len(keys)} keys, max |logit| {np.abs(logits).max():.4f}")
+        json.dump(keys, f, separators=(",", ":"))
 
 
 def main():

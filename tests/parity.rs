@@ -176,21 +176,26 @@ fn torchvision_families_have_its_keys_and_logits() {
     }
 }
 
-/// D2L's DenseNet (examples/densenet.nn) against the book's own PyTorch
-/// code: the stem as an unnamed `nn.Sequential`, stages named
-/// `dense_blk{i+1}` and `tran_blk{i+1}`, and each dense block threading
-/// `X = cat(X, blk(X))` through a statement loop.
+/// D2L's networks (examples/NAME.nn) against the book's own PyTorch code
+/// (`D2L` in scripts/make_fixtures.py): its keys and shapes, and its logits
+/// on random weights. They use every naming form: unnamed stages
+/// (`0.0.weight`), `as` names (GoogLeNet's `b2_1`), computed names
+/// (DenseNet's `dense_blk{i+1}`), and DenseNet's statement loop threading
+/// `X = cat(X, blk(X))`.
 #[test]
-fn d2l_densenet_has_the_books_keys_and_logits() {
+fn d2l_networks_have_the_books_keys_and_logits() {
     let f = read_fixture("d2l_eval.safetensors");
-    let x = fixture_tensor("d2l_input", &[1, 1, 96, 96]);
-    assert_eq!(f["input"], x, "Rust and Python fixture generators differ");
     let text = std::fs::read_to_string("tests/fixtures/d2l_keys.json").unwrap();
-    let keys: serde_json::Value = serde_json::from_str(&text).unwrap();
-    keys_and_logits(
-        "examples/densenet.nn",
-        &x,
-        &keys["densenet"],
-        &f["densenet:logits"],
-    );
+    let keys: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(keys.len(), 3);
+    for (name, expected) in &keys {
+        let side = if name == "nin" { 224 } else { 96 };
+        let x = fixture_tensor(&format!("d2l_{name}_input"), &[1, 1, side, side]);
+        keys_and_logits(
+            &format!("examples/{name}.nn"),
+            &x,
+            expected,
+            &f[&format!("{name}:logits")],
+        );
+    }
 }
