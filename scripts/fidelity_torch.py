@@ -24,9 +24,15 @@ import json
 import os
 import time
 
+import sys
+
 import numpy as np
 import torch
 from torch import nn
+
+# The one PyTorch LeNet-BN, shared with the speed comparison.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from lenet_bn_torch import lenet_bn  # noqa: E402
 
 
 def idx(path):
@@ -54,17 +60,6 @@ def fashion_mnist(folder):
 
     return (images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte"),
             images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
-
-
-def lenet_bn(classes=10):
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
-        nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
-        nn.Linear(84, classes))
 
 
 RECIPES = {
