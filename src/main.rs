@@ -448,6 +448,10 @@ fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
+    if files.is_empty() {
+        // An empty directory would make `--check` pass on nothing.
+        return fail("no .nn files in the given directories");
+    }
     let (mut changed, mut unchanged, mut failed, mut internal) = (0usize, 0usize, false, false);
     for path in &files {
         let name = path.display().to_string();

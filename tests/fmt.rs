@@ -266,6 +266,10 @@ fn standard_input_goes_to_standard_output() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("<stdin>:1:9"));
+    let empty = scratch("empty");
+    let o = nnc(&["fmt", "--check", empty.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no .nn files"));
     let o = nnc(&["fmt", "missing-file.nn"], None);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing-file.nn"));
