@@ -189,13 +189,13 @@ enum Command {
     /// it) and every comment. Sets the spaces within lines, four spaces of
     /// indentation per bracket, continuation lines of a chain under its
     /// first `->`, one statement per line, at most one blank line in a row,
-    /// and aligns the end-of-line comments of consecutive lines. Long lines
-    /// are not broken.
+    /// and aligns the end-of-line comments of consecutive lines inside the
+    /// same brackets. Long lines are not broken.
     ///
     /// A directory stands for every .nn file under it; `-` formats standard
     /// input to standard output. A file that does not parse is reported and
-    /// left as it is. Exit code 1 when a file does not parse or, with
-    /// --check, is not formatted.
+    /// left as it is. Exit code 1 when a file does not parse, a directory
+    /// holds no .nn file, or, with --check, a file is not formatted.
     Fmt {
         /// The .nn files or directories to format, or `-`.
         #[arg(required = true, value_name = "FILE")]
