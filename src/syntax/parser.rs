@@ -210,6 +210,9 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
         ),
         "=" if before.ends_with("=") => None,
         ";" => Some("statements end at the end of the line; remove the `;`".into()),
+        "return" | "input" if inside_for_loop(text, pos) => Some(format!(
+            "`{found}` cannot be inside a `for` loop; put it before or after the loop"
+        )),
         "def" | "class" | "self" => {
             Some("define layers with `network NAME { ... }` or `block NAME(...) { ... }`".into())
         }
@@ -221,6 +224,26 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
             Some(format!("layers are chained with `->`: write `-> {found}`"))
         }
         _ => None,
+    }
+}
+
+/// Whether the innermost bracket open at `pos` is the `{` of a `for` loop
+/// (a line that begins with `for`).
+fn inside_for_loop(text: &str, pos: usize) -> bool {
+    let mut stack = Vec::new();
+    for (i, b) in brackets(&text[..pos]) {
+        if matches!(b, b'(' | b'[' | b'{') {
+            stack.push((i, b));
+        } else {
+            stack.pop();
+        }
+    }
+    match stack.pop() {
+        Some((i, b'{')) => {
+            let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+            text[line_start..i].trim_start().starts_with("for ")
+        }
+        _ => false,
     }
 }
 
