@@ -816,3 +816,50 @@ vim.cmd("qa!")
     assert!(hover.contains("**conv2d** → `[N, 6, 24, 24]`"), "{got}");
     assert_eq!(got["formatted"].as_str(), Some(SHAPE_ERROR), "{got}");
 }
+
+/// The language's loops over statements and computed names, as an editor
+/// meets them in D2L's DenseNet: the values bound in a loop in the outline,
+/// a use of a value bound in the loop going to its binding, and hover
+/// on the loop variable (its values) and on a layer the loop adds.
+#[test]
+fn statement_loops_in_the_outline_navigation_and_hover() {
+    let (_dir, uri) = folder("loops");
+    let text = "block dense(convs: int) {\n    input x: [N, C, H, W]\n    for i in 0..convs {\n        y = x -> net { conv2d(8, 3, padding=1) as \"{i}\" }\n        x = concat(x, y)\n    }\n    return x\n}\n\nnetwork net {\n    input x: [N, 4, 8, 8]\n    return x -> dense(2) -> flatten -> linear(10)\n}\n";
+    let mut c = Client::start();
+    let net = uri("net.nn");
+    c.open(&net, text);
+    assert_eq!(c.diagnostics(&net), Vec::<Value>::new());
+    let r = c.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": net}}),
+    );
+    let values: Vec<&str> = r["result"][0]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, vec!["x", "y", "x"]);
+    // `y` in `concat(x, y)` goes to its binding in the loop; `x` (first
+    // bound by `input`, as every name goes to its first binding) there.
+    let definition = |c: &mut Client, line: u32, character: u32| {
+        let r = c.request(
+            "textDocument/definition",
+            json!({"textDocument": {"uri": net}, "position": {"line": line, "character": character}}),
+        );
+        place(&r["result"])
+    };
+    assert_eq!(definition(&mut c, 4, 22), (net.clone(), 3, 8));
+    assert_eq!(definition(&mut c, 6, 11), (net.clone(), 1, 10));
+    assert_eq!(
+        hover_text(&mut c, &net, 2, 8).as_deref(),
+        Some("`i` = `0`, `1`, one per place this code is used")
+    );
+    let conv = hover_text(&mut c, &net, 3, 25).expect("a hover on conv2d");
+    assert!(
+        conv.contains("`0.net.0` in `net`, 296 parameters")
+            && conv.contains("`0.net.1` in `net`, 872 parameters"),
+        "{conv}"
+    );
+    c.finish(true);
+}
