@@ -519,10 +519,7 @@ impl<'t> Builder<'t> {
             }
             Rule::for_stmt => {
                 let mut it = children(pair);
-                let var = self.ident(it.next().expect("grammar: for var"));
-                let mut range = children(it.next().expect("grammar: for range"));
-                let start = self.expr(range.next().expect("grammar: range start"));
-                let end = range.next().map(|p| self.expr(p));
+                let (var, start, end) = self.for_head(&mut it);
                 let body = it.map(|p| self.stmt(p)).collect();
                 Stmt::For {
                     var,
@@ -878,10 +875,7 @@ impl<'t> Builder<'t> {
             }
             Rule::for_step => {
                 let mut c = children(core);
-                let var = self.ident(c.next().expect("grammar: for var"));
-                let mut range = children(c.next().expect("grammar: for range"));
-                let start = self.expr(range.next().expect("grammar: range start"));
-                let end = range.next().map(|p| self.expr(p));
+                let (var, start, end) = self.for_head(&mut c);
                 let steps = self.steps(c.next().expect("grammar: for steps"));
                 StepKind::For {
                     var,
@@ -894,6 +888,18 @@ impl<'t> Builder<'t> {
             other => unreachable!("grammar: unexpected step rule {other:?}"),
         };
         Step { kind, name, span }
+    }
+
+    /// `i in a..b` (or `x in list`) of a `for`, of steps or of statements.
+    fn for_head<'i>(
+        &mut self,
+        parts: &mut impl Iterator<Item = Pair<'i, Rule>>,
+    ) -> (Ident, Expr, Option<Expr>) {
+        let var = self.ident(parts.next().expect("grammar: for var"));
+        let mut range = children(parts.next().expect("grammar: for range"));
+        let start = self.expr(range.next().expect("grammar: range start"));
+        let end = range.next().map(|p| self.expr(p));
+        (var, start, end)
     }
 
     fn step_name(&mut self, pair: Pair<'_, Rule>) -> StepName {

@@ -106,24 +106,11 @@ impl<'p> Checker<'p> {
                 body,
                 span,
             } => {
-                let items = self.for_items(env, scope, start, end.as_ref())?;
-                let saved = env.vars.remove(&var.name);
-                for item in items {
-                    if self.aborted || !self.spend(*span) {
-                        return None;
-                    }
-                    self.model.name_values.push((var.span, item.describe()));
-                    env.set(&var.name, item);
-                    for s in body {
-                        self.loop_or_let(env, scope, s)?;
-                    }
-                }
-                // The loop variable is the loop's; what the body bound stays.
-                env.vars.remove(&var.name);
-                if let Some(b) = saved {
-                    env.vars.insert(var.name.clone(), b);
-                }
-                Some(())
+                // The loop variable is the loop's; what the body binds stays.
+                let head = (var, start, end.as_ref());
+                self.for_each(env, scope, head, *span, (), |c, env, scope, ()| {
+                    body.iter().try_for_each(|s| c.loop_or_let(env, scope, s))
+                })
             }
             // The grammar keeps `input` and `return` out of loops.
             Stmt::Input { .. } | Stmt::Return { .. } => Some(()),

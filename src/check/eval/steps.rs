@@ -2,7 +2,7 @@
 //! conditionals, each appending layers to the model.
 
 use super::*;
-use crate::syntax::ast::{NamePart, StepName};
+use crate::syntax::ast::{Ident, NamePart, StepName};
 
 impl<'p> Checker<'p> {
     // ---- steps -------------------------------------------------------------
@@ -165,26 +165,10 @@ impl<'p> Checker<'p> {
                 end,
                 steps,
             } => {
-                let items = self.for_items(env, scope, start, end.as_ref())?;
-                let saved = env.vars.remove(&var.name);
-                let mut x = Some(input);
-                for item in items {
-                    if !self.spend(var.span) {
-                        x = None;
-                        break;
-                    }
-                    self.model.name_values.push((var.span, item.describe()));
-                    env.set(&var.name, item);
-                    x = self.apply_steps(env, scope, x?, steps);
-                    if x.is_none() {
-                        break;
-                    }
-                }
-                env.vars.remove(&var.name);
-                if let Some(b) = saved {
-                    env.vars.insert(var.name.clone(), b);
-                }
-                x
+                let head = (var, start, end.as_ref());
+                self.for_each(env, scope, head, var.span, input, |c, env, scope, x| {
+                    c.apply_steps(env, scope, x, steps)
+                })
             }
             StepKind::If {
                 cond,
@@ -246,6 +230,41 @@ impl<'p> Checker<'p> {
             return None;
         }
         Some(n)
+    }
+
+    /// A `for` loop, of steps or of statements: `each` once per value of
+    /// `head`'s range (`start..end`, or a list) with its variable bound to
+    /// it (and the
+    /// value recorded for hover), threading `acc`; stops at the first
+    /// `None` or when the work bound (charged at `work`) is spent. What the
+    /// variable named before the loop is restored after it.
+    pub(super) fn for_each<T>(
+        &mut self,
+        env: &mut Env,
+        scope: &mut Scope,
+        head: (&Ident, &Expr, Option<&Expr>),
+        work: Span,
+        acc: T,
+        mut each: impl FnMut(&mut Self, &mut Env, &mut Scope, T) -> Option<T>,
+    ) -> Option<T> {
+        let (var, start, end) = head;
+        let items = self.for_items(env, scope, start, end)?;
+        let saved = env.vars.remove(&var.name);
+        let mut acc = Some(acc);
+        for item in items {
+            let Some(a) = acc.take() else { break };
+            if self.aborted || !self.spend(work) {
+                break;
+            }
+            self.model.name_values.push((var.span, item.describe()));
+            env.set(&var.name, item);
+            acc = each(self, env, scope, a);
+        }
+        env.vars.remove(&var.name);
+        if let Some(b) = saved {
+            env.vars.insert(var.name.clone(), b);
+        }
+        acc
     }
 
     pub(super) fn for_items(
