@@ -46,11 +46,6 @@ pub fn format(text: &str) -> Result<String, Error> {
     Ok(out)
 }
 
-/// Whether `text` is already laid out in the one style.
-pub fn is_formatted(text: &str) -> Result<bool, Error> {
-    format(text).map(|f| f == text)
-}
-
 /// The output must hold the input's tokens and comments, in order.
 fn verify(input: &str, toks: &[Token], output: &str) -> Result<(), Error> {
     let Some(after) = tokens::tokens(output) else {
