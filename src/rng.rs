@@ -32,6 +32,14 @@ impl Rng {
     pub fn uniform(&mut self) -> f64 {
         to_unit(self.next_u64())
     }
+
+    /// Standard normal, by Box–Muller from two uniforms (one value per
+    /// pair: simple, and initialization is not hot).
+    pub fn normal(&mut self) -> f64 {
+        // 1 - u is in (0, 1], so the logarithm is finite.
+        let radius = (-2.0 * (1.0 - self.uniform()).ln()).sqrt();
+        radius * (std::f64::consts::TAU * self.uniform()).cos()
+    }
 }
 
 /// The top 53 bits of `bits` as a float in `[0, 1)`.

@@ -258,6 +258,57 @@ fn initialization_follows_pytorch_defaults() {
     assert!(st::check_against(&w, &g).is_empty());
 }
 
+/// A training section's `initializer` draws convolution and linear weights
+/// with PyTorch's formulas (D2L's `init_cnn` is `xavier_uniform`), and
+/// leaves biases and batch norms at PyTorch's defaults.
+#[test]
+fn initializers_draw_weights_with_pytorchs_formulas() {
+    let source = "network n {\n    input x: [N, 3, 8, 8]\n    return x -> conv2d(16, 3) -> batch_norm -> relu -> flatten -> linear(10)\n}\ntrain {\n    data = mnist()\n    initializer = INIT\n}\n";
+    let (_, checked) = nnc::driver::check_bytes(
+        "t.nn",
+        source
+            .replace("INIT", "kaiming_normal(mode=fan_out)")
+            .into_bytes(),
+    );
+    assert!(checked.diags.is_empty(), "{:?}", checked.diags);
+    let initializer = checked.trains[0].initializer;
+    assert_eq!(
+        initializer,
+        nnc::check::train::Initializer::KaimingNormal {
+            fan: nnc::check::train::Fan::Out
+        }
+    );
+    let dir = std::env::temp_dir().join(format!("nnc-initializer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("n.nn");
+    std::fs::write(&file, source).unwrap();
+    let loaded = common::load(file.to_str().unwrap(), None, &[2, 3, 8, 8]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let w = nnc::weights::init::initialize_with(&loaded.model, 1, initializer);
+    let std = |name: &str| {
+        let v = &w[name];
+        let n = v.len() as f64;
+        (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / n).sqrt()
+    };
+    // conv: fan_out 16 * 3 * 3; linear [10, 16 * 6 * 6]: fan_out 10.
+    let conv = std("0.weight");
+    assert!((conv / (2.0f64 / 144.0).sqrt() - 1.0).abs() < 0.1, "{conv}");
+    let fc = std("4.weight");
+    assert!((fc / (2.0f64 / 10.0).sqrt() - 1.0).abs() < 0.05, "{fc}");
+    // Biases keep PyTorch's bound, batch norms their constants.
+    assert!(w["0.bias"].iter().all(|v| v.abs() <= 1.0 / 27f32.sqrt()));
+    assert!(w["1.weight"].iter().all(|&v| v == 1.0));
+    // Xavier-uniform with a gain: within, and filling, gain * sqrt(6 / (fan_in + fan_out)).
+    let w = nnc::weights::init::initialize_with(
+        &loaded.model,
+        1,
+        nnc::check::train::Initializer::XavierUniform { gain: 2.0 },
+    );
+    let bound = 2.0 * (6.0f32 / (27.0 + 144.0)).sqrt();
+    assert!(w["0.weight"].iter().all(|v| v.abs() <= bound));
+    assert!(w["0.weight"].iter().any(|v| v.abs() > 0.9 * bound));
+}
+
 /// Sizes in IR text are untrusted: window arithmetic that overflows is an
 /// answer of "no such window", never a panic or a wrapped size.
 #[test]

@@ -324,7 +324,7 @@ fn start(
     epochs: u64,
 ) -> Result<Start, RunError> {
     let frozen = |name: &str| cfg.freeze.iter().any(|p| crate::glob::matches(p, name));
-    let mut weights = crate::weights::init::initialize(&probe.model, seed);
+    let mut weights = crate::weights::init::initialize_with(&probe.model, seed, cfg.initializer);
     let is_param = |name: &str| {
         probe
             .model

@@ -210,6 +210,32 @@ pub struct Init {
     pub strict: bool,
 }
 
+/// How fresh convolution and linear weights are drawn (`initializer`).
+/// Biases, batch norms and everything else keep PyTorch's defaults, as
+/// after D2L's `init_cnn` or torchvision's loops over `modules()`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Initializer {
+    /// PyTorch's per-layer default: uniform in `±1/sqrt(fan_in)`.
+    Default,
+    /// `torch.nn.init.xavier_uniform_`: uniform in
+    /// `±gain·sqrt(6/(fan_in + fan_out))`.
+    XavierUniform { gain: f64 },
+    /// `torch.nn.init.xavier_normal_`: std `gain·sqrt(2/(fan_in + fan_out))`.
+    XavierNormal { gain: f64 },
+    /// `torch.nn.init.kaiming_uniform_` for ReLU: uniform in
+    /// `±sqrt(6/fan)`.
+    KaimingUniform { fan: Fan },
+    /// `torch.nn.init.kaiming_normal_` for ReLU: std `sqrt(2/fan)`.
+    KaimingNormal { fan: Fan },
+}
+
+/// Which fan a Kaiming initializer preserves (PyTorch's `mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fan {
+    In,
+    Out,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub network: String,
@@ -224,6 +250,7 @@ pub struct TrainConfig {
     pub augment: Vec<Augment>,
     pub early_stopping: Option<EarlyStopping>,
     pub init: Option<Init>,
+    pub initializer: Initializer,
     pub freeze: Vec<String>,
     /// The span of each setting as written, for problems found when the
     /// training runs (a batch larger than the data set).
@@ -255,6 +282,7 @@ pub const SETTINGS_DOC: &[(&str, &str)] = &[
     ("schedule", "The learning rate per epoch: `constant`, `step(step_size, gamma=0.1)`, `multistep(milestones, gamma=0.1)`, `exponential(gamma)`, `cosine(t_max=epochs, eta_min=0)`, `warmup(epochs, then=constant)`, `one_cycle(max_lr, ...)`, `reduce_on_plateau(...)`. Default `constant`."),
     ("augment", "A list of `resize(size)`, `random_crop(size, padding=0)`, `horizontal_flip(p=0.5)`, `normalize(mean, std)`. Default none."),
     ("early_stopping", "`early_stopping(monitor=val_loss, mode, patience=5, min_delta=0, restore_best=true)`. Default off."),
+    ("initializer", "How fresh convolution and linear weights are drawn: `xavier_uniform(gain=1)`, `xavier_normal(gain=1)`, `kaiming_uniform(mode=fan_in)`, `kaiming_normal(mode=fan_in)` (PyTorch's functions; Kaiming's for ReLU). Biases and batch norms keep PyTorch's defaults. Default: PyTorch's per-layer defaults."),
     ("init", "Initial weights: `\"weights.safetensors\"` or `load(path, keys=[\"backbone.*\"], strict=false)`. Default none."),
     ("freeze", "Parameter-name patterns not to train, `*` matching anything: `[\"features.*\"]`. Default none."),
 ];
@@ -474,6 +502,10 @@ fn check_inner(
         None => Some(None),
         Some((v, s, _)) => read_init(ctx, v, s).map(Some),
     };
+    let initializer = match get("initializer") {
+        None => Some(Initializer::Default),
+        Some((v, s, _)) => read_initializer(ctx, v, s),
+    };
     let freeze = match get("freeze") {
         None => Some(Vec::new()),
         Some((v, s, _)) => read_freeze(ctx, v, s, model),
@@ -504,6 +536,7 @@ fn check_inner(
         augment: augment?,
         early_stopping: early_stopping?,
         init: init?,
+        initializer: initializer?,
         freeze: freeze?,
         spans: entries
             .iter()

@@ -1,5 +1,5 @@
 //! One reader per setting (`data`, `loss`, `optimizer`, `schedule`,
-//! `augment`, `early_stopping`, `init`, `freeze`), and the checks between
+//! `augment`, `early_stopping`, `initializer`, `init`, `freeze`), and the checks between
 //! settings and against the network.
 
 use super::*;
@@ -752,6 +752,43 @@ pub(super) fn read_init(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Init> {
             })
         }
     }
+}
+
+pub(super) fn read_initializer(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Initializer> {
+    let (name, ns, given) = expect_call(
+        ctx,
+        v,
+        span,
+        "initializer",
+        &[
+            "xavier_uniform",
+            "xavier_normal",
+            "kaiming_uniform",
+            "kaiming_normal",
+        ],
+    )?;
+    if name.starts_with("xavier") {
+        let a = Args::new(ctx, &name, ns, given, &["gain"])?;
+        let gain = a.float(ctx, "gain", 1.0, 0.0, f64::INFINITY)?;
+        return Some(if name == "xavier_uniform" {
+            Initializer::XavierUniform { gain }
+        } else {
+            Initializer::XavierNormal { gain }
+        });
+    }
+    let a = Args::new(ctx, &name, ns, given, &["mode"])?;
+    let fan = match a
+        .word(ctx, "mode", Some("fan_in"), Some(&["fan_in", "fan_out"]))?
+        .as_str()
+    {
+        "fan_in" => Fan::In,
+        _ => Fan::Out,
+    };
+    Some(if name == "kaiming_uniform" {
+        Initializer::KaimingUniform { fan }
+    } else {
+        Initializer::KaimingNormal { fan }
+    })
 }
 
 pub(super) fn strings(ctx: &mut Ctx<'_>, v: &V, span: Span, what: &str) -> Option<Vec<String>> {
