@@ -10,6 +10,13 @@ Recipes (each mirrors its file in examples/):
          cross-entropy, SGD at lr 1.0 annealed by a per-epoch cosine to 0,
          early stopping on validation accuracy (patience 4) restoring the
          best epoch's weights; the test accuracy is that of those weights.
+  densenet, googlenet
+         examples/densenet.nn, examples/googlenet.nn: D2L's networks as the
+         book writes them (scripts/make_fixtures.py), its recipe: images
+         resized to 96x96 (bilinear), Xavier-uniform convolution and linear
+         weights (the book's init_cnn), batch 128, 10 epochs, plain SGD at a
+         constant lr 0.01; the test accuracy is that of the last epoch.
+  nin    examples/nin.nn: the same at 224x224 and lr 0.05.
 
 Pixels are scaled to [0, 1] as nnc does; the last partial batch is kept
 (nnc's steps per epoch round up). Prints one JSON line per epoch, then one
@@ -33,6 +40,8 @@ from torch import nn
 # The one PyTorch LeNet-BN, shared with the speed comparison.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 from lenet_bn_torch import lenet_bn  # noqa: E402
+# D2L's networks as the book writes them, shared with the parity fixtures.
+from make_fixtures import d2l_densenet, d2l_googlenet, d2l_nin  # noqa: E402
 
 
 def idx(path):
@@ -62,18 +71,41 @@ def fashion_mnist(folder):
             images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
 
 
+def d2l_recipe(model, size, lr):
+    return dict(model=model, validation=0.1, batch=128, epochs=10, lr=lr, schedule="constant",
+                resize=size, xavier=True)
+
+
 RECIPES = {
-    "lenet": dict(model=lenet_bn, validation=0.1, batch=256, epochs=10, lr=1.0,
+    "lenet": dict(model=lenet_bn, validation=0.1, batch=256, epochs=10, lr=1.0, schedule="cosine",
                   monitor="val_accuracy", patience=4),
+    "densenet": d2l_recipe(d2l_densenet, 96, 0.01),
+    "googlenet": d2l_recipe(d2l_googlenet, 96, 0.01),
+    "nin": d2l_recipe(d2l_nin, 224, 0.05),
 }
 
 
-def evaluate(net, x, y, batch=1024):
+def init_cnn(module):
+    """D2L's init_cnn: Xavier-uniform weights for convolutions and linear
+    layers; biases keep PyTorch's defaults."""
+    if type(module) in (nn.Linear, nn.Conv2d):
+        nn.init.xavier_uniform_(module.weight)
+
+
+def resized(x, size):
+    """Bilinear with half-pixel centres, as nnc's resize (upsampling, so no
+    antialiasing question arises)."""
+    if size is None:
+        return x
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def evaluate(net, x, y, size=None, batch=256):
     net.eval()
     loss, correct = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            out = net(x[i:i + batch])
+            out = net(resized(x[i:i + batch], size))
             loss += nn.functional.cross_entropy(out, y[i:i + batch], reduction="sum").item()
             correct += (out.argmax(1) == y[i:i + batch]).sum().item()
     return loss / len(x), correct / len(x)
@@ -85,20 +117,32 @@ def main():
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--limit", type=int, help="train on the first N training images only (a smoke run)")
     a = p.parse_args()
-    r = RECIPES[a.recipe]
+    r = dict(RECIPES[a.recipe])
+    if a.epochs:
+        r["epochs"] = a.epochs
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     start = time.perf_counter()
     x, y, x_test, y_test = fashion_mnist(a.data)
+    if a.limit:
+        x, y = x[:a.limit], y[:a.limit]
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(a.seed))
     n_val = round(len(x) * r["validation"])
     x_val, y_val = x[order[:n_val]], y[order[:n_val]]
     x_train, y_train = x[order[n_val:]], y[order[n_val:]]
 
     net = r["model"]()
+    if r.get("xavier"):
+        net.apply(init_cnn)
+    size = r.get("resize")
     opt = torch.optim.SGD(net.parameters(), lr=r["lr"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=r["epochs"], eta_min=0.0)
+    if r["schedule"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=r["epochs"], eta_min=0.0)
+    else:
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)
     loss_fn = nn.CrossEntropyLoss()
     best, best_state, waited = None, None, 0
     for epoch in range(1, r["epochs"] + 1):
@@ -108,7 +152,7 @@ def main():
         lr = opt.param_groups[0]["lr"]
         for i in range(0, len(x_train), r["batch"]):
             idx_ = perm[i:i + r["batch"]]
-            xb, yb = x_train[idx_], y_train[idx_]
+            xb, yb = resized(x_train[idx_], size), y_train[idx_]
             opt.zero_grad(set_to_none=True)
             out = net(xb)
             loss = loss_fn(out, yb)
@@ -117,7 +161,7 @@ def main():
             total += loss.item() * len(xb)
             correct += (out.argmax(1) == yb).sum().item()
         sched.step()
-        val_loss, val_acc = evaluate(net, x_val, y_val)
+        val_loss, val_acc = evaluate(net, x_val, y_val, size)
         print(json.dumps({"epoch": epoch, "lr": lr, "loss": total / len(x_train),
                           "accuracy": correct / len(x_train), "val_loss": val_loss,
                           "val_accuracy": val_acc}), flush=True)
@@ -125,10 +169,12 @@ def main():
             best, best_state, waited = val_acc, copy.deepcopy(net.state_dict()), 0
         else:
             waited += 1
-            if waited >= r["patience"]:
+            if "patience" in r and waited >= r["patience"]:
                 break
-    net.load_state_dict(best_state)
-    test_loss, test_acc = evaluate(net, x_test, y_test)
+    if "patience" in r:
+        # Early stopping restores the best epoch's weights, as nnc's restore_best.
+        net.load_state_dict(best_state)
+    test_loss, test_acc = evaluate(net, x_test, y_test, size)
     print(json.dumps({"recipe": a.recipe, "seed": a.seed, "test_loss": test_loss,
                       "test_accuracy": test_acc, "best_val_accuracy": best,
                       "seconds": time.perf_counter() - start}), flush=True)
