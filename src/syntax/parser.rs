@@ -201,10 +201,34 @@ fn unclosed_bracket(text: &str) -> Option<usize> {
     stack.pop()
 }
 
+/// The grammar's `keyword` rule.
+const KEYWORDS: [&str; 17] = [
+    "network", "block", "input", "return", "import", "train", "repeat", "for", "in", "if", "else",
+    "as", "true", "false", "and", "or", "not",
+];
+
 /// A hint for the mistakes people coming from Python make most.
 fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
     let before = text[..pos].trim_end();
+    // The word just before, when it is one: after a keyword, a chain of
+    // layers is not what was meant.
+    let word_before = before
+        .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    let line_rest = text[pos..].lines().next().unwrap_or("");
+    let line_rest = line_rest.split("//").next().unwrap_or("").trim_end();
     match found {
+        _ if word_before == "import" && line_rest.contains("::") => {
+            let path = line_rest
+                .split("::")
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("::");
+            Some(format!(
+                "a path is one word, without spaces around `::`: `import {path}`"
+            ))
+        }
         ":" if before.ends_with(|c: char| c.is_alphanumeric() || c == '_') => Some(
             "named arguments are written with `=`, as in Python: `conv2d(64, 3, stride=2)`".into(),
         ),
@@ -218,6 +242,7 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
         }
         _ if found.starts_with('\'') => Some("strings use double quotes: \"...\"".into()),
         _ if found.starts_with(|c: char| c.is_alphabetic())
+            && !KEYWORDS.contains(&word_before)
             && before.ends_with(|c: char| c == ')' || c.is_alphanumeric() || c == '_')
             && !text[before.len()..pos].contains('\n') =>
         {
