@@ -119,6 +119,9 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--limit", type=int, help="train on the first N training images only (a smoke run)")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="save the run after every epoch, and continue from FILE when it exists "
+                        "(for recipes longer than one sitting; seconds add up across sittings)")
     a = p.parse_args()
     r = dict(RECIPES[a.recipe])
     if a.epochs:
@@ -144,8 +147,22 @@ def main():
     else:
         sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)
     loss_fn = nn.CrossEntropyLoss()
-    best, best_state, waited = None, None, 0
-    for epoch in range(1, r["epochs"] + 1):
+    best, best_state, waited, stopped, first, spent = None, None, 0, False, 1, 0.0
+    identity = dict(recipe=a.recipe, seed=a.seed, limit=a.limit, epochs=r["epochs"])
+    if a.checkpoint and os.path.exists(a.checkpoint):
+        c = torch.load(a.checkpoint, weights_only=False)
+        if c["identity"] != identity:
+            raise SystemExit(f"{a.checkpoint} is of another run: {c['identity']}, not {identity}")
+        net.load_state_dict(c["net"])
+        opt.load_state_dict(c["opt"])
+        sched.load_state_dict(c["sched"])
+        torch.set_rng_state(c["rng"])
+        best, best_state, waited, stopped = c["best"], c["best_state"], c["waited"], c["stopped"]
+        first, spent = c["epoch"] + 1, c["seconds"]
+        print(json.dumps({"resumed_after_epoch": c["epoch"], "seconds_so_far": spent}), flush=True)
+    for epoch in range(first, r["epochs"] + 1):
+        if stopped:
+            break
         net.train()
         perm = torch.randperm(len(x_train))
         total, correct = 0.0, 0
@@ -164,20 +181,27 @@ def main():
         val_loss, val_acc = evaluate(net, x_val, y_val, size)
         print(json.dumps({"epoch": epoch, "lr": lr, "loss": total / len(x_train),
                           "accuracy": correct / len(x_train), "val_loss": val_loss,
-                          "val_accuracy": val_acc}), flush=True)
+                          "val_accuracy": val_acc, "seconds": spent + time.perf_counter() - start}),
+              flush=True)
         if best is None or val_acc > best:
             best, best_state, waited = val_acc, copy.deepcopy(net.state_dict()), 0
         else:
             waited += 1
-            if "patience" in r and waited >= r["patience"]:
-                break
+            stopped = "patience" in r and waited >= r["patience"]
+        if a.checkpoint:
+            tmp = a.checkpoint + ".tmp"
+            torch.save(dict(identity=identity, net=net.state_dict(), opt=opt.state_dict(),
+                            sched=sched.state_dict(), rng=torch.get_rng_state(), best=best,
+                            best_state=best_state, waited=waited, stopped=stopped, epoch=epoch,
+                            seconds=spent + time.perf_counter() - start), tmp)
+            os.replace(tmp, a.checkpoint)
     if "patience" in r:
         # Early stopping restores the best epoch's weights, as nnc's restore_best.
         net.load_state_dict(best_state)
     test_loss, test_acc = evaluate(net, x_test, y_test, size)
     print(json.dumps({"recipe": a.recipe, "seed": a.seed, "test_loss": test_loss,
                       "test_accuracy": test_acc, "best_val_accuracy": best,
-                      "seconds": time.perf_counter() - start}), flush=True)
+                      "seconds": spent + time.perf_counter() - start}), flush=True)
 
 
 if __name__ == "__main__":
