@@ -10,13 +10,17 @@ Recipes (each mirrors its file in examples/):
          cross-entropy, SGD at lr 1.0 annealed by a per-epoch cosine to 0,
          early stopping on validation accuracy (patience 4) restoring the
          best epoch's weights; the test accuracy is that of those weights.
-  densenet, googlenet
-         examples/densenet.nn, examples/googlenet.nn: D2L's networks as the
-         book writes them (scripts/make_fixtures.py), its recipe: images
-         resized to 96x96 (bilinear), Xavier-uniform convolution and linear
-         weights (the book's init_cnn), batch 128, 10 epochs, plain SGD at a
-         constant lr 0.01; the test accuracy is that of the last epoch.
+  googlenet
+         examples/googlenet.nn: D2L's network as the book writes it
+         (scripts/make_fixtures.py), and its recipe: images resized to 96x96
+         (bilinear), Xavier-uniform convolution and linear weights (the
+         book's init_cnn), batch 128, 10 epochs, plain SGD at a constant lr
+         0.01; the test accuracy is that of the last epoch.
   nin    examples/nin.nn: the same at 224x224 and lr 0.05.
+  densenet
+         examples/densenet.nn: as googlenet, but with PyTorch's default
+         initialization: the book applies init_cnn to DenseNet while its
+         layers are still lazy, which changes nothing.
 
 Pixels are scaled to [0, 1] as nnc does; the last partial batch is kept
 (nnc's steps per epoch round up). Prints one JSON line per epoch, then one
@@ -79,7 +83,7 @@ def d2l_recipe(model, size, lr):
 RECIPES = {
     "lenet": dict(model=lenet_bn, validation=0.1, batch=256, epochs=10, lr=1.0, schedule="cosine",
                   monitor="val_accuracy", patience=4),
-    "densenet": d2l_recipe(d2l_densenet, 96, 0.01),
+    "densenet": dict(d2l_recipe(d2l_densenet, 96, 0.01), xavier=False),
     "googlenet": d2l_recipe(d2l_googlenet, 96, 0.01),
     "nin": d2l_recipe(d2l_nin, 224, 0.05),
 }
