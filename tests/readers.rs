@@ -204,6 +204,7 @@ fn safetensors_and_checkpoints() {
         epoch: 2,
         batches_done: 3,
         partial: Tally::from_parts(1.5, 10, 12, 48, true),
+        partial_seconds: 12.25,
         step: 30,
         best: Some((0.5, 1)),
         bad_epochs: 1,

@@ -534,6 +534,14 @@ fn ctrl_c_checkpoints_and_resumes_bit_identically() {
         "{err}"
     );
     assert!(dir.join("last.safetensors").exists(), "{err}");
+    // The time spent on a partial epoch is kept, and counted in its record.
+    let (_, meta) =
+        nnc::weights::safetensors::read_with_metadata(&dir.join("last.safetensors")).unwrap();
+    let partial: Option<(u64, f64)> = (meta["batches_done"] != "0").then(|| {
+        let spent: f64 = meta["partial_seconds"].parse().unwrap();
+        assert!(spent > 0.0, "{meta:?}");
+        (meta["epoch"].parse::<u64>().unwrap() + 1, spent)
+    });
     let o = nnc(&run_args(d, &ds, &["--epochs", "2", "--resume"]));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let got = nnc::weights::safetensors::read_with_metadata(&dir.join("last.safetensors")).unwrap();
@@ -561,6 +569,19 @@ fn ctrl_c_checkpoints_and_resumes_bit_identically() {
             .collect()
     };
     assert_eq!(rows(&dir), rows(&full));
+    if let Some((epoch, spent)) = partial {
+        let seconds = std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["epoch"] == epoch && v["split"] == "train")
+            .map(|v| v["seconds"].as_f64().unwrap())
+            .unwrap();
+        assert!(
+            seconds >= spent,
+            "epoch {epoch}: {seconds} s, {spent} before the interrupt"
+        );
+    }
 }
 
 #[test]

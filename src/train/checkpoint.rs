@@ -32,6 +32,9 @@ pub struct Meta {
     pub batches_done: u64,
     /// The training tally of those batches.
     pub partial: Tally,
+    /// Wall-clock seconds spent on those batches, so that a resumed epoch
+    /// reports its whole time.
+    pub partial_seconds: f64,
     /// Optimizer steps taken.
     pub step: u64,
     pub best: Option<(f64, u64)>,
@@ -81,6 +84,7 @@ impl Meta {
             "partial",
             format!("{} {correct} {top5} {count}", float(loss)),
         );
+        put("partial_seconds", float(self.partial_seconds));
         put("step", self.step.to_string());
         if let Some((b, e)) = self.best {
             put("best", float(b));
@@ -149,6 +153,11 @@ impl Meta {
             epoch: num("epoch")?,
             batches_done: num("batches_done")?,
             partial,
+            // Absent from checkpoints written before it was recorded.
+            partial_seconds: match m.get("partial_seconds") {
+                Some(v) => parse("partial_seconds", v)?,
+                None => 0.0,
+            },
             step: num("step")?,
             best,
             bad_epochs: num("bad_epochs")?,

@@ -383,6 +383,7 @@ fn start(
                 epoch: 0,
                 batches_done: 0,
                 partial: Tally::new(want_top5(cfg)),
+                partial_seconds: 0.0,
                 step: 0,
                 best: None,
                 bad_epochs: 0,
@@ -491,6 +492,8 @@ impl Trainer<'_> {
     /// stopped it (after a checkpoint of the partial epoch).
     fn train_epoch(&mut self, epoch: u64) -> Result<Option<EpochRecord>, RunError> {
         let t0 = Instant::now();
+        // Seconds an interrupted run already spent on this epoch.
+        let earlier = std::mem::take(&mut self.meta.partial_seconds);
         let (train, batch_size) = (self.splits.train.clone(), self.batch_size);
         // An interrupted epoch continues where it stopped, with its tally.
         let skip = std::mem::take(&mut self.meta.batches_done);
@@ -549,6 +552,7 @@ impl Trainer<'_> {
                 self.meta.epoch = epoch;
                 self.meta.batches_done = done;
                 self.meta.partial = sums;
+                self.meta.partial_seconds = earlier + t0.elapsed().as_secs_f64();
                 self.save()?;
                 return Ok(None);
             }
@@ -570,7 +574,7 @@ impl Trainer<'_> {
             train: train_stats,
             val: val_stats,
             lr,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: earlier + t0.elapsed().as_secs_f64(),
             data_wait: wait,
         }))
     }
