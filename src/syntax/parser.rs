@@ -1044,3 +1044,19 @@ fn doc_comment(text: &str, start: usize) -> Option<String> {
     lines.reverse();
     Some(lines.join("\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    /// `KEYWORDS` is a copy of the grammar's `keyword` rule: they agree.
+    #[test]
+    fn keywords_are_the_grammars() {
+        let grammar = include_str!("../../grammar/nn.pest");
+        let rule = grammar
+            .split("keyword    = @{")
+            .nth(1)
+            .and_then(|r| r.split("~ !ident_char").next())
+            .expect("the grammar has a keyword rule");
+        let words: Vec<&str> = rule.split('"').skip(1).step_by(2).collect();
+        assert_eq!(words, super::KEYWORDS);
+    }
+}
