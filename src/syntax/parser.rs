@@ -190,15 +190,7 @@ fn closing(open: &str) -> &'static str {
 
 /// The position of the innermost bracket still open at the end of the text.
 fn unclosed_bracket(text: &str) -> Option<usize> {
-    let mut stack = Vec::new();
-    for (i, b) in brackets(text) {
-        if matches!(b, b'(' | b'[' | b'{') {
-            stack.push(i);
-        } else {
-            stack.pop();
-        }
-    }
-    stack.pop()
+    innermost_open(text, text.len()).map(|(i, _)| i)
 }
 
 /// The grammar's `keyword` rule.
@@ -234,6 +226,7 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
         ),
         "=" if before.ends_with("=") => None,
         ";" => Some("statements end at the end of the line; remove the `;`".into()),
+        "," if inside_tuple(text, pos) => Some(tuple_help(text, pos)),
         "return" | "input" if inside_for_loop(text, pos) => Some(format!(
             "`{found}` cannot be inside a `for` loop; put it before or after the loop"
         )),
@@ -252,9 +245,8 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
     }
 }
 
-/// Whether the innermost bracket open at `pos` is the `{` of a `for` loop
-/// (a line that begins with `for`).
-fn inside_for_loop(text: &str, pos: usize) -> bool {
+/// The innermost bracket still open at `pos`: its position and character.
+fn innermost_open(text: &str, pos: usize) -> Option<(usize, u8)> {
     let mut stack = Vec::new();
     for (i, b) in brackets(&text[..pos]) {
         if matches!(b, b'(' | b'[' | b'{') {
@@ -263,7 +255,39 @@ fn inside_for_loop(text: &str, pos: usize) -> bool {
             stack.pop();
         }
     }
-    match stack.pop() {
+    stack.pop()
+}
+
+/// Whether a `,` at `pos` is inside a parenthesis that is not a call's, as
+/// Python's tuple `(0.9, 0.999)`: the `(` follows `=`, `,`, `(` or `[`.
+fn inside_tuple(text: &str, pos: usize) -> bool {
+    match innermost_open(text, pos) {
+        Some((i, b'(')) => text[..i].trim_end().ends_with(['=', ',', '(', '[']),
+        _ => false,
+    }
+}
+
+/// The fix for a Python tuple: the same items in brackets, when the tuple
+/// closes on its line.
+fn tuple_help(text: &str, pos: usize) -> String {
+    let generic = "there are no tuples: write a list in brackets, as `[0.9, 0.999]`".to_string();
+    let Some((open, _)) = innermost_open(text, pos) else {
+        return generic;
+    };
+    let line = text[open..].lines().next().unwrap_or("");
+    match line.find(')') {
+        Some(close) if !line[1..close].contains(['(', '[']) => format!(
+            "there are no tuples: write a list in brackets, `[{}]`",
+            line[1..close].trim()
+        ),
+        _ => generic,
+    }
+}
+
+/// Whether the innermost bracket open at `pos` is the `{` of a `for` loop
+/// (a line that begins with `for`).
+fn inside_for_loop(text: &str, pos: usize) -> bool {
+    match innermost_open(text, pos) {
         Some((i, b'{')) => {
             let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
             text[line_start..i].trim_start().starts_with("for ")

@@ -242,11 +242,28 @@ impl<'p> Checker<'p> {
                 "layers take their input from `->`: write `{input} -> {call}`"
             ));
         } else {
+            let operands: Vec<&str> = args
+                .iter()
+                .map(|a| self.prog.sources.text(a.span))
+                .collect();
+            let help = match (name.as_str(), operands.as_slice()) {
+                ("add" | "sum" | "plus", [_, _, ..]) => {
+                    format!("tensors are added with `+`: `{}`", operands.join(" + "))
+                }
+                ("mul" | "multiply", [_, _, ..]) => format!(
+                    "tensors are multiplied elementwise with `*`: `{}`",
+                    operands.join(" * ")
+                ),
+                ("cat" | "concatenate", [_, ..]) => format!(
+                    "tensors are concatenated along the channels with `concat`: `concat({})`",
+                    operands.join(", ")
+                ),
+                _ => "the functions are `concat`, `min`, `max` and `len`; layers follow `->`"
+                    .to_string(),
+            };
             d = Diagnostic::error(codes::UNKNOWN_NAME, format!("unknown function `{name}`"))
                 .at(callee.span, "not defined")
-                .with_help(
-                    "the functions are `concat`, `min`, `max` and `len`; layers follow `->`",
-                );
+                .with_help(help);
         }
         self.emit(d);
         Value::Poison
