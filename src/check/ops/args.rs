@@ -197,9 +197,25 @@ pub fn match_args<T>(
             }
             Some((name, name_span)) => {
                 seen_named = true;
-                match names.iter().position(|p| p == name) {
-                    Some(i) => i,
-                    None => {
+                let ours = foreign_name(name).and_then(|(ours, whose)| {
+                    Some((ours, whose, names.iter().position(|p| *p == ours)?))
+                });
+                match (names.iter().position(|p| p == name), ours) {
+                    (Some(i), _) => i,
+                    // Bound under our name after the error, so that the rest
+                    // of the network is still checked.
+                    (None, Some((ours, whose, i))) => {
+                        diags.push(
+                            Diagnostic::error(
+                                codes::UNKNOWN_ARGUMENT,
+                                format!("`{what}` has no parameter `{name}`"),
+                            )
+                            .at(*name_span, format!("{whose} name for `{ours}`"))
+                            .with_help(format!("write `{ours}=` instead of `{name}=`")),
+                        );
+                        i
+                    }
+                    (None, None) => {
                         let mut d = Diagnostic::error(
                             codes::UNKNOWN_ARGUMENT,
                             format!("`{what}` has no parameter `{name}`"),
@@ -236,6 +252,22 @@ pub fn match_args<T>(
         slots[index] = Some((value, span));
     }
     (slots, ok)
+}
+
+/// nnc's name for a parameter that PyTorch or Keras names otherwise, and
+/// whose name it is.
+fn foreign_name(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "out_channels" | "out_features" => ("out", "PyTorch's"),
+        "kernel_size" => ("kernel", "PyTorch's"),
+        "negative_slope" => ("slope", "PyTorch's"),
+        "dim" => ("axis", "PyTorch's"),
+        "output_size" => ("size", "PyTorch's"),
+        "filters" | "units" => ("out", "Keras'"),
+        "strides" => ("stride", "Keras'"),
+        "rate" => ("p", "Keras'"),
+        _ => return None,
+    })
 }
 
 pub fn bind_generic<P: Slot>(
