@@ -581,7 +581,11 @@ fn run_training(args: &RunArgs) -> ExitCode {
     };
     let Some(cfg) = probe.train.clone() else {
         return fail(&format!(
-            "`{}` has no training section for `{}`",
+            "`{}` has no training section for `{}`\n\
+             help: add one after the network; every setting but `data` has a default \
+             (docs/language.md lists them):\n\n    \
+             train {{\n        data = fashion_mnist()\n        optimizer = sgd(lr=0.1, momentum=0.9)\n        \
+             epochs = 10\n    }}",
             args.file, probe.model.name
         ));
     };

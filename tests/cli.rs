@@ -65,6 +65,24 @@ fn missing_file_is_a_user_error() {
 }
 
 #[test]
+fn run_without_a_training_section_shows_one() {
+    let o = nnc(&["run", "stdlib/lenet.nn", "--network", "lenet"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("has no training section for `lenet`"), "{err}");
+    // The example it shows must itself check.
+    let example = &err[err.find("train {").expect(&err)..];
+    let path = temp("shown_train_section.nn");
+    std::fs::write(
+        &path,
+        format!("network n {{\n    input x: [N, 1, 28, 28]\n    return x -> flatten -> linear(10)\n}}\n{example}"),
+    )
+    .unwrap();
+    let o = nnc(&["check", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
 fn bad_flags_are_user_errors() {
     let o = nnc(&["summary"]);
     assert_eq!(o.status.code(), Some(1));
