@@ -100,7 +100,7 @@ fn image_folders() {
             img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
         }
     }
-    let splits = data::read_image_folder(&dir).unwrap();
+    let splits = data::read_image_folder(&dir, None).unwrap();
     let t = &splits.train;
     assert_eq!((t.len(), t.classes, t.shape), (6, 2, [3, 4, 5]));
     assert_eq!(t.labels, vec![0, 0, 0, 1, 1, 1]);
@@ -112,8 +112,62 @@ fn image_folders() {
     image::RgbImage::new(3, 3)
         .save(dir.join("dog").join("odd.png"))
         .unwrap();
-    let e = data::read_image_folder(&dir).err().unwrap().0;
+    let e = data::read_image_folder(&dir, None).err().unwrap().0;
     assert!(e.contains("odd.png") && e.contains("3x3"), "{e}");
+    assert!(e.contains("size=[4, 5]"), "{e}");
+    // With `size`, every image is resized as it is read: a uniform image
+    // stays uniform, and the odd one is read too.
+    let splits = data::read_image_folder(&dir, Some([2, 3])).unwrap();
+    let t = &splits.train;
+    assert_eq!((t.len(), t.shape), (7, [3, 2, 3]));
+    let mut dog = vec![0f32; t.image_size()];
+    t.image(4, &mut dog);
+    assert!(
+        dog[..6].iter().all(|&v| (v - 200.0 / 255.0).abs() < 1e-6),
+        "{dog:?}"
+    );
+}
+
+/// `size` resizes as PIL's bilinear `resize` does (torchvision's `Resize`
+/// on images), to within one grey level: down (where PIL widens the filter
+/// to antialias), across and up.
+#[test]
+fn image_folder_resize_is_pils_bilinear() {
+    #[rustfmt::skip]
+    let source: [u8; 32] = [
+        0, 255, 0, 255, 10, 20, 30, 40,
+        5, 5, 5, 5, 200, 100, 0, 50,
+        9, 80, 7, 6, 5, 4, 3, 2,
+        1, 2, 3, 4, 5, 6, 7, 8,
+    ];
+    // `Image.fromarray(source).resize((w, h), Image.BILINEAR)`, Pillow 11.
+    #[rustfmt::skip]
+    let cases: [([u32; 2], &[u8]); 2] = [
+        ([3, 3], &[86, 89, 36, 21, 44, 29, 12, 6, 6]),
+        ([6, 11], &[
+            0, 151, 174, 12, 197, 133, 12, 20, 27, 34, 40,
+            3, 78, 90, 9, 101, 118, 95, 63, 30, 27, 45,
+            6, 13, 14, 5, 5, 87, 148, 88, 27, 17, 42,
+            8, 43, 48, 7, 6, 22, 34, 21, 8, 6, 10,
+            5, 27, 30, 5, 5, 6, 5, 5, 5, 5, 5,
+            1, 2, 2, 3, 4, 5, 5, 6, 7, 7, 8,
+        ]),
+    ];
+    let dir = temp("images-resize");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    image::GrayImage::from_raw(8, 4, source.to_vec())
+        .unwrap()
+        .save(dir.join("a").join("x.png"))
+        .unwrap();
+    for (size, pil) in cases {
+        let t = data::read_image_folder(&dir, Some(size)).unwrap().train;
+        assert_eq!(t.shape, [1, size[0] as usize, size[1] as usize]);
+        let mut x = vec![0f32; t.image_size()];
+        t.image(0, &mut x);
+        let ours: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
+        let off = ours.iter().zip(pil).map(|(a, b)| a.abs_diff(*b)).max();
+        assert!(off <= Some(1), "{size:?}: ours {ours:?}, PIL {pil:?}");
+    }
 }
 
 /// A header that claims more elements than fit in memory is an error before

@@ -344,7 +344,7 @@ fn image_folders() {
     let ok = hammer("image folder", &[grey, colour], 150, 256, &|b| {
         std::fs::write(dir.join("a/1.png"), b).unwrap();
         std::fs::write(dir.join("b/1.png"), b).unwrap();
-        nnc::train::data::read_image_folder(&dir).is_ok()
+        nnc::train::data::read_image_folder(&dir, None).is_ok()
     });
     println!("image folder: {ok} of 300 mutations read");
 }

@@ -663,3 +663,43 @@ fn an_unwritable_checkpoint_directory_is_an_io_error() {
         &["[E0606]", "cannot create", "not-a-dir"],
     );
 }
+
+/// Photos of mixed sizes train with `image_folder(..., size=...)`, which
+/// resizes each as it is read; without `size`, the run names the odd image
+/// and the fix.
+#[test]
+fn an_image_folder_of_mixed_sizes_trains_with_size() {
+    let data = temp("mixed-sizes");
+    for (class, shade) in [("dark", 30u8), ("light", 220u8)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..32u32 {
+            let (w, h) = (20 + i % 5, 24 + i % 7);
+            image::GrayImage::from_fn(w, h, |x, y| image::Luma([shade ^ ((x + y + i) % 8) as u8]))
+                .save(data.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let recipe = |data: &str| {
+        format!(
+            "network two {{\n    input x: [N, 1, 28, 28]\n    \
+             return x -> conv2d(4, 3, stride=2) -> relu -> flatten -> linear(2)\n}}\n\
+             train {{\n    data = {data}\n    batch_size = 8\n    epochs = 2\n    \
+             optimizer = sgd(lr=0.05, momentum=0.9)\n}}\n"
+        )
+    };
+    let dir = temp("mixed-sizes-run");
+    let (ds, dirs) = (data.to_str().unwrap(), dir.to_str().unwrap());
+    let without = dir.join("without.nn");
+    std::fs::write(&without, recipe("image_folder()")).unwrap();
+    let o = nnc(&run_file(without.to_str().unwrap(), ds, dirs, &[]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("size=[24, 20]"), "{}", stderr(&o));
+    let with = dir.join("with.nn");
+    std::fs::write(&with, recipe("image_folder(size=28, validation=0.25)")).unwrap();
+    let o = nnc(&run_file(with.to_str().unwrap(), ds, dirs, &[]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let last_val = metrics.lines().rfind(|l| l.contains("\"val\"")).unwrap();
+    // Dark against light is learnt.
+    assert!(last_val.contains("\"accuracy\":1"), "{metrics}");
+}

@@ -389,7 +389,7 @@ pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Loads the data set of a training section from `path` (the `--data`
 /// flag, else the file's `path`, else the default location).
-pub fn load(kind: &Kind, path: Option<&Path>) -> Result<Splits, DataError> {
+pub fn load(kind: &Kind, path: Option<&Path>, size: Option<[u32; 2]>) -> Result<Splits, DataError> {
     let default = match kind {
         Kind::FashionMnist => Some(PathBuf::from(DEBIAN_FASHION_MNIST)),
         _ => None,
@@ -407,7 +407,7 @@ pub fn load(kind: &Kind, path: Option<&Path>) -> Result<Splits, DataError> {
         Kind::FashionMnist | Kind::Mnist => read_mnist_folder(&dir),
         Kind::Cifar10 => read_cifar(&dir),
         Kind::Npy => read_npy_folder(&dir),
-        Kind::ImageFolder => read_image_folder(&dir),
+        Kind::ImageFolder => read_image_folder(&dir, size),
     }
 }
 
@@ -440,23 +440,25 @@ fn how_to_get(kind: &Kind, dir: &Path) -> String {
 
 /// A folder of images per class (`root/cat/*.png`, `root/dog/*.jpg`), or
 /// `root/train/...` and `root/test/...`. Classes are the sorted folder
-/// names; every image must have the size of the first (resize them in
-/// `augment` after loading is not possible for mixed sizes).
-pub fn read_image_folder(root: &Path) -> Result<Splits, DataError> {
+/// names. With `size` (`[height, width]`) every image is resized to it as it
+/// is read, bilinearly with antialiasing as PIL's `resize` (torchvision's
+/// `Resize` on images); without, every image must have the first's size,
+/// since the data set is one array of bytes.
+pub fn read_image_folder(root: &Path, size: Option<[u32; 2]>) -> Result<Splits, DataError> {
     let train_dir = root.join("train");
     if train_dir.is_dir() {
-        let train = read_class_folders(&train_dir, None)?;
+        let train = read_class_folders(&train_dir, None, size)?;
         let test_dir = root.join("test");
         let test = if test_dir.is_dir() {
             let names = class_names(&train_dir)?;
-            Some(read_class_folders(&test_dir, Some(&names))?)
+            Some(read_class_folders(&test_dir, Some(&names), size)?)
         } else {
             None
         };
         return Ok(Splits { train, test });
     }
     Ok(Splits {
-        train: read_class_folders(root, None)?,
+        train: read_class_folders(root, None, size)?,
         test: None,
     })
 }
@@ -478,7 +480,11 @@ fn class_names(dir: &Path) -> Result<Vec<String>, DataError> {
     Ok(names)
 }
 
-fn read_class_folders(dir: &Path, classes: Option<&[String]>) -> Result<Dataset, DataError> {
+fn read_class_folders(
+    dir: &Path,
+    classes: Option<&[String]>,
+    size: Option<[u32; 2]>,
+) -> Result<Dataset, DataError> {
     let names = match classes {
         Some(c) => c.to_vec(),
         None => class_names(dir)?,
@@ -503,7 +509,15 @@ fn read_class_folders(dir: &Path, classes: Option<&[String]>) -> Result<Dataset,
     if files.is_empty() {
         return Err(err(dir, "no PNG or JPEG images in its class folders"));
     }
-    let decode = |p: &Path| image::open(p).map_err(|e| err(p, format!("cannot decode it ({e})")));
+    let decode = |p: &Path| {
+        let img = image::open(p).map_err(|e| err(p, format!("cannot decode it ({e})")))?;
+        Ok(match size {
+            Some([h, w]) if (img.width(), img.height()) != (w, h) => {
+                img.resize_exact(w, h, image::imageops::FilterType::Triangle)
+            }
+            _ => img,
+        })
+    };
     let first = decode(&files[0].0)?;
     let gray = !first.color().has_color();
     let (w, h) = (first.width(), first.height());
@@ -516,7 +530,8 @@ fn read_class_folders(dir: &Path, classes: Option<&[String]>) -> Result<Dataset,
             return Err(err(
                 p,
                 format!(
-                    "is {}x{}, but `{}` is {w}x{h}; give every image one size",
+                    "is {}x{}, but `{}` is {w}x{h}; resize them as they are read with \
+                     `image_folder(..., size=[{h}, {w}])`, or give every image one size",
                     img.width(),
                     img.height(),
                     files[0].0.display()

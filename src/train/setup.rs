@@ -38,7 +38,7 @@ pub fn prepare(
         .clone()
         .or_else(|| cfg.data.path.as_ref().map(PathBuf::from));
     let from_file = opts.data.is_none().then_some("data");
-    let splits = data::load(&cfg.data.dataset, path.as_deref())
+    let splits = data::load(&cfg.data.dataset, path.as_deref(), cfg.data.size)
         .map_err(|e| err(codes::DATA, e.0, from_file, None))?;
     let mut full = splits.train;
     if let Some(n) = opts.limit {

@@ -5,7 +5,10 @@
 use super::*;
 
 /// A call as written: its name, the span of the name, and its arguments.
-pub(super) type Call = (String, Span, Vec<(Option<String>, V, Span)>);
+/// One argument of a call in a training setting: its name and the name's
+/// span when it has one, the value, and the value's span.
+pub(super) type CallArg = (Option<(String, Span)>, V, Span);
+pub(super) type Call = (String, Span, Vec<CallArg>);
 
 /// A setting's value as written: the training section has no variables, so
 /// this is a small literal language.
@@ -18,7 +21,7 @@ pub(super) enum V {
     Bool(bool),
     Word(String),
     List(Vec<(V, Span)>),
-    Call(String, Span, Vec<(Option<String>, V, Span)>),
+    Call(String, Span, Vec<CallArg>),
 }
 
 impl V {
@@ -109,7 +112,7 @@ impl Ctx<'_> {
                 let mut out = Vec::new();
                 for a in args {
                     out.push((
-                        a.name.as_ref().map(|n| n.name.clone()),
+                        a.name.as_ref().map(|n| (n.name.clone(), n.span)),
                         self.lower(&a.value)?,
                         a.value.span,
                     ));
@@ -142,17 +145,13 @@ impl Args {
         ctx: &mut Ctx<'_>,
         what: &str,
         span: Span,
-        given: Vec<(Option<String>, V, Span)>,
+        given: Vec<CallArg>,
         params: &[&str],
     ) -> Option<Args> {
         // The binder of layer and block calls; the values stay literals,
         // typed later by the getters below.
-        let written = given
-            .into_iter()
-            .map(|(name, v, s)| (name.map(|n| (n, s)), v, s))
-            .collect();
         let (matched, ok) =
-            crate::check::ops::args::match_args(what, params, written, &mut ctx.diags);
+            crate::check::ops::args::match_args(what, params, given, &mut ctx.diags);
         let items: Vec<(String, V, Span)> = matched
             .into_iter()
             .zip(params)

@@ -32,6 +32,9 @@ pub struct Data {
     pub path: Option<String>,
     /// Fraction of the training set held out for validation.
     pub validation: f64,
+    /// `image_folder`'s `size`: every image is resized to `[height, width]`
+    /// as it is read.
+    pub size: Option<[u32; 2]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -272,7 +275,7 @@ impl TrainConfig {
 /// The settings of a training section, each with what it means and its
 /// default (docs/language.md has the full table; editors show these).
 pub const SETTINGS_DOC: &[(&str, &str)] = &[
-    ("data", "The data set: `fashion_mnist(path, validation=0)`, `mnist(...)`, `cifar10(...)`, `image_folder(path, ...)`, `npy(path, ...)`; `validation` is the held-out fraction of the training set. Required."),
+    ("data", "The data set: `fashion_mnist(path, validation=0)`, `mnist(...)`, `cifar10(...)`, `image_folder(path, size=[H, W], ...)`, `npy(path, ...)`; `validation` is the held-out fraction of the training set; `size` resizes each image of a folder as it is read. Required."),
     ("batch_size", "Images per step, an int ≥ 1. Default 64."),
     ("epochs", "Passes over the training set, an int ≥ 1. Default 10."),
     ("seed", "The seed of initialization, shuffling, augmentation and dropout, an int ≥ 0. Default 0."),

@@ -63,7 +63,35 @@ pub(super) fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
         "data set",
         &["fashion_mnist", "mnist", "cifar10", "image_folder", "npy"],
     )?;
-    let a = Args::new(ctx, &name, ns, given, &["path", "validation"])?;
+    let names: &[&str] = if name == "image_folder" {
+        &["path", "validation", "size"]
+    } else {
+        // The other sets' images have one size already: a `size` here means
+        // resizing, which `augment` does.
+        let size = given.iter().find_map(|(n, v, _)| match n {
+            Some((n, s)) if n == "size" => Some((v, *s)),
+            _ => None,
+        });
+        if let Some((v, s)) = size {
+            let to = match v {
+                V::Int(n) => n.to_string(),
+                _ => "SIZE".to_string(),
+            };
+            ctx.diags.push(
+                Diagnostic::error(
+                    codes::UNKNOWN_ARGUMENT,
+                    format!("`{name}` has no parameter `size`"),
+                )
+                .at(s, "only `image_folder` takes a size")
+                .with_help(format!(
+                    "resize the images in the training section: `augment = [resize({to})]`"
+                )),
+            );
+            return None;
+        }
+        &["path", "validation"]
+    };
+    let a = Args::new(ctx, &name, ns, given, names)?;
     let dataset = match name.as_str() {
         "fashion_mnist" => Dataset::FashionMnist,
         "mnist" => Dataset::Mnist,
@@ -87,10 +115,18 @@ pub(super) fn read_data(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Data> {
     // A missing path is not an error here: `nnc run --data PATH` gives it,
     // and the run says so when neither does.
     let validation = a.float(ctx, "validation", 0.0, 0.0, 0.9)?;
+    let size = match a.get("size") {
+        None => None,
+        Some(_) => {
+            let [h, w] = a.pair(ctx, "size")?;
+            Some([h.min(u32::MAX as i64) as u32, w.min(u32::MAX as i64) as u32])
+        }
+    };
     Some(Data {
         dataset,
         path,
         validation,
+        size,
     })
 }
 
