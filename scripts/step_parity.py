@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""One training step of a D2L recipe in PyTorch and in nnc, from the same
+weights and on the same batch: are nnc's loss and update PyTorch's?
+
+For when a recipe trains differently on the two sides (a long plateau, a
+gap in accuracy): any weights will do, a checkpoint of the run in question
+best. The batch is the first BATCH training images, which `nnc run --limit`
+takes too; with no validation split they form one step whatever the
+shuffle. Plain SGD recipes only (densenet, googlenet, nin).
+
+    # nnc's side: the example with `init` set to the weights and no
+    # validation split, one step
+    sed -e 's#^\\(\\s*\\)initializer = .*#\\1init = "W.safetensors"#' \\
+        -e 's#fashion_mnist(validation=0.1)#fashion_mnist()#' \\
+        examples/googlenet.nn > /tmp/step.nn   # densenet.nn: add the init line
+    nnc run /tmp/step.nn --data DATA --limit 128 --epochs 1 --checkpoint-dir /tmp/step
+    # PyTorch's side, and the comparison
+    python3 scripts/step_parity.py googlenet --weights W.safetensors \\
+        --nnc /tmp/step/last.safetensors --data DATA
+
+Prints PyTorch's loss (compare it with the train loss `nnc run` printed),
+then how far nnc's update (after minus before) is from PyTorch's in
+float64, relative to the tensor's largest update, beside the same for
+PyTorch's own float32 step: float32 cannot do better than about PyTorch's
+figure (where updates are tiny beside the weights, rounding `w - lr * g`
+alone is a large part of an update), so nnc's is compared with it.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fidelity_torch import RECIPES, fashion_mnist, resized  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", choices=["densenet", "googlenet", "nin"])
+    p.add_argument("--weights", required=True, help="safetensors both sides start from")
+    p.add_argument("--nnc", required=True, help="nnc's checkpoint after its one step")
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--show", type=float, default=1e-2,
+                   help="list tensors whose nnc update is further than this from float64's")
+    a = p.parse_args()
+    r = RECIPES[a.recipe]
+    torch.set_num_threads(2)
+    before = load_file(a.weights)
+    x, y, _, _ = fashion_mnist(a.data)
+    xb, yb = resized(x[:r["batch"]], r["resize"]), y[:r["batch"]]
+    after = {}
+    for dtype in (torch.float32, torch.float64):
+        net = r["model"]()
+        net(torch.zeros(1, 1, r["resize"], r["resize"]))  # the book's lazy layers
+        net.load_state_dict(before)
+        net = net.to(dtype)
+        net.train()
+        loss = nn.functional.cross_entropy(net(xb.to(dtype)), yb)
+        loss.backward()
+        with torch.no_grad():
+            for q in net.parameters():
+                q -= r["lr"] * q.grad
+        print(f"PyTorch's loss on the batch in {dtype}: {loss.item():.6f}")
+        after[dtype] = {k: v.double().numpy() for k, v in net.state_dict().items()}
+    ours = {k: v.double().numpy() for k, v in load_file(a.nnc).items()}
+    exact, theirs = after[torch.float64], after[torch.float32]
+    # Each side's update against float64's, relative to the tensor's largest
+    # update: PyTorch's own float32 error is the yardstick for nnc's.
+    worst = {"nnc": (0.0, None), "PyTorch float32": (0.0, None)}
+    for k, w in before.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        if k not in ours:
+            raise SystemExit(f"`{k}` is not in {a.nnc}")
+        w = w.double().numpy()
+        scale = max(np.abs(exact[k] - w).max(), 1e-30)
+        errors = {}
+        for side, got in (("nnc", ours[k]), ("PyTorch float32", theirs[k])):
+            errors[side] = np.abs(got - exact[k]).max() / scale
+            worst[side] = max(worst[side], (errors[side], k))
+        if errors["nnc"] > a.show:
+            print(f"  {k}: nnc {errors['nnc']:.3g}, PyTorch float32 "
+                  f"{errors['PyTorch float32']:.3g} (largest update {scale:.3g})")
+    for side, (err, k) in worst.items():
+        print(f"{side}: largest error of an update against float64, relative to the "
+              f"tensor's largest update: {err:.3g} ({k})")
+
+
+if __name__ == "__main__":
+    main()
