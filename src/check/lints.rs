@@ -69,12 +69,19 @@ fn unknown_layers(prog: &Program, file: FileId, def: &Def, out: &mut Vec<Diagnos
             ));
         } else {
             let names = prog.visible_names(file);
-            match super::did_you_mean(last, names.iter().map(|s| s.as_str())) {
-                Some(s) => d = d.with_help(format!("did you mean `{s}`?")),
-                None if callee.segments.len() == 2 && callee.segments[0].name == "std" => {
+            let foreign = (callee.segments.len() == 1)
+                .then(|| super::suggest::foreign_layer(last))
+                .flatten();
+            match (
+                foreign,
+                super::did_you_mean(last, names.iter().map(|s| s.as_str())),
+            ) {
+                (Some(help), _) => d = d.with_help(help),
+                (None, Some(s)) => d = d.with_help(format!("did you mean `{s}`?")),
+                (None, None) if callee.segments.len() == 2 && callee.segments[0].name == "std" => {
                     d = d.with_help(format!("the standard library has: {}", prog.std_list()));
                 }
-                None => {}
+                (None, None) => {}
             }
         }
         out.push(d);

@@ -26,6 +26,28 @@ pub fn did_you_mean<'a>(
     best.map(|(_, c)| c)
 }
 
+/// The layer nnc has for a PyTorch or Keras name that is not a spelling of
+/// it (`Conv2d` and `BatchNorm2d` are: [`did_you_mean`] finds them), with
+/// how to write it.
+pub fn foreign_layer(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "view" | "View" | "Reshape" => {
+            "`view` is `reshape([N, ...])`, and `view(N, -1)` is `flatten`"
+        }
+        "Dense" => "Keras' `Dense(n)` is `linear(n)`",
+        "BatchNormalization" => "Keras' `BatchNormalization` is `batch_norm`",
+        "MaxPooling2D" | "MaxPool2D" => "Keras' `MaxPooling2D(k)` is `max_pool(k)`",
+        "AveragePooling2D" | "AvgPool2D" => "Keras' `AveragePooling2D(k)` is `avg_pool(k)`",
+        "GlobalAveragePooling2D" | "GlobalAvgPool2D" => {
+            "Keras' `GlobalAveragePooling2D` is `global_avg_pool -> flatten`"
+        }
+        "Activation" => "write the activation itself: `-> relu`",
+        "Sequential" => "a sequence is a chain: `x -> conv2d(16, 3) -> relu -> ...`",
+        "Identity" => "leave the step out: a chain may end at a value, as `return x`",
+        _ => return None,
+    })
+}
+
 /// Levenshtein distance with adjacent transpositions counted as one edit.
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
