@@ -39,7 +39,7 @@ pub fn foreign_layer(name: &str) -> Option<&'static str> {
         "MaxPooling2D" | "MaxPool2D" => "Keras' `MaxPooling2D(k)` is `max_pool(k)`",
         "AveragePooling2D" | "AvgPool2D" => "Keras' `AveragePooling2D(k)` is `avg_pool(k)`",
         "GlobalAveragePooling2D" | "GlobalAvgPool2D" => {
-            "Keras' `GlobalAveragePooling2D` is `global_avg_pool -> flatten`"
+            "Keras' `GlobalAveragePooling2D` is `global_avg_pool` ([N, C, H, W] to [N, C])"
         }
         "Activation" => "write the activation itself: `-> relu`",
         "Sequential" => "a sequence is a chain: `x -> conv2d(16, 3) -> relu -> ...`",
