@@ -113,7 +113,8 @@ fn si(v: f64) -> String {
     format!("{v}")
 }
 
-fn bytes(v: f64) -> String {
+/// `v` bytes in the largest binary unit that keeps it at least 1.
+pub(crate) fn bytes(v: f64) -> String {
     let units = [
         (1024.0 * 1024.0 * 1024.0, "GiB"),
         (1024.0 * 1024.0, "MiB"),

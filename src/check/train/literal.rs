@@ -396,8 +396,8 @@ impl Args {
                 .map(|(a, b)| [a, b]),
             other => as_int(other).map(|a| [a, a]),
         };
-        if r.is_none() {
-            ctx.err(
+        match r {
+            None => ctx.err(
                 codes::INVALID_SETTING,
                 format!(
                     "`{}` {name} must be a positive int or [height, width]",
@@ -405,8 +405,33 @@ impl Args {
                 ),
                 s,
                 "not a size",
-            );
+            ),
+            // Every image of the set is held at this size in f32, so an
+            // unbounded side would be an allocation failure at run time,
+            // after the data has been read; refuse it before anything runs.
+            Some([h, w]) if h.max(w) > MAX_IMAGE_SIDE => {
+                ctx.diags.push(
+                    Diagnostic::error(
+                        codes::INVALID_SETTING,
+                        format!(
+                            "`{}` {name} is {h}×{w}, larger than the {MAX_IMAGE_SIDE} pixels a side nnc allows",
+                            self.what
+                        ),
+                    )
+                    .at(s, format!("at most {MAX_IMAGE_SIDE} per side"))
+                    .with_help(format!(
+                        "one {h}×{w} RGB image alone would take {} of memory; torchvision's classifiers take 224×224",
+                        crate::summary::bytes(h as f64 * w as f64 * 3.0 * 4.0)
+                    )),
+                );
+                return None;
+            }
+            Some(_) => {}
         }
         r
     }
 }
+
+/// The largest side an image size may have (`image_folder`'s `size`,
+/// `resize`, `random_crop`): 4096² RGB pixels in f32 are 192 MiB per image.
+pub(super) const MAX_IMAGE_SIDE: i64 = 4096;

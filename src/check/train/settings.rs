@@ -667,58 +667,91 @@ pub(super) fn read_augment(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<Au
             return None;
         }
     };
+    // Every item is read, so that each bad one is reported in one check.
     let mut out = Vec::new();
+    let mut all_read = true;
     for (v, s) in items {
-        let (name, ns, given) = expect_call(
-            ctx,
-            v,
-            s,
-            "augmentation",
-            &["resize", "random_crop", "horizontal_flip", "normalize"],
-        )?;
-        out.push(match name.as_str() {
-            "resize" => {
-                let a = Args::new(ctx, &name, ns, given, &["size"])?;
-                let Some(size) = a.pair(ctx, "size") else {
-                    if a.get("size").is_none() {
-                        ctx.err(codes::MISSING_SETTING, "`resize` needs a size", ns, "no size");
-                    }
-                    return None;
-                };
-                Augment::Resize { size }
-            }
-            "random_crop" => {
-                let a = Args::new(ctx, &name, ns, given, &["size", "padding"])?;
-                let Some(size) = a.pair(ctx, "size") else {
-                    if a.get("size").is_none() {
-                        ctx.err(codes::MISSING_SETTING, "`random_crop` needs a size", ns, "no size");
-                    }
-                    return None;
-                };
-                Augment::RandomCrop { size, padding: a.int(ctx, "padding", Some(0), 0)? }
-            }
-            "horizontal_flip" => {
-                let a = Args::new(ctx, &name, ns, given, &["p"])?;
-                Augment::HorizontalFlip { p: a.float(ctx, "p", 0.5, 0.0, 1.0)? }
-            }
-            _ => {
-                let a = Args::new(ctx, &name, ns, given, &["mean", "std"])?;
-                let mean = a.floats(ctx, "mean", &[])?;
-                let std = a.floats(ctx, "std", &[])?;
-                if mean.is_empty() || mean.len() != std.len() || std.iter().any(|x| *x <= 0.0) {
-                    ctx.err(
-                        codes::INVALID_SETTING,
-                        "`normalize` needs `mean` and `std` of the same length, with every std above 0",
-                        ns,
-                        "one mean and one std per channel",
-                    );
-                    return None;
-                }
-                Augment::Normalize { mean, std }
-            }
-        });
+        match read_augmentation(ctx, v, s) {
+            Some(a) => out.push(a),
+            None => all_read = false,
+        }
     }
-    Some(out)
+    all_read.then_some(out)
+}
+
+fn read_augmentation(ctx: &mut Ctx<'_>, v: V, s: Span) -> Option<Augment> {
+    let (name, ns, given) = expect_call(
+        ctx,
+        v,
+        s,
+        "augmentation",
+        &["resize", "random_crop", "horizontal_flip", "normalize"],
+    )?;
+    Some(match name.as_str() {
+        "resize" => {
+            let a = Args::new(ctx, &name, ns, given, &["size"])?;
+            let Some(size) = a.pair(ctx, "size") else {
+                if a.get("size").is_none() {
+                    ctx.err(
+                        codes::MISSING_SETTING,
+                        "`resize` needs a size",
+                        ns,
+                        "no size",
+                    );
+                }
+                return None;
+            };
+            Augment::Resize { size }
+        }
+        "random_crop" => {
+            let a = Args::new(ctx, &name, ns, given, &["size", "padding"])?;
+            let Some(size) = a.pair(ctx, "size") else {
+                if a.get("size").is_none() {
+                    ctx.err(
+                        codes::MISSING_SETTING,
+                        "`random_crop` needs a size",
+                        ns,
+                        "no size",
+                    );
+                }
+                return None;
+            };
+            let padding = a.int(ctx, "padding", Some(0), 0)?;
+            if padding > MAX_IMAGE_SIDE {
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    format!(
+                        "`random_crop` padding is {padding}, larger than the {MAX_IMAGE_SIDE} pixels a side nnc allows"
+                    ),
+                    a.span_of("padding"),
+                    format!("at most {MAX_IMAGE_SIDE}"),
+                );
+                return None;
+            }
+            Augment::RandomCrop { size, padding }
+        }
+        "horizontal_flip" => {
+            let a = Args::new(ctx, &name, ns, given, &["p"])?;
+            Augment::HorizontalFlip {
+                p: a.float(ctx, "p", 0.5, 0.0, 1.0)?,
+            }
+        }
+        _ => {
+            let a = Args::new(ctx, &name, ns, given, &["mean", "std"])?;
+            let mean = a.floats(ctx, "mean", &[])?;
+            let std = a.floats(ctx, "std", &[])?;
+            if mean.is_empty() || mean.len() != std.len() || std.iter().any(|x| *x <= 0.0) {
+                ctx.err(
+                    codes::INVALID_SETTING,
+                    "`normalize` needs `mean` and `std` of the same length, with every std above 0",
+                    ns,
+                    "one mean and one std per channel",
+                );
+                return None;
+            }
+            Augment::Normalize { mean, std }
+        }
+    })
 }
 
 pub(super) fn read_early_stopping(
