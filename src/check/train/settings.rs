@@ -679,6 +679,21 @@ pub(super) fn read_augment(ctx: &mut Ctx<'_>, v: V, span: Span) -> Option<Vec<Au
     all_read.then_some(out)
 }
 
+/// The `size` that `resize` and `random_crop` cannot do without: a wrong
+/// one is reported by `Args::pair`, a missing one here.
+fn required_size(ctx: &mut Ctx<'_>, a: &Args, what: &str, at: Span) -> Option<[i64; 2]> {
+    let size = a.pair(ctx, "size");
+    if size.is_none() && a.get("size").is_none() {
+        ctx.err(
+            codes::MISSING_SETTING,
+            format!("`{what}` needs a size"),
+            at,
+            "no size",
+        );
+    }
+    size
+}
+
 fn read_augmentation(ctx: &mut Ctx<'_>, v: V, s: Span) -> Option<Augment> {
     let (name, ns, given) = expect_call(
         ctx,
@@ -690,32 +705,12 @@ fn read_augmentation(ctx: &mut Ctx<'_>, v: V, s: Span) -> Option<Augment> {
     Some(match name.as_str() {
         "resize" => {
             let a = Args::new(ctx, &name, ns, given, &["size"])?;
-            let Some(size) = a.pair(ctx, "size") else {
-                if a.get("size").is_none() {
-                    ctx.err(
-                        codes::MISSING_SETTING,
-                        "`resize` needs a size",
-                        ns,
-                        "no size",
-                    );
-                }
-                return None;
-            };
+            let size = required_size(ctx, &a, "resize", ns)?;
             Augment::Resize { size }
         }
         "random_crop" => {
             let a = Args::new(ctx, &name, ns, given, &["size", "padding"])?;
-            let Some(size) = a.pair(ctx, "size") else {
-                if a.get("size").is_none() {
-                    ctx.err(
-                        codes::MISSING_SETTING,
-                        "`random_crop` needs a size",
-                        ns,
-                        "no size",
-                    );
-                }
-                return None;
-            };
+            let size = required_size(ctx, &a, "random_crop", ns)?;
             let padding = a.int(ctx, "padding", Some(0), 0)?;
             if padding > MAX_IMAGE_SIDE {
                 ctx.err(
