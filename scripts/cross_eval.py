@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Score the weights of a PyTorch fidelity run (scripts/fidelity_torch.py
+--checkpoint FILE) on Fashion-MNIST's test set twice: in PyTorch, and in nnc
+(`nnc infer` on the same resized images, in evaluation mode). Both see the
+same pixels and the same weights, so a difference in test accuracy between
+the two sides of docs/fidelity.md that this script does not reproduce comes
+from training (the draw of weights, split and batches), not from how nnc
+evaluates a network.
+
+    python3 scripts/cross_eval.py densenet --checkpoint runs/torch_densenet.pt \\
+        --data ../shared/data/fashion-mnist --nnc target/release/nnc
+
+Prints one JSON line: each side's test accuracy and loss, how many images
+the two sides classify differently, and the largest logit difference.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fidelity_torch import RECIPES, fashion_mnist, resized  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", choices=sorted(r for r in RECIPES if r != "lenet"))
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fidelity_torch.py")
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--nnc", default="target/release/nnc")
+    p.add_argument("--chunk", type=int, default=1000, help="images per `nnc infer` call")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    r = RECIPES[a.recipe]
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", a.recipe + ".nn")
+
+    c = torch.load(a.checkpoint, weights_only=False)
+    net = r["model"]()
+    net.load_state_dict(c["net"])
+    net.eval()
+    _, _, x_test, y_test = fashion_mnist(a.data)
+
+    torch_logits, nnc_logits = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "weights.safetensors")
+        # nnc reads a state_dict as it is; the batch counters are not weights.
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()
+                   if not k.endswith("num_batches_tracked")}, weights)
+        for i in range(0, len(x_test), a.chunk):
+            x = resized(x_test[i:i + a.chunk], r["resize"])
+            with torch.no_grad():
+                torch_logits.append(net(x))
+            inp, out = os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")
+            np.save(inp, x.numpy().astype(np.float32))
+            run = subprocess.run([a.nnc, "infer", example, "--weights", weights, "--input", inp,
+                                  "--output", out], capture_output=True, text=True)
+            if run.returncode != 0:
+                raise SystemExit(f"nnc infer failed:\n{run.stderr}")
+            nnc_logits.append(torch.from_numpy(np.load(out)))
+    t, n = torch.cat(torch_logits), torch.cat(nnc_logits)
+
+    def score(logits):
+        return dict(accuracy=(logits.argmax(1) == y_test).float().mean().item(),
+                    loss=nn.functional.cross_entropy(logits, y_test).item())
+
+    print(json.dumps(dict(recipe=a.recipe, epoch=c["epoch"], torch=score(t), nnc=score(n),
+                          disagreements=int((t.argmax(1) != n.argmax(1)).sum()),
+                          max_logit_difference=(t - n).abs().max().item())))
+
+
+if __name__ == "__main__":
+    main()
