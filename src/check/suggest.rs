@@ -48,6 +48,22 @@ pub fn foreign_layer(name: &str) -> Option<&'static str> {
     })
 }
 
+/// nnc's name for a parameter that PyTorch or Keras names otherwise
+/// (`kernel_size=`, Keras' `filters=`), and whose name it is.
+pub fn foreign_parameter(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "out_channels" | "out_features" => ("out", "PyTorch's"),
+        "kernel_size" => ("kernel", "PyTorch's"),
+        "negative_slope" => ("slope", "PyTorch's"),
+        "dim" => ("axis", "PyTorch's"),
+        "output_size" => ("size", "PyTorch's"),
+        "filters" | "units" => ("out", "Keras'"),
+        "strides" => ("stride", "Keras'"),
+        "rate" => ("p", "Keras'"),
+        _ => return None,
+    })
+}
+
 /// Levenshtein distance with adjacent transpositions counted as one edit.
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();

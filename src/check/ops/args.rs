@@ -1,7 +1,7 @@
 //! Binding call arguments to a layer's parameters.
 
 use crate::check::dim::Dim;
-use crate::check::suggest::did_you_mean;
+use crate::check::suggest::{did_you_mean, foreign_parameter};
 use crate::check::value::Value;
 use crate::diag::Diagnostic;
 use crate::diag_codes as codes;
@@ -197,7 +197,7 @@ pub fn match_args<T>(
             }
             Some((name, name_span)) => {
                 seen_named = true;
-                let ours = foreign_name(name).and_then(|(ours, whose)| {
+                let ours = foreign_parameter(name).and_then(|(ours, whose)| {
                     Some((ours, whose, names.iter().position(|p| *p == ours)?))
                 });
                 match (names.iter().position(|p| p == name), ours) {
@@ -252,22 +252,6 @@ pub fn match_args<T>(
         slots[index] = Some((value, span));
     }
     (slots, ok)
-}
-
-/// nnc's name for a parameter that PyTorch or Keras names otherwise, and
-/// whose name it is.
-fn foreign_name(name: &str) -> Option<(&'static str, &'static str)> {
-    Some(match name {
-        "out_channels" | "out_features" => ("out", "PyTorch's"),
-        "kernel_size" => ("kernel", "PyTorch's"),
-        "negative_slope" => ("slope", "PyTorch's"),
-        "dim" => ("axis", "PyTorch's"),
-        "output_size" => ("size", "PyTorch's"),
-        "filters" | "units" => ("out", "Keras'"),
-        "strides" => ("stride", "Keras'"),
-        "rate" => ("p", "Keras'"),
-        _ => return None,
-    })
 }
 
 pub fn bind_generic<P: Slot>(
