@@ -20,10 +20,11 @@ shuffle. Plain SGD recipes only (densenet, googlenet, nin).
 
 Prints PyTorch's loss (compare it with the train loss `nnc run` printed),
 then how far nnc's update (after minus before) is from PyTorch's in
-float64, relative to the tensor's largest update, beside the same for
-PyTorch's own float32 step: float32 cannot do better than about PyTorch's
-figure (where updates are tiny beside the weights, rounding `w - lr * g`
-alone is a large part of an update), so nnc's is compared with it.
+float64, relative to the tensor's largest update and in norm, beside the
+same for PyTorch's own float32 step: float32 cannot do better than about
+PyTorch's figure (where updates are tiny beside the weights, rounding
+`w - lr * g` alone is a large part of an update), so nnc's is compared
+with it. Batch norm's running statistics are compared the same way.
 """
 
 import argparse
@@ -71,25 +72,45 @@ def main():
     ours = {k: v.double().numpy() for k, v in load_file(a.nnc).items()}
     exact, theirs = after[torch.float64], after[torch.float32]
     # Each side's update against float64's, relative to the tensor's largest
-    # update: PyTorch's own float32 error is the yardstick for nnc's.
-    worst = {"nnc": (0.0, None), "PyTorch float32": (0.0, None)}
+    # update: PyTorch's own float32 error is the yardstick for nnc's. Beside
+    # it, the error's norm relative to the update's norm: noise spread over
+    # a whole tensor (a float32 sum drifting) shows there, where one bad
+    # element does not stand out.
+    sides = ("nnc", "PyTorch float32")
+    worst = {side: (0.0, None) for side in sides}
+    worst_norm = {side: (0.0, None) for side in sides}
+    skipped = []
     for k, w in before.items():
         if k.endswith("num_batches_tracked"):
             continue
         if k not in ours:
             raise SystemExit(f"`{k}` is not in {a.nnc}")
         w = w.double().numpy()
-        scale = max(np.abs(exact[k] - w).max(), 1e-30)
-        errors = {}
-        for side, got in (("nnc", ours[k]), ("PyTorch float32", theirs[k])):
+        scale = np.abs(exact[k] - w).max()
+        if scale < 8 * np.finfo(np.float32).eps * max(np.abs(w).max(), 1e-30):
+            # An update under 8 float32 steps of the weights (a bias before
+            # batch norm, whose gradient is zero but for rounding): float32
+            # cannot hold it, on either side, so there is nothing to compare.
+            skipped.append(k)
+            continue
+        norm = np.linalg.norm(exact[k] - w)
+        errors, norms = {}, {}
+        for side, got in zip(sides, (ours[k], theirs[k])):
             errors[side] = np.abs(got - exact[k]).max() / scale
+            norms[side] = np.linalg.norm(got - exact[k]) / norm
             worst[side] = max(worst[side], (errors[side], k))
+            worst_norm[side] = max(worst_norm[side], (norms[side], k))
         if errors["nnc"] > a.show:
-            print(f"  {k}: nnc {errors['nnc']:.3g}, PyTorch float32 "
-                  f"{errors['PyTorch float32']:.3g} (largest update {scale:.3g})")
-    for side, (err, k) in worst.items():
+            print(f"  {k}: nnc {errors['nnc']:.3g} (norm {norms['nnc']:.3g}), PyTorch float32 "
+                  f"{errors['PyTorch float32']:.3g} (norm {norms['PyTorch float32']:.3g}), "
+                  f"largest update {scale:.3g}")
+    if skipped:
+        print(f"{len(skipped)} tensors with updates below float32's resolution, not compared: "
+              + ", ".join(skipped))
+    for side in sides:
+        (err, k), (nerr, nk) = worst[side], worst_norm[side]
         print(f"{side}: largest error of an update against float64, relative to the "
-              f"tensor's largest update: {err:.3g} ({k})")
+              f"tensor's largest update: {err:.3g} ({k}); in norm: {nerr:.3g} ({nk})")
 
 
 if __name__ == "__main__":
