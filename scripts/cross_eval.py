@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Score the weights of a PyTorch fidelity run (scripts/fidelity_torch.py
---checkpoint FILE) on Fashion-MNIST's test set twice: in PyTorch, and in nnc
-(`nnc infer` on the same resized images, in evaluation mode). Both see the
-same pixels and the same weights, so a difference in test accuracy between
-the two sides of docs/fidelity.md that this script does not reproduce comes
-from training (the draw of weights, split and batches), not from how nnc
-evaluates a network.
+"""Score the weights of a fidelity run on Fashion-MNIST's test set twice:
+in PyTorch, and in nnc (`nnc infer` on the same resized images, in
+evaluation mode). The weights are either a PyTorch run's
+(scripts/fidelity_torch.py --checkpoint FILE.pt) or an nnc run's
+(`nnc run --checkpoint-dir DIR`: DIR/last.safetensors, loaded into the
+book's PyTorch model). Both see the same pixels and the same weights, so a
+difference in test accuracy between the two sides of docs/fidelity.md that
+this script does not reproduce comes from training (the draw of weights,
+split and batches), not from how nnc evaluates a network.
 
     python3 scripts/cross_eval.py densenet --checkpoint runs/torch_densenet.pt \\
         --data ../shared/data/fashion-mnist --nnc target/release/nnc
+    python3 scripts/cross_eval.py densenet --checkpoint runs/densenet/last.safetensors ...
 
 Prints one JSON line: each side's test accuracy and loss, how many images
 the two sides classify differently, and the largest logit difference.
@@ -23,7 +26,7 @@ import tempfile
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +36,8 @@ from fidelity_torch import RECIPES, fashion_mnist, resized  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", choices=sorted(r for r in RECIPES if r != "lenet"))
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fidelity_torch.py")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint written by fidelity_torch.py (.pt), or an nnc run's .safetensors")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--nnc", default="target/release/nnc")
     p.add_argument("--chunk", type=int, default=1000, help="images per `nnc infer` call")
@@ -43,9 +47,20 @@ def main():
     r = RECIPES[a.recipe]
     example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", a.recipe + ".nn")
 
-    c = torch.load(a.checkpoint, weights_only=False)
     net = r["model"]()
-    net.load_state_dict(c["net"])
+    if a.checkpoint.endswith(".safetensors"):
+        # nnc's checkpoint: the same keys, without the batch counters.
+        epoch = None
+        net(torch.zeros(1, 1, r["resize"], r["resize"]))  # the book's lazy layers
+        missing, unexpected = net.load_state_dict(load_file(a.checkpoint), strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise SystemExit(f"{a.checkpoint} does not fit the book's {a.recipe}: "
+                             f"missing {missing}, unexpected {unexpected}")
+    else:
+        c = torch.load(a.checkpoint, weights_only=False)
+        epoch = c["epoch"]
+        net.load_state_dict(c["net"])
     net.eval()
     _, _, x_test, y_test = fashion_mnist(a.data)
 
@@ -72,7 +87,7 @@ def main():
         return dict(accuracy=(logits.argmax(1) == y_test).float().mean().item(),
                     loss=nn.functional.cross_entropy(logits, y_test).item())
 
-    print(json.dumps(dict(recipe=a.recipe, epoch=c["epoch"], torch=score(t), nnc=score(n),
+    print(json.dumps(dict(recipe=a.recipe, epoch=epoch, torch=score(t), nnc=score(n),
                           disagreements=int((t.argmax(1) != n.argmax(1)).sum()),
                           max_logit_difference=(t - n).abs().max().item())))
 
