@@ -436,15 +436,28 @@ impl<'p> Checker<'p> {
         let params = op.params(&path);
         if !params.is_empty() {
             if let Some(&prev) = self.layer_paths.get(&path) {
-                self.emit(
-                    Diagnostic::error(
-                        codes::DUPLICATE_LAYER_NAME,
-                        format!("two layers are named `{path}`, so their parameters would collide"),
-                    )
-                    .at(span, "second layer with this name")
-                    .with_label(prev, "first layer with this name")
-                    .with_help("give one of them another name with `as`"),
+                let error = Diagnostic::error(
+                    codes::DUPLICATE_LAYER_NAME,
+                    format!("two layers are named `{path}`, so their parameters would collide"),
                 );
+                // One step that runs twice (a loop, `repeat`, or a block
+                // called twice under one name) would get two labels on the
+                // same span, "first" and "second", which explains nothing.
+                let error = if prev == span {
+                    error
+                        .at(span, "this step runs more than once under this name")
+                        .with_help(
+                            "a loop, a `repeat` or a block used twice under one name runs it \
+                             again: make the name differ each time, as `as \"c{i}\"` does with \
+                             a loop variable",
+                        )
+                } else {
+                    error
+                        .at(span, "second layer with this name")
+                        .with_label(prev, "first layer with this name")
+                        .with_help("give one of them another name with `as`")
+                };
+                self.emit(error);
                 return None;
             }
             self.layer_paths.insert(path.clone(), span);
