@@ -210,22 +210,80 @@ fn lint_body(stmts: &[Stmt], out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Warns about a value bound in a loop's body that nothing reads: not the
-/// body (in this iteration or the next), nor what follows the loop.
+/// Warns about a value bound in a loop's body whose value nothing reads:
+/// not the rest of its iteration, nor the next iteration before binding it
+/// again, nor (for the last iteration's value) what follows the loop. The
+/// second case is the usual slip when threading a value: `y = x -> layer`
+/// in the body, where `x = x -> layer` was meant, builds one layer per
+/// iteration and keeps only the last.
 fn lint_loop(body: &[Stmt], after: &[String], out: &mut Vec<Diagnostic>) {
     let mut uses = after.to_vec();
     for s in body {
         stmt_uses(s, &mut uses);
     }
-    for s in body {
+    for (i, s) in body.iter().enumerate() {
         match s {
-            Stmt::Let { name, .. } if !uses.contains(&name.name) && !name.name.starts_with('_') => {
-                out.push(unused(&name.name, name.span, "value"))
+            Stmt::Let { name, .. } if !name.name.starts_with('_') => {
+                match next_read(body, i, &name.name) {
+                    NextRead::Read => {}
+                    NextRead::RebindsInIteration => {
+                        out.push(unused(&name.name, name.span, "value"))
+                    }
+                    NextRead::RebindsNextIteration if after.contains(&name.name) => {
+                        out.push(overwritten_in_loop(&name.name, name.span))
+                    }
+                    NextRead::RebindsNextIteration => {
+                        out.push(unused(&name.name, name.span, "value"))
+                    }
+                }
             }
             Stmt::For { body: inner, .. } => lint_loop(inner, &uses, out),
             _ => {}
         }
     }
+}
+
+/// What happens first to the value `body[at]` binds to `name`: read, or
+/// bound again in the same iteration or in the next one. The statement at
+/// `at` comes last of all, read before it binds (`x = concat(x, y)`). A
+/// binding inside a nested loop does not count as one (the loop may run no
+/// times), its reads do.
+enum NextRead {
+    Read,
+    RebindsInIteration,
+    RebindsNextIteration,
+}
+
+fn next_read(body: &[Stmt], at: usize, name: &str) -> NextRead {
+    let rest = body[at + 1..]
+        .iter()
+        .map(|s| (s, NextRead::RebindsInIteration));
+    let next = body[..=at]
+        .iter()
+        .map(|s| (s, NextRead::RebindsNextIteration));
+    for (s, rebinding) in rest.chain(next) {
+        let mut reads = Vec::new();
+        stmt_uses(s, &mut reads);
+        if reads.iter().any(|r| r == name) {
+            return NextRead::Read;
+        }
+        if matches!(s, Stmt::Let { name: n, .. } if n.name == name) {
+            return rebinding;
+        }
+    }
+    // Unreachable in practice: `body[at]` binds `name`.
+    NextRead::Read
+}
+
+fn overwritten_in_loop(name: &str, span: Span) -> Diagnostic {
+    Diagnostic::warning(
+        codes::UNUSED_VALUE,
+        format!("only the last iteration's `{name}` is ever read"),
+    )
+    .at(span, "overwritten by the next iteration")
+    .with_help(format!(
+        "each iteration binds `{name}` again before reading it; to chain the iterations, bind the value the loop reads (`x = x -> ...`), or name it `_{name}` if only the last is meant"
+    ))
 }
 
 fn unused(name: &str, span: Span, what: &str) -> Diagnostic {
