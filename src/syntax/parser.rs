@@ -211,6 +211,11 @@ fn syntax_help(text: &str, pos: usize, found: &str) -> Option<String> {
     let line_rest = text[pos..].lines().next().unwrap_or("");
     let line_rest = line_rest.split("//").next().unwrap_or("").trim_end();
     match found {
+        _ if inside_name_hole(text, pos) => Some(
+            "a `{` in a layer name starts a value that ends at `}`, as in `as \"b{i + 2}\"`; \
+             a name cannot contain braces"
+                .into(),
+        ),
         _ if word_before == "import" && line_rest.contains("::") => {
             let path = line_rest
                 .split("::")
@@ -282,6 +287,18 @@ fn tuple_help(text: &str, pos: usize) -> String {
         ),
         _ => generic,
     }
+}
+
+/// Whether `pos` is inside a `{` of a computed layer name (`as "b{i"`)
+/// that is not closed yet. Names are on one line, so the line is enough.
+fn inside_name_hole(text: &str, pos: usize) -> bool {
+    let line_start = text[..pos].rfind('\n').map_or(0, |n| n + 1);
+    let line = &text[line_start..pos];
+    let Some(name_start) = line.rfind("as \"") else {
+        return false;
+    };
+    let name = &line[name_start + 4..];
+    name.matches('{').count() > name.matches('}').count()
 }
 
 /// Whether the innermost bracket open at `pos` is the `{` of a `for` loop
