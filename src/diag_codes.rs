@@ -30,7 +30,8 @@ pub const UNKNOWN_IMPORT: &str = "E0204";
 pub const IMPORT_CYCLE: &str = "E0205";
 /// A block that uses itself, directly or through others.
 pub const RECURSIVE_BLOCK: &str = "E0206";
-/// Two layers whose parameters would have the same name.
+/// Two layers whose parameters would have the same name, or a layer named
+/// as the scope of another (`features.0` and `features.0.0`).
 pub const DUPLICATE_LAYER_NAME: &str = "E0207";
 /// A value defined twice in one body.
 pub const DUPLICATE_VALUE: &str = "E0208";

@@ -103,6 +103,11 @@ pub struct Checker<'p> {
     frames: Vec<Frame>,
     /// Parameter-holding layer paths, for duplicate names.
     layer_paths: HashMap<String, Span>,
+    /// Every scope above a parameter-holding layer (`layer1`, `layer1.0`
+    /// for `layer1.0.conv1`), with that first layer's path and span: a
+    /// layer may not take a scope's name, as PyTorch's module tree cannot
+    /// hold both.
+    scope_paths: HashMap<String, (String, Span)>,
     /// Definitions expanded at least once.
     pub instantiated: HashSet<DefId>,
     /// Set when checking a block on its own with symbolic arguments: what
@@ -123,6 +128,7 @@ impl<'p> Checker<'p> {
             model: Model::default(),
             frames: Vec::new(),
             layer_paths: HashMap::new(),
+            scope_paths: HashMap::new(),
             instantiated: HashSet::new(),
             lenient: false,
             aborted: false,
@@ -165,6 +171,7 @@ impl<'p> Checker<'p> {
             ..Model::default()
         };
         self.layer_paths.clear();
+        self.scope_paths.clear();
         let span = d.name.span;
         let out = self.instantiate(def, args, InputSource::Entry(input), String::new(), span);
         self.model.output = out.map(|t| t.id);
@@ -194,6 +201,7 @@ impl<'p> Checker<'p> {
         self.lenient = true;
         self.model = Model::default();
         self.layer_paths.clear();
+        self.scope_paths.clear();
         let span = d.name.span;
         self.instantiate(def, args, InputSource::Entry(None), String::new(), span);
         self.lenient = false;

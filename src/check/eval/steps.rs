@@ -413,6 +413,44 @@ impl<'p> Checker<'p> {
         self.add_layer(path, op, vec![input.id], shape, span)
     }
 
+    /// A layer named as a scope that already holds layers, or inside a
+    /// scope named as an existing layer (`features.0` a convolution, and
+    /// `features.0.0` another): distinct parameter names, but no PyTorch
+    /// module can be both a layer and the container of another.
+    fn layer_inside_layer(&self, path: &str, span: Span) -> Option<Diagnostic> {
+        let (outer, outer_span, inner, inner_span) =
+            if let Some((inner, inner_span)) = self.scope_paths.get(path) {
+                (path, span, inner.as_str(), *inner_span)
+            } else {
+                let outer = path
+                    .match_indices('.')
+                    .map(|(dot, _)| &path[..dot])
+                    .find(|scope| self.layer_paths.contains_key(*scope))?;
+                (outer, self.layer_paths[outer], path, span)
+            };
+        let error = Diagnostic::error(
+            codes::DUPLICATE_LAYER_NAME,
+            format!("`{outer}` names a layer and also the scope that holds `{inner}`"),
+        )
+        .at(span, "this layer's name collides")
+        .with_help(
+            "PyTorch cannot load these parameters: a module is a layer or a container, \
+             not both; give one of them another name with `as`",
+        );
+        let other = if span == outer_span {
+            inner_span
+        } else {
+            outer_span
+        };
+        Some(if other == span {
+            error
+        } else if other == outer_span {
+            error.with_label(other, format!("the layer `{outer}`"))
+        } else {
+            error.with_label(other, format!("`{inner}`, inside `{outer}`"))
+        })
+    }
+
     pub(super) fn add_layer(
         &mut self,
         path: String,
@@ -460,7 +498,16 @@ impl<'p> Checker<'p> {
                 self.emit(error);
                 return None;
             }
+            if let Some(error) = self.layer_inside_layer(&path, span) {
+                self.emit(error);
+                return None;
+            }
             self.layer_paths.insert(path.clone(), span);
+            for (dot, _) in path.match_indices('.') {
+                self.scope_paths
+                    .entry(path[..dot].to_string())
+                    .or_insert_with(|| (path.clone(), span));
+            }
         }
         if params
             .iter()
