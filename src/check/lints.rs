@@ -226,13 +226,10 @@ fn lint_loop(body: &[Stmt], after: &[String], out: &mut Vec<Diagnostic>) {
             Stmt::Let { name, .. } if !name.name.starts_with('_') => {
                 match next_read(body, i, &name.name) {
                     NextRead::Read => {}
-                    NextRead::RebindsInIteration => {
-                        out.push(unused(&name.name, name.span, "value"))
-                    }
                     NextRead::RebindsNextIteration if after.contains(&name.name) => {
                         out.push(overwritten_in_loop(&name.name, name.span))
                     }
-                    NextRead::RebindsNextIteration => {
+                    NextRead::RebindsInIteration | NextRead::RebindsNextIteration => {
                         out.push(unused(&name.name, name.span, "value"))
                     }
                 }

@@ -418,15 +418,28 @@ impl<'p> Checker<'p> {
     /// `features.0.0` another): distinct parameter names, but no PyTorch
     /// module can be both a layer and the container of another.
     fn layer_inside_layer(&self, path: &str, span: Span) -> Option<Diagnostic> {
-        let (outer, outer_span, inner, inner_span) =
+        // The new layer is either the outer one (a scope of that name holds
+        // layers already) or the inner one (inside an existing layer's
+        // name); the label goes on the other.
+        let (outer, inner, other, other_label) =
             if let Some((inner, inner_span)) = self.scope_paths.get(path) {
-                (path, span, inner.as_str(), *inner_span)
+                (
+                    path,
+                    inner.as_str(),
+                    *inner_span,
+                    format!("`{inner}`, inside `{path}`"),
+                )
             } else {
                 let outer = path
                     .match_indices('.')
                     .map(|(dot, _)| &path[..dot])
                     .find(|scope| self.layer_paths.contains_key(*scope))?;
-                (outer, self.layer_paths[outer], path, span)
+                (
+                    outer,
+                    path,
+                    self.layer_paths[outer],
+                    format!("the layer `{outer}`"),
+                )
             };
         let error = Diagnostic::error(
             codes::DUPLICATE_LAYER_NAME,
@@ -437,17 +450,10 @@ impl<'p> Checker<'p> {
             "PyTorch cannot load these parameters: a module is a layer or a container, \
              not both; give one of them another name with `as`",
         );
-        let other = if span == outer_span {
-            inner_span
-        } else {
-            outer_span
-        };
         Some(if other == span {
             error
-        } else if other == outer_span {
-            error.with_label(other, format!("the layer `{outer}`"))
         } else {
-            error.with_label(other, format!("`{inner}`, inside `{outer}`"))
+            error.with_label(other, other_label)
         })
     }
 
