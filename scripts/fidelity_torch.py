@@ -23,7 +23,7 @@ Recipes (each mirrors its file in examples/):
          layers are still lazy, which changes nothing.
 
 Pixels are scaled to [0, 1] as nnc does; the last partial batch is kept
-(nnc's steps per epoch round up). Prints one JSON line per epoch, then one
+(nnc's steps per epoch round up). Prints the machine, one JSON line per epoch, then one
 with the test accuracy and the wall-clock seconds of the whole run (data
 loading included, as `nnc run` reports it).
 """
@@ -55,6 +55,21 @@ def idx(path):
     dims = data[3]
     shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def machine(threads):
+    """The CPU as `nnc run` prints it (src/host.rs): sittings do not always
+    get the same one, and an epoch's seconds mean little without it."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f.read().split("\n\n")[0].splitlines():
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    family = f"family {fields['cpu family']} model {fields['model']}, " if "cpu family" in fields else ""
+    return f"{fields.get('model name', os.uname().machine)} ({family}torch {torch.__version__}), {threads} threads"
 
 
 def find(folder, stem):
@@ -131,6 +146,7 @@ def main():
     if a.epochs:
         r["epochs"] = a.epochs
     torch.set_num_threads(a.threads)
+    print(json.dumps({"machine": machine(a.threads)}), flush=True)
     torch.manual_seed(a.seed)
     start = time.perf_counter()
     x, y, x_test, y_test = fashion_mnist(a.data)

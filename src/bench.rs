@@ -43,6 +43,9 @@ pub struct Report {
     /// What the backend holds for the graph besides the state (its values
     /// as it allocates them, outputs and scratch), when it says.
     pub allocated_bytes: Option<usize>,
+    /// The machine it ran on (figures from different CPUs differ by
+    /// twice and more: `host`).
+    pub machine: crate::host::Host,
 }
 
 /// The benchmark's optimizer: SGD with momentum, as in the issue's figures
@@ -161,6 +164,7 @@ pub fn run(loaded: &LoadedModel, backend: &dyn Backend, opts: &Options) -> Resul
         live_bytes: plan.live_bytes,
         total_bytes: plan.total_bytes,
         allocated_bytes,
+        machine: crate::host::Host::this(),
     })
 }
 
@@ -204,6 +208,7 @@ impl Report {
             "live_bytes": self.live_bytes,
             "total_bytes": self.total_bytes,
             "allocated_bytes": self.allocated_bytes,
+            "machine": self.machine.to_string(),
         })
     }
 
@@ -217,6 +222,7 @@ impl Report {
         });
         let text = format!(
             "{} {} {:?} on the {} backend: {:.0} images/s (median step {:.2} ms of {}, {:.2}..{:.2}); compile {:.1} ms\n\
+             machine: {}\n\
              memory of the values: {} planned (at most {} alive at once), {} without reuse\n",
             self.network,
             self.mode.name(),
@@ -228,6 +234,7 @@ impl Report {
             self.step_ms_min,
             self.step_ms_max,
             self.compile_ms,
+            self.machine,
             show_bytes(self.peak_bytes),
             show_bytes(self.live_bytes),
             show_bytes(self.total_bytes)

@@ -25,6 +25,7 @@ pub mod diag_codes;
 pub mod driver;
 pub mod format;
 pub mod glob;
+pub mod host;
 pub mod ir;
 pub mod kernel;
 pub mod lsp;

@@ -134,7 +134,8 @@ enum Command {
     /// early stopping of the training section, evaluates on the validation
     /// split every epoch and on the test set at the end, and writes
     /// metrics and checkpoints (last.safetensors and best.safetensors, each
-    /// written atomically). Flags override the file.
+    /// written atomically). Flags override the file. It names the machine
+    /// first, so that epoch times can be told apart by CPU.
     Run(RunArgs),
     /// Measure a model's throughput on a backend: compile once, warm up, then
     /// the median of timed steps on one fixed random batch.
@@ -143,6 +144,8 @@ enum Command {
     /// the time to lower, optimize and compile the graph, and the memory
     /// of its values as planned (buffers reused by liveness), at most alive
     /// at once, and without reuse. Parameters and state are not counted.
+    /// It names the machine (CPU, family and model, widest vectors,
+    /// threads): figures from different CPUs are not comparable.
     Bench(BenchArgs),
     /// Run a model on a batch of inputs, in evaluation mode.
     ///

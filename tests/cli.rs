@@ -580,6 +580,12 @@ fn bench_reports_throughput_compile_time_and_memory() {
         assert_eq!(v["mode"], mode);
         assert_eq!(v["steps"], 2);
         assert_eq!(v["input_shape"], serde_json::json!([4, 1, 28, 28]));
+        // The figure names its machine: CPU and threads.
+        let machine = v["machine"].as_str().unwrap();
+        assert!(
+            machine.ends_with(" threads") || machine.ends_with(" thread"),
+            "{v}"
+        );
     }
     // The summary reports the planned memory of both graphs.
     let o = nnc(&["summary", "examples/lenet.nn", "--json"]);

@@ -97,6 +97,12 @@ fn training_learns_and_writes_metrics_and_checkpoints() {
         &[],
     ));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Before the first epoch: what runs, and on which machine (epoch
+    // times mean little without the CPU).
+    let log = stderr(&o);
+    let mut lines = log.lines();
+    assert!(lines.next().unwrap().starts_with("training `"), "{log}");
+    assert!(lines.next().unwrap().starts_with("machine: "), "{log}");
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = metrics
         .lines()

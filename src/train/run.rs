@@ -191,14 +191,16 @@ pub fn run(probe: &LoadedModel, cfg: &TrainConfig, opts: &RunOptions) -> Result<
     say(
         opts,
         format!(
-            "training `{}` on {} images ({} for validation), {} epochs of {steps_per_epoch} steps, batch {batch_size}, {} backend",
+            "training `{}` on {} images ({} for validation), {} epoch{} of {steps_per_epoch} steps, batch {batch_size}, {} backend",
             cfg.network,
             splits.train.len(),
             splits.val.as_ref().map_or(0, |v| v.len()),
             epochs,
+            if epochs == 1 { "" } else { "s" },
             backend.name()
         ),
     );
+    say(opts, format!("machine: {}", crate::host::Host::this()));
     let session = Session::new(
         backend.as_ref(),
         probe,
