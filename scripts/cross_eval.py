@@ -14,7 +14,9 @@ split and batches), not from how nnc evaluates a network.
     python3 scripts/cross_eval.py densenet --checkpoint runs/densenet/last.safetensors ...
 
 Prints one JSON line: each side's test accuracy and loss, how many images
-the two sides classify differently, and the largest logit difference.
+the two sides classify differently, the largest logit difference, and per
+class the test accuracy and the share of images on which its logit is
+exactly 0 (a dead last channel, where the logits come out of a ReLU).
 """
 
 import argparse
@@ -87,9 +89,18 @@ def main():
         return dict(accuracy=(logits.argmax(1) == y_test).float().mean().item(),
                     loss=nn.functional.cross_entropy(logits, y_test).item())
 
+    # Per class (PyTorch's logits; nnc's agree): the share of its test
+    # images classified right, and the share of all test images on which
+    # its logit is exactly 0. NiN's logits come out of a ReLU, so a class
+    # whose last channel has died is 0 everywhere and cannot be learned
+    # back: a run that loses one is capped, whichever side it trains on.
+    recall = [round((t.argmax(1)[y_test == k] == k).float().mean().item(), 4)
+              for k in range(t.shape[1])]
+    zero = [round((t[:, k] == 0).float().mean().item(), 4) for k in range(t.shape[1])]
     print(json.dumps(dict(recipe=a.recipe, epoch=epoch, torch=score(t), nnc=score(n),
                           disagreements=int((t.argmax(1) != n.argmax(1)).sum()),
-                          max_logit_difference=(t - n).abs().max().item())))
+                          max_logit_difference=(t - n).abs().max().item(),
+                          class_accuracy=recall, logit_zero_share=zero)))
 
 
 if __name__ == "__main__":

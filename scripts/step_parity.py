@@ -6,12 +6,15 @@ For when a recipe trains differently on the two sides (a long plateau, a
 gap in accuracy): any weights will do, a checkpoint of the run in question
 best. The batch is the first BATCH training images, which `nnc run --limit`
 takes too; with no validation split they form one step whatever the
-shuffle. Plain SGD recipes only (densenet, googlenet, nin).
+shuffle. Plain SGD recipes only (densenet, googlenet, nin). Dropout is
+off on both sides, since the two cannot draw the same masks: NiN's file
+needs `dropout(0)` for its `dropout(0.5)` (the third `-e` below).
 
     # nnc's side: the example with `init` set to the weights and no
     # validation split, one step
     sed -e 's#^\\(\\s*\\)initializer = .*#\\1init = "W.safetensors"#' \\
         -e 's#fashion_mnist(validation=0.1)#fashion_mnist()#' \\
+        -e 's#dropout(0.5)#dropout(0)#' \\
         examples/googlenet.nn > /tmp/step.nn   # densenet.nn: add the init line
     nnc run /tmp/step.nn --data DATA --limit 128 --epochs 1 --checkpoint-dir /tmp/step
     # PyTorch's side, and the comparison
@@ -62,6 +65,9 @@ def main():
         net.load_state_dict(before)
         net = net.to(dtype)
         net.train()
+        for m in net.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0  # as `dropout(0)` on nnc's side: masks cannot match
         loss = nn.functional.cross_entropy(net(xb.to(dtype)), yb)
         loss.backward()
         with torch.no_grad():
