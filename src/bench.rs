@@ -43,8 +43,8 @@ pub struct Report {
     /// What the backend holds for the graph besides the state (its values
     /// as it allocates them, outputs and scratch), when it says.
     pub allocated_bytes: Option<usize>,
-    /// The machine it ran on (figures from different CPUs differ by
-    /// twice and more: `host`).
+    /// The machine it ran on (figures from different CPUs differ by up
+    /// to twice: `host`).
     pub machine: crate::host::Host,
 }
 

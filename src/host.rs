@@ -2,10 +2,12 @@
 //! it.
 //!
 //! Why: the sittings whose figures docs/perf.md and docs/fidelity.md record
-//! do not always get the same CPU. An AVX-512 product runs at twice the
-//! rate on a core with 512-bit FMA units (AMD family 26) as on one that
-//! splits them into 256-bit halves (family 25), so an images-per-second
-//! figure without its CPU cannot be compared with another one.
+//! do not always get the same CPU. An AVX-512 product can run at twice
+//! the rate on a core with 512-bit FMA units (AMD family 26) as on one
+//! that splits them into 256-bit halves (family 25); NiN's training step
+//! measured 56 images a second on the one and 30 on the other
+//! (docs/perf.md), so an images-per-second figure without its CPU cannot
+//! be compared with another one.
 
 use std::fmt;
 
