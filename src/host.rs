@@ -20,7 +20,8 @@ pub struct Host {
     /// x86-64 family and model numbers, which tell CPU generations apart
     /// where the name does not (a virtual machine's "AMD EPYC").
     pub family_model: Option<(u32, u32)>,
-    /// The widest vectors with FMA the CPU has, as the products use them.
+    /// The widest vector instructions the CPU has among those the
+    /// products use (AVX-512, else AVX2 with FMA, else SSE2).
     pub vectors: &'static str,
     pub threads: usize,
 }
