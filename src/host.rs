@@ -35,9 +35,15 @@ impl Host {
             name: name.unwrap_or_else(|| std::env::consts::ARCH.to_string()),
             family_model,
             vectors: vectors(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: threads(),
         }
     }
+}
+
+/// The hardware threads the cpu backend spreads its work over: one pool
+/// thread and one product part per thread (1 where the system cannot say).
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl fmt::Display for Host {

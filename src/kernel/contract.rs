@@ -226,9 +226,7 @@ const DIRECT_SLICES: usize = 16;
 /// 16 by 5-10 % on ResNet-18's training step (docs/perf.md). The schedule
 /// is made for the machine it runs on, like the rest of a JIT's output.
 fn product_parts() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(16)
+    crate::host::threads().min(16)
 }
 
 /// The most floats of patch gradients one thread's block holds

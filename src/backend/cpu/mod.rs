@@ -46,7 +46,7 @@ impl Backend for Cpu {
             state,
             entries: Vec::new(),
             state_version: 0,
-            pool: threads::Pool::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            pool: threads::Pool::new(crate::host::threads()),
         })
     }
 }
